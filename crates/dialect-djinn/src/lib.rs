@@ -1,0 +1,1 @@
+//! tintype-djinn

@@ -1,0 +1,1 @@
+//! `tintype probe` and `tintype render` (owned by the media work).
