@@ -1,1 +1,40 @@
-//! tintype-store
+//! tintype-store: the storage backends behind tintype-core's interfaces.
+//!
+//! - [`SqlCatalog`]: the catalog over SQLite (embedded, WAL mode) or
+//!   PostgreSQL (several nodes). One implementation serves both through
+//!   sqlx's `Any` driver: the SQL is written once with `?` placeholders and
+//!   the few statements that must differ (claiming a job with `FOR UPDATE
+//!   SKIP LOCKED`) branch on the backend. Each backend keeps its own
+//!   numbered migrations under `migrations/{sqlite,postgres}`.
+//! - [`DirBlobStore`]: content-addressed blobs in a local directory
+//!   (`sha256/ab/cd/abcd…`), written by fsync + atomic rename.
+//! - [`open_catalog`] / [`open_blob_store`]: choose a backend from a URL.
+
+mod dir;
+mod sql;
+
+pub use dir::DirBlobStore;
+pub use sql::SqlCatalog;
+
+use std::path::Path;
+use std::sync::Arc;
+use tintype_core::{BlobStore, Catalog, CatalogError};
+
+/// Opens the catalog named by `url` (`sqlite://PATH` or `postgres://…`)
+/// and brings its schema up to date.
+pub async fn open_catalog(url: &str) -> Result<Arc<dyn Catalog>, CatalogError> {
+    Ok(Arc::new(SqlCatalog::connect(url).await?))
+}
+
+/// Opens the blob store named by `spec`: a directory path (optionally
+/// `file://`), or an `s3://` URL.
+pub async fn open_blob_store(spec: &str) -> Result<Arc<dyn BlobStore>, String> {
+    if spec.starts_with("s3://") {
+        return Err("the S3 blob store is not built yet; use a directory".into());
+    }
+    let path = spec.strip_prefix("file://").unwrap_or(spec);
+    let store = DirBlobStore::open(Path::new(path))
+        .await
+        .map_err(|e| format!("blob directory {path}: {e}"))?;
+    Ok(Arc::new(store))
+}

@@ -1,0 +1,155 @@
+use crate::model::*;
+use async_trait::async_trait;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum CatalogError {
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    #[error("migration failed: {0}")]
+    Migration(String),
+}
+
+/// The expected outcome of an insert that found its key taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlreadyExists;
+
+/// Position in a newest-first listing of images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageCursor {
+    pub created_at_ms: i64,
+    pub seq: i64,
+}
+
+/// The source of truth for what exists. Implemented for SQLite and
+/// PostgreSQL; every implementation passes the same conformance suite.
+#[async_trait]
+pub trait Catalog: Send + Sync {
+    fn backend_name(&self) -> &'static str;
+    async fn ping(&self) -> Result<(), CatalogError>;
+
+    // users
+    async fn create_user(
+        &self,
+        name: &str,
+        email: Option<&str>,
+        webhook_secret: &str,
+    ) -> Result<Result<User, AlreadyExists>, CatalogError>;
+    async fn user_by_id(&self, id: UserId) -> Result<Option<User>, CatalogError>;
+    async fn user_by_name(&self, name: &str) -> Result<Option<User>, CatalogError>;
+    async fn list_users(&self) -> Result<Vec<User>, CatalogError>;
+    async fn count_users(&self) -> Result<i64, CatalogError>;
+    async fn set_quota(&self, id: UserId, images_per_day: i64) -> Result<bool, CatalogError>;
+    async fn set_profile_image(
+        &self,
+        id: UserId,
+        image_id: Option<&str>,
+    ) -> Result<bool, CatalogError>;
+
+    // tokens
+    async fn create_token(
+        &self,
+        token: &Token,
+        secret_hash: &str,
+    ) -> Result<(), CatalogError>;
+    async fn token_by_hash(&self, secret_hash: &str) -> Result<Option<Token>, CatalogError>;
+    async fn list_tokens(&self, user: UserId) -> Result<Vec<Token>, CatalogError>;
+    async fn revoke_token(&self, token_id: &str) -> Result<bool, CatalogError>;
+
+    // images
+    async fn insert_image(&self, image: &NewImage) -> Result<Image, CatalogError>;
+    async fn image_by_id(&self, id: &str) -> Result<Option<Image>, CatalogError>;
+    async fn image_by_seq(&self, seq: i64) -> Result<Option<Image>, CatalogError>;
+    /// The owner's images, newest first, strictly after the cursor.
+    async fn list_images(
+        &self,
+        owner: UserId,
+        after: Option<ImageCursor>,
+        limit: i64,
+    ) -> Result<Vec<Image>, CatalogError>;
+    async fn update_image_fields(
+        &self,
+        id: &str,
+        name: Option<Option<&str>>,
+        metadata: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> Result<Option<Image>, CatalogError>;
+    /// Replaces the bytes of an image in place (same id), dropping its
+    /// variants and its processed mark.
+    async fn replace_image_content(
+        &self,
+        id: &str,
+        content: &Content,
+    ) -> Result<Option<Image>, CatalogError>;
+    /// Deletes the image, its variants and the records tied to it.
+    async fn delete_image(&self, id: &str) -> Result<bool, CatalogError>;
+    async fn count_images_since(
+        &self,
+        owner: UserId,
+        since: Timestamp,
+    ) -> Result<i64, CatalogError>;
+    async fn set_processed(&self, id: &str, at: Option<Timestamp>) -> Result<(), CatalogError>;
+
+    // variants
+    async fn put_variant(&self, v: &Variant) -> Result<(), CatalogError>;
+    async fn variant(&self, image_id: &str, preset: &str) -> Result<Option<Variant>, CatalogError>;
+    async fn variants(&self, image_id: &str) -> Result<Vec<Variant>, CatalogError>;
+
+    /// Whether any image or variant references the blob.
+    async fn blob_referenced(&self, sha256: &str) -> Result<bool, CatalogError>;
+
+    // dialect records
+    async fn insert_record(
+        &self,
+        r: &NewRecord,
+    ) -> Result<Result<Record, AlreadyExists>, CatalogError>;
+    /// Inserts or replaces by (scope, key); the seq and created_at of an
+    /// existing record are kept.
+    async fn upsert_record(&self, r: &NewRecord) -> Result<Record, CatalogError>;
+    async fn record(&self, scope: &str, key: &str) -> Result<Option<Record>, CatalogError>;
+    async fn record_by_seq(&self, scope: &str, seq: i64) -> Result<Option<Record>, CatalogError>;
+    async fn records_for_image(&self, image_id: &str) -> Result<Vec<Record>, CatalogError>;
+    /// Records of a scope (optionally of one owner), oldest first or newest
+    /// first, with offset pagination.
+    async fn list_records(
+        &self,
+        scope: &str,
+        owner: Option<UserId>,
+        newest_first: bool,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<Record>, CatalogError>;
+    async fn count_records(&self, scope: &str, owner: Option<UserId>) -> Result<i64, CatalogError>;
+    async fn delete_record(&self, scope: &str, key: &str) -> Result<bool, CatalogError>;
+
+    // jobs
+    /// Enqueues a job; with a dedup key, returns the existing live job's id
+    /// instead of adding a second one.
+    async fn enqueue(&self, job: &NewJob) -> Result<i64, CatalogError>;
+    /// Claims the next due job of the given kinds (all kinds when empty):
+    /// queued and due, or running with an expired lease.
+    async fn claim_job(
+        &self,
+        worker: &str,
+        kinds: &[String],
+        lease_until: Timestamp,
+    ) -> Result<Option<Job>, CatalogError>;
+    async fn extend_lease(
+        &self,
+        id: i64,
+        worker: &str,
+        lease_until: Timestamp,
+    ) -> Result<bool, CatalogError>;
+    async fn complete_job(&self, id: i64, worker: &str) -> Result<bool, CatalogError>;
+    /// Records a failure: requeued at `retry_at`, or failed for good when None.
+    async fn fail_job(
+        &self,
+        id: i64,
+        worker: &str,
+        error: &str,
+        retry_at: Option<Timestamp>,
+    ) -> Result<bool, CatalogError>;
+    async fn job(&self, id: i64) -> Result<Option<Job>, CatalogError>;
+    async fn job_counts(&self) -> Result<JobCounts, CatalogError>;
+}

@@ -1,0 +1,71 @@
+use thiserror::Error;
+
+/// The errors of a use case, each with a stable machine-readable code.
+/// Dialects map these to their own status codes and bodies.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum CoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("the token lacks the scope {0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the body is larger than the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Rejected(String),
+    #[error("quota exceeded: {limit} images per day, {used} used, {requested} requested")]
+    QuotaExceeded {
+        limit: i64,
+        used: i64,
+        requested: i64,
+    },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl CoreError {
+    /// A stable code, part of the native API's contract.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CoreError::NotFound => "not_found",
+            CoreError::Unauthorized => "unauthorized",
+            CoreError::Forbidden(_) => "forbidden",
+            CoreError::Invalid(_) => "invalid",
+            CoreError::Conflict(_) => "conflict",
+            CoreError::TooLarge { .. } => "too_large",
+            CoreError::Unsupported(_) => "unsupported_media",
+            CoreError::Rejected(_) => "rejected",
+            CoreError::QuotaExceeded { .. } => "quota_exceeded",
+            CoreError::Unavailable(_) => "unavailable",
+            CoreError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        CoreError::Internal(e.to_string())
+    }
+}
+
+impl From<crate::CatalogError> for CoreError {
+    fn from(e: crate::CatalogError) -> Self {
+        CoreError::Internal(format!("catalog: {e}"))
+    }
+}
+
+impl From<crate::BlobError> for CoreError {
+    fn from(e: crate::BlobError) -> Self {
+        match e {
+            crate::BlobError::NotFound(k) => CoreError::Internal(format!("blob {k} is missing")),
+            other => CoreError::Internal(format!("blob store: {other}")),
+        }
+    }
+}

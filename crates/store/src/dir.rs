@@ -1,0 +1,181 @@
+use async_trait::async_trait;
+use futures::StreamExt;
+use std::path::{Path, PathBuf};
+use tintype_core::{valid_key, BlobError, BlobMeta, BlobStore, BlobStream, ByteRange, LocalFile};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+
+/// Blobs as files under `root/sha256/ab/cd/<hex>`. A blob is first complete
+/// and fsynced under a temporary name in `root/incoming`, then renamed into
+/// place, so a reader never sees half a blob.
+pub struct DirBlobStore {
+    root: PathBuf,
+}
+
+impl DirBlobStore {
+    pub async fn open(root: &Path) -> std::io::Result<Self> {
+        tokio::fs::create_dir_all(root.join("sha256")).await?;
+        tokio::fs::create_dir_all(root.join("incoming")).await?;
+        // Anything left in incoming/ was interrupted by a crash.
+        let mut rd = tokio::fs::read_dir(root.join("incoming")).await?;
+        while let Some(e) = rd.next_entry().await? {
+            let _ = tokio::fs::remove_file(e.path()).await;
+        }
+        Ok(DirBlobStore {
+            root: root.to_path_buf(),
+        })
+    }
+
+    fn path_of(&self, sha256: &str) -> Result<PathBuf, BlobError> {
+        if !valid_key(sha256) {
+            return Err(BlobError::InvalidKey(sha256.to_string()));
+        }
+        Ok(self
+            .root
+            .join("sha256")
+            .join(&sha256[0..2])
+            .join(&sha256[2..4])
+            .join(sha256))
+    }
+}
+
+fn not_found(sha256: &str, e: std::io::Error) -> BlobError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        BlobError::NotFound(sha256.to_string())
+    } else {
+        BlobError::Io(e)
+    }
+}
+
+#[async_trait]
+impl BlobStore for DirBlobStore {
+    fn backend_name(&self) -> &'static str {
+        "directory"
+    }
+
+    async fn ping(&self) -> Result<(), BlobError> {
+        tokio::fs::metadata(self.root.join("sha256")).await?;
+        Ok(())
+    }
+
+    async fn put_file(&self, sha256: &str, path: &Path, _size: u64) -> Result<(), BlobError> {
+        let dest = self.path_of(sha256)?;
+        if tokio::fs::try_exists(&dest).await.unwrap_or(false) {
+            return Ok(());
+        }
+        let parent = dest
+            .parent()
+            .ok_or_else(|| BlobError::InvalidKey(sha256.to_string()))?
+            .to_path_buf();
+        tokio::fs::create_dir_all(&parent).await?;
+        // Copy into our own incoming directory first when the source is on
+        // another file system (rename would fail), then rename atomically.
+        let staged = self
+            .root
+            .join("incoming")
+            .join(format!("{sha256}.{}", uuid::Uuid::new_v4().simple()));
+        if tokio::fs::rename(path, &staged).await.is_err() {
+            tokio::fs::copy(path, &staged).await?;
+        }
+        let staged2 = staged.clone();
+        let parent2 = parent.clone();
+        let dest2 = dest.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::File::open(&staged2)?.sync_all()?;
+            std::fs::rename(&staged2, &dest2)?;
+            std::fs::File::open(&parent2)?.sync_all()?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| BlobError::Backend(e.to_string()))??;
+        Ok(())
+    }
+
+    async fn head(&self, sha256: &str) -> Result<Option<BlobMeta>, BlobError> {
+        let p = self.path_of(sha256)?;
+        match tokio::fs::metadata(&p).await {
+            Ok(m) => Ok(Some(BlobMeta {
+                sha256: sha256.to_string(),
+                size: m.len(),
+                modified: mtime(&m),
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn get(&self, sha256: &str, range: Option<ByteRange>) -> Result<BlobStream, BlobError> {
+        let p = self.path_of(sha256)?;
+        let mut f = tokio::fs::File::open(&p)
+            .await
+            .map_err(|e| not_found(sha256, e))?;
+        match range {
+            None => Ok(ReaderStream::with_capacity(f, 64 * 1024).boxed()),
+            Some(r) => {
+                f.seek(std::io::SeekFrom::Start(r.start)).await?;
+                Ok(ReaderStream::with_capacity(f.take(r.len()), 64 * 1024).boxed())
+            }
+        }
+    }
+
+    async fn local_file(&self, sha256: &str, _tmp_dir: &Path) -> Result<LocalFile, BlobError> {
+        let p = self.path_of(sha256)?;
+        tokio::fs::metadata(&p)
+            .await
+            .map_err(|e| not_found(sha256, e))?;
+        Ok(LocalFile::direct(p))
+    }
+
+    async fn delete(&self, sha256: &str) -> Result<(), BlobError> {
+        let p = self.path_of(sha256)?;
+        match tokio::fs::remove_file(&p).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<BlobMeta>, BlobError> {
+        let root = self.root.join("sha256");
+        tokio::task::spawn_blocking(move || -> std::io::Result<Vec<BlobMeta>> {
+            let mut out = Vec::new();
+            for a in std::fs::read_dir(&root)? {
+                let a = a?;
+                if !a.file_type()?.is_dir() {
+                    continue;
+                }
+                for b in std::fs::read_dir(a.path())? {
+                    let b = b?;
+                    if !b.file_type()?.is_dir() {
+                        continue;
+                    }
+                    for f in std::fs::read_dir(b.path())? {
+                        let f = f?;
+                        let name = f.file_name().to_string_lossy().to_string();
+                        if !valid_key(&name) {
+                            continue;
+                        }
+                        let m = f.metadata()?;
+                        out.push(BlobMeta {
+                            sha256: name,
+                            size: m.len(),
+                            modified: mtime(&m),
+                        });
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| BlobError::Backend(e.to_string()))?
+        .map_err(BlobError::Io)
+    }
+}
+
+fn mtime(m: &std::fs::Metadata) -> i64 {
+    m.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,1015 @@
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use std::borrow::Cow;
+use std::time::Duration;
+use tintype_core::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+struct Migration {
+    version: i64,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
+    postgres: include_str!("../migrations/postgres/0001_init.sql"),
+}];
+
+/// The catalog over SQLite or PostgreSQL.
+pub struct SqlCatalog {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+fn db(e: sqlx::Error) -> CatalogError {
+    CatalogError::Database(e.to_string())
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            d.is_unique_violation() || d.message().contains("UNIQUE constraint failed")
+        }
+        _ => false,
+    }
+}
+
+const IMAGE_COLS: &str = "seq, id, owner_id, name, sha256, size, kind, format, content_type, width, height, orientation, exif, latitude, longitude, metadata, created_at, updated_at, processed_at";
+const USER_COLS: &str =
+    "id, name, email, created_at, images_per_day, profile_image_id, webhook_secret";
+const RECORD_COLS: &str = "seq, scope, key, owner_id, image_id, data, created_at, updated_at";
+const JOB_COLS: &str = "id, kind, payload, state, attempts, max_attempts, run_at, lease_until, locked_by, last_error, created_at";
+const VARIANT_COLS: &str =
+    "image_id, preset, sha256, content_type, width, height, size, created_at";
+
+impl SqlCatalog {
+    pub async fn connect(url: &str) -> Result<Self, CatalogError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(CatalogError::Database(format!(
+                "unsupported database URL (expected sqlite:// or postgres://): {url}"
+            )));
+        };
+        let mut opts = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
+            .acquire_timeout(Duration::from_secs(30));
+        if backend == Backend::Sqlite {
+            opts = opts.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    use sqlx::Executor;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            });
+        }
+        let url = if backend == Backend::Sqlite && !url.contains("mode=") {
+            if url.contains('?') {
+                format!("{url}&mode=rwc")
+            } else {
+                format!("{url}?mode=rwc")
+            }
+        } else {
+            url.to_string()
+        };
+        let pool = opts.connect(&url).await.map_err(db)?;
+        let cat = SqlCatalog { pool, backend };
+        cat.migrate().await?;
+        Ok(cat)
+    }
+
+    /// Rewrites `?` placeholders into `$1, $2, …` for PostgreSQL.
+    fn q<'a>(&self, sql: &'a str) -> Cow<'a, str> {
+        if self.backend == Backend::Sqlite {
+            return Cow::Borrowed(sql);
+        }
+        let mut out = String::with_capacity(sql.len() + 16);
+        let mut n = 0;
+        let mut in_str = false;
+        for c in sql.chars() {
+            if c == '\'' {
+                in_str = !in_str;
+            }
+            if c == '?' && !in_str {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            } else {
+                out.push(c);
+            }
+        }
+        Cow::Owned(out)
+    }
+
+    async fn migrate(&self) -> Result<(), CatalogError> {
+        let mig = |e: sqlx::Error| CatalogError::Migration(e.to_string());
+        let mut conn = self.pool.acquire().await.map_err(mig)?;
+        if self.backend == Backend::Postgres {
+            // Several nodes may start at once: one migrates, the others wait.
+            sqlx::query("SELECT pg_advisory_lock(727472797065)")
+                .execute(&mut *conn)
+                .await
+                .map_err(mig)?;
+        }
+        let result = self.migrate_locked(&mut conn).await;
+        if self.backend == Backend::Postgres {
+            let _ = sqlx::query("SELECT pg_advisory_unlock(727472797065)")
+                .execute(&mut *conn)
+                .await;
+        }
+        result
+    }
+
+    async fn migrate_locked(&self, conn: &mut sqlx::AnyConnection) -> Result<(), CatalogError> {
+        let mig = |e: sqlx::Error| CatalogError::Migration(e.to_string());
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&mut *conn)
+        .await
+        .map_err(mig)?;
+        for m in MIGRATIONS {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match self.apply(conn, m).await {
+                    Ok(()) => break,
+                    Err(e) if attempt < 5 && self.backend == Backend::Sqlite => {
+                        tracing::debug!("migration {} retried: {e}", m.version);
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(e) => return Err(mig(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply(&self, conn: &mut sqlx::AnyConnection, m: &Migration) -> Result<(), sqlx::Error> {
+        use sqlx::Connection;
+        let mut tx = conn.begin().await?;
+        let done: Option<AnyRow> = sqlx::query(&self.q("SELECT version FROM schema_migrations WHERE version = ?"))
+            .bind(m.version)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if done.is_some() {
+            tx.rollback().await?;
+            return Ok(());
+        }
+        let sql = match self.backend {
+            Backend::Sqlite => m.sqlite,
+            Backend::Postgres => m.postgres,
+        };
+        sqlx::raw_sql(sql).execute(&mut *tx).await?;
+        sqlx::query(&self.q("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)"))
+            .bind(m.version)
+            .bind(to_millis(now()))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(version = m.version, "applied catalog migration");
+        Ok(())
+    }
+}
+
+fn get<'r, T>(row: &'r AnyRow, col: &str) -> Result<T, CatalogError>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get::<T, _>(col)
+        .map_err(|e| CatalogError::Corrupt(format!("{col}: {e}")))
+}
+
+fn json_map(s: Option<String>, col: &str) -> Result<Option<Map<String, Value>>, CatalogError> {
+    match s {
+        None => Ok(None),
+        Some(s) => match serde_json::from_str::<Value>(&s) {
+            Ok(Value::Object(m)) => Ok(Some(m)),
+            Ok(_) | Err(_) => Err(CatalogError::Corrupt(format!("{col} is not a JSON object"))),
+        },
+    }
+}
+
+fn row_user(r: &AnyRow) -> Result<User, CatalogError> {
+    Ok(User {
+        id: get(r, "id")?,
+        name: get(r, "name")?,
+        email: get(r, "email")?,
+        created_at: from_millis(get(r, "created_at")?),
+        images_per_day: get(r, "images_per_day")?,
+        profile_image_id: get(r, "profile_image_id")?,
+        webhook_secret: get(r, "webhook_secret")?,
+    })
+}
+
+fn row_token(r: &AnyRow) -> Result<Token, CatalogError> {
+    let scopes: String = get(r, "scopes")?;
+    let scopes = scopes
+        .split_whitespace()
+        .filter_map(|s| s.parse::<Scope>().ok())
+        .collect();
+    Ok(Token {
+        id: get(r, "id")?,
+        user_id: get(r, "user_id")?,
+        scopes,
+        created_at: from_millis(get(r, "created_at")?),
+        revoked: get::<i64>(r, "revoked")? != 0,
+    })
+}
+
+fn row_image(r: &AnyRow) -> Result<Image, CatalogError> {
+    let kind: String = get(r, "kind")?;
+    Ok(Image {
+        seq: get(r, "seq")?,
+        id: get(r, "id")?,
+        owner_id: get(r, "owner_id")?,
+        name: get(r, "name")?,
+        content: Content {
+            sha256: get(r, "sha256")?,
+            size: get(r, "size")?,
+            kind: ImageKind::parse(&kind)
+                .ok_or_else(|| CatalogError::Corrupt(format!("image kind {kind}")))?,
+            format: get(r, "format")?,
+            content_type: get(r, "content_type")?,
+            width: get(r, "width")?,
+            height: get(r, "height")?,
+            orientation: get(r, "orientation")?,
+            exif: json_map(get(r, "exif")?, "exif")?,
+            latitude: get(r, "latitude")?,
+            longitude: get(r, "longitude")?,
+        },
+        metadata: json_map(Some(get(r, "metadata")?), "metadata")?.unwrap_or_default(),
+        created_at: from_millis(get(r, "created_at")?),
+        updated_at: from_millis(get(r, "updated_at")?),
+        processed_at: get::<Option<i64>>(r, "processed_at")?.map(from_millis),
+    })
+}
+
+fn row_variant(r: &AnyRow) -> Result<Variant, CatalogError> {
+    Ok(Variant {
+        image_id: get(r, "image_id")?,
+        preset: get(r, "preset")?,
+        sha256: get(r, "sha256")?,
+        content_type: get(r, "content_type")?,
+        width: get(r, "width")?,
+        height: get(r, "height")?,
+        size: get(r, "size")?,
+        created_at: from_millis(get(r, "created_at")?),
+    })
+}
+
+fn row_record(r: &AnyRow) -> Result<Record, CatalogError> {
+    let data: String = get(r, "data")?;
+    Ok(Record {
+        seq: get(r, "seq")?,
+        scope: get(r, "scope")?,
+        key: get(r, "key")?,
+        owner_id: get(r, "owner_id")?,
+        image_id: get(r, "image_id")?,
+        data: serde_json::from_str(&data)
+            .map_err(|e| CatalogError::Corrupt(format!("record data: {e}")))?,
+        created_at: from_millis(get(r, "created_at")?),
+        updated_at: from_millis(get(r, "updated_at")?),
+    })
+}
+
+fn row_job(r: &AnyRow) -> Result<Job, CatalogError> {
+    let payload: String = get(r, "payload")?;
+    let state: String = get(r, "state")?;
+    Ok(Job {
+        id: get(r, "id")?,
+        kind: get(r, "kind")?,
+        payload: serde_json::from_str(&payload)
+            .map_err(|e| CatalogError::Corrupt(format!("job payload: {e}")))?,
+        state: JobState::parse(&state)
+            .ok_or_else(|| CatalogError::Corrupt(format!("job state {state}")))?,
+        attempts: get(r, "attempts")?,
+        max_attempts: get(r, "max_attempts")?,
+        run_at: from_millis(get(r, "run_at")?),
+        lease_until: get::<Option<i64>>(r, "lease_until")?.map(from_millis),
+        locked_by: get(r, "locked_by")?,
+        last_error: get(r, "last_error")?,
+        created_at: from_millis(get(r, "created_at")?),
+    })
+}
+
+fn map_text(m: &Map<String, Value>) -> String {
+    Value::Object(m.clone()).to_string()
+}
+
+#[async_trait]
+impl Catalog for SqlCatalog {
+    fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+
+    async fn ping(&self) -> Result<(), CatalogError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn create_user(
+        &self,
+        name: &str,
+        email: Option<&str>,
+        webhook_secret: &str,
+    ) -> Result<Result<User, AlreadyExists>, CatalogError> {
+        let sql = format!(
+            "INSERT INTO users (name, email, created_at, images_per_day, webhook_secret) VALUES (?, ?, ?, 0, ?) RETURNING {USER_COLS}"
+        );
+        match sqlx::query(&self.q(&sql))
+            .bind(name)
+            .bind(email)
+            .bind(to_millis(now()))
+            .bind(webhook_secret)
+            .fetch_one(&self.pool)
+            .await
+        {
+            Ok(r) => Ok(Ok(row_user(&r)?)),
+            Err(e) if is_unique_violation(&e) => Ok(Err(AlreadyExists)),
+            Err(e) => Err(db(e)),
+        }
+    }
+
+    async fn user_by_id(&self, id: UserId) -> Result<Option<User>, CatalogError> {
+        let sql = format!("SELECT {USER_COLS} FROM users WHERE id = ?");
+        let r = sqlx::query(&self.q(&sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        r.as_ref().map(row_user).transpose()
+    }
+
+    async fn user_by_name(&self, name: &str) -> Result<Option<User>, CatalogError> {
+        let sql = format!("SELECT {USER_COLS} FROM users WHERE name = ?");
+        let r = sqlx::query(&self.q(&sql))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        r.as_ref().map(row_user).transpose()
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>, CatalogError> {
+        let sql = format!("SELECT {USER_COLS} FROM users ORDER BY id");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await.map_err(db)?;
+        rows.iter().map(row_user).collect()
+    }
+
+    async fn count_users(&self) -> Result<i64, CatalogError> {
+        let r = sqlx::query("SELECT COUNT(*) AS n FROM users")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        get(&r, "n")
+    }
+
+    async fn set_quota(&self, id: UserId, images_per_day: i64) -> Result<bool, CatalogError> {
+        let r = sqlx::query(&self.q("UPDATE users SET images_per_day = ? WHERE id = ?"))
+            .bind(images_per_day)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn set_profile_image(
+        &self,
+        id: UserId,
+        image_id: Option<&str>,
+    ) -> Result<bool, CatalogError> {
+        let r = sqlx::query(&self.q("UPDATE users SET profile_image_id = ? WHERE id = ?"))
+            .bind(image_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn create_token(&self, token: &Token, secret_hash: &str) -> Result<(), CatalogError> {
+        let scopes: Vec<&str> = token.scopes.iter().map(|s| s.as_str()).collect();
+        sqlx::query(&self.q(
+            "INSERT INTO tokens (id, user_id, secret_hash, scopes, created_at, revoked) VALUES (?, ?, ?, ?, ?, 0)",
+        ))
+        .bind(&token.id)
+        .bind(token.user_id)
+        .bind(secret_hash)
+        .bind(scopes.join(" "))
+        .bind(to_millis(token.created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn token_by_hash(&self, secret_hash: &str) -> Result<Option<Token>, CatalogError> {
+        let r = sqlx::query(&self.q(
+            "SELECT id, user_id, scopes, created_at, revoked FROM tokens WHERE secret_hash = ?",
+        ))
+        .bind(secret_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        r.as_ref().map(row_token).transpose()
+    }
+
+    async fn list_tokens(&self, user: UserId) -> Result<Vec<Token>, CatalogError> {
+        let rows = sqlx::query(&self.q(
+            "SELECT id, user_id, scopes, created_at, revoked FROM tokens WHERE user_id = ? ORDER BY created_at, id",
+        ))
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(row_token).collect()
+    }
+
+    async fn revoke_token(&self, token_id: &str) -> Result<bool, CatalogError> {
+        let r = sqlx::query(&self.q("UPDATE tokens SET revoked = 1 WHERE id = ?"))
+            .bind(token_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn insert_image(&self, i: &NewImage) -> Result<Image, CatalogError> {
+        let sql = format!(
+            "INSERT INTO images (id, owner_id, name, sha256, size, kind, format, content_type, width, height, orientation, exif, latitude, longitude, metadata, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {IMAGE_COLS}"
+        );
+        let c = &i.content;
+        let r = sqlx::query(&self.q(&sql))
+            .bind(&i.id)
+            .bind(i.owner_id)
+            .bind(i.name.as_deref())
+            .bind(&c.sha256)
+            .bind(c.size)
+            .bind(c.kind.as_str())
+            .bind(&c.format)
+            .bind(&c.content_type)
+            .bind(c.width)
+            .bind(c.height)
+            .bind(c.orientation)
+            .bind(c.exif.as_ref().map(map_text))
+            .bind(c.latitude)
+            .bind(c.longitude)
+            .bind(map_text(&i.metadata))
+            .bind(to_millis(i.created_at))
+            .bind(to_millis(i.created_at))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        row_image(&r)
+    }
+
+    async fn image_by_id(&self, id: &str) -> Result<Option<Image>, CatalogError> {
+        let sql = format!("SELECT {IMAGE_COLS} FROM images WHERE id = ?");
+        let r = sqlx::query(&self.q(&sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        r.as_ref().map(row_image).transpose()
+    }
+
+    async fn image_by_seq(&self, seq: i64) -> Result<Option<Image>, CatalogError> {
+        let sql = format!("SELECT {IMAGE_COLS} FROM images WHERE seq = ?");
+        let r = sqlx::query(&self.q(&sql))
+            .bind(seq)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        r.as_ref().map(row_image).transpose()
+    }
+
+    async fn list_images(
+        &self,
+        owner: UserId,
+        after: Option<ImageCursor>,
+        limit: i64,
+    ) -> Result<Vec<Image>, CatalogError> {
+        let rows = match after {
+            None => {
+                let sql = format!(
+                    "SELECT {IMAGE_COLS} FROM images WHERE owner_id = ? ORDER BY created_at DESC, seq DESC LIMIT ?"
+                );
+                sqlx::query(&self.q(&sql))
+                    .bind(owner)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+            Some(c) => {
+                let sql = format!(
+                    "SELECT {IMAGE_COLS} FROM images WHERE owner_id = ? AND (created_at < ? OR (created_at = ? AND seq < ?)) ORDER BY created_at DESC, seq DESC LIMIT ?"
+                );
+                sqlx::query(&self.q(&sql))
+                    .bind(owner)
+                    .bind(c.created_at_ms)
+                    .bind(c.created_at_ms)
+                    .bind(c.seq)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(db)?;
+        rows.iter().map(row_image).collect()
+    }
+
+    async fn update_image_fields(
+        &self,
+        id: &str,
+        name: Option<Option<&str>>,
+        metadata: Option<&Map<String, Value>>,
+    ) -> Result<Option<Image>, CatalogError> {
+        if let Some(n) = name {
+            sqlx::query(&self.q("UPDATE images SET name = ?, updated_at = ? WHERE id = ?"))
+                .bind(n)
+                .bind(to_millis(now()))
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+        }
+        if let Some(m) = metadata {
+            sqlx::query(&self.q("UPDATE images SET metadata = ?, updated_at = ? WHERE id = ?"))
+                .bind(map_text(m))
+                .bind(to_millis(now()))
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+        }
+        self.image_by_id(id).await
+    }
+
+    async fn replace_image_content(
+        &self,
+        id: &str,
+        c: &Content,
+    ) -> Result<Option<Image>, CatalogError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let r = sqlx::query(&self.q(
+            "UPDATE images SET sha256 = ?, size = ?, kind = ?, format = ?, content_type = ?, width = ?, height = ?, orientation = ?, exif = ?, latitude = ?, longitude = ?, updated_at = ?, processed_at = NULL WHERE id = ?",
+        ))
+        .bind(&c.sha256)
+        .bind(c.size)
+        .bind(c.kind.as_str())
+        .bind(&c.format)
+        .bind(&c.content_type)
+        .bind(c.width)
+        .bind(c.height)
+        .bind(c.orientation)
+        .bind(c.exif.as_ref().map(map_text))
+        .bind(c.latitude)
+        .bind(c.longitude)
+        .bind(to_millis(now()))
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if r.rows_affected() == 0 {
+            tx.rollback().await.map_err(db)?;
+            return Ok(None);
+        }
+        sqlx::query(&self.q("DELETE FROM variants WHERE image_id = ?"))
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        self.image_by_id(id).await
+    }
+
+    async fn delete_image(&self, id: &str) -> Result<bool, CatalogError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        for sql in [
+            "DELETE FROM variants WHERE image_id = ?",
+            "DELETE FROM records WHERE image_id = ?",
+            "UPDATE users SET profile_image_id = NULL WHERE profile_image_id = ?",
+        ] {
+            sqlx::query(&self.q(sql))
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        let r = sqlx::query(&self.q("DELETE FROM images WHERE id = ?"))
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn count_images_since(
+        &self,
+        owner: UserId,
+        since: Timestamp,
+    ) -> Result<i64, CatalogError> {
+        let r = sqlx::query(&self.q(
+            "SELECT COUNT(*) AS n FROM images WHERE owner_id = ? AND created_at >= ?",
+        ))
+        .bind(owner)
+        .bind(to_millis(since))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        get(&r, "n")
+    }
+
+    async fn set_processed(&self, id: &str, at: Option<Timestamp>) -> Result<(), CatalogError> {
+        sqlx::query(&self.q("UPDATE images SET processed_at = ? WHERE id = ?"))
+            .bind(at.map(to_millis))
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn put_variant(&self, v: &Variant) -> Result<(), CatalogError> {
+        let sql = "INSERT INTO variants (image_id, preset, sha256, content_type, width, height, size, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+                   ON CONFLICT (image_id, preset) DO UPDATE SET sha256 = excluded.sha256, content_type = excluded.content_type, width = excluded.width, height = excluded.height, size = excluded.size, created_at = excluded.created_at";
+        sqlx::query(&self.q(sql))
+            .bind(&v.image_id)
+            .bind(&v.preset)
+            .bind(&v.sha256)
+            .bind(&v.content_type)
+            .bind(v.width)
+            .bind(v.height)
+            .bind(v.size)
+            .bind(to_millis(v.created_at))
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn variant(&self, image_id: &str, preset: &str) -> Result<Option<Variant>, CatalogError> {
+        let sql = format!("SELECT {VARIANT_COLS} FROM variants WHERE image_id = ? AND preset = ?");
+        let r = sqlx::query(&self.q(&sql))
+            .bind(image_id)
+            .bind(preset)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        r.as_ref().map(row_variant).transpose()
+    }
+
+    async fn variants(&self, image_id: &str) -> Result<Vec<Variant>, CatalogError> {
+        let sql =
+            format!("SELECT {VARIANT_COLS} FROM variants WHERE image_id = ? ORDER BY preset");
+        let rows = sqlx::query(&self.q(&sql))
+            .bind(image_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(row_variant).collect()
+    }
+
+    async fn blob_referenced(&self, sha256: &str) -> Result<bool, CatalogError> {
+        let r = sqlx::query(&self.q(
+            "SELECT (SELECT COUNT(*) FROM images WHERE sha256 = ?) + (SELECT COUNT(*) FROM variants WHERE sha256 = ?) AS n",
+        ))
+        .bind(sha256)
+        .bind(sha256)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(get::<i64>(&r, "n")? > 0)
+    }
+
+    async fn insert_record(
+        &self,
+        r: &NewRecord,
+    ) -> Result<Result<Record, AlreadyExists>, CatalogError> {
+        let t = to_millis(now());
+        let sql = format!(
+            "INSERT INTO records (scope, key, owner_id, image_id, data, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {RECORD_COLS}"
+        );
+        match sqlx::query(&self.q(&sql))
+            .bind(&r.scope)
+            .bind(&r.key)
+            .bind(r.owner_id)
+            .bind(r.image_id.as_deref())
+            .bind(r.data.to_string())
+            .bind(t)
+            .bind(t)
+            .fetch_one(&self.pool)
+            .await
+        {
+            Ok(row) => Ok(Ok(row_record(&row)?)),
+            Err(e) if is_unique_violation(&e) => Ok(Err(AlreadyExists)),
+            Err(e) => Err(db(e)),
+        }
+    }
+
+    async fn upsert_record(&self, r: &NewRecord) -> Result<Record, CatalogError> {
+        let t = to_millis(now());
+        let sql = format!(
+            "INSERT INTO records (scope, key, owner_id, image_id, data, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (scope, key) DO UPDATE SET owner_id = excluded.owner_id, image_id = excluded.image_id, data = excluded.data, updated_at = excluded.updated_at \
+             RETURNING {RECORD_COLS}"
+        );
+        let row = sqlx::query(&self.q(&sql))
+            .bind(&r.scope)
+            .bind(&r.key)
+            .bind(r.owner_id)
+            .bind(r.image_id.as_deref())
+            .bind(r.data.to_string())
+            .bind(t)
+            .bind(t)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        row_record(&row)
+    }
+
+    async fn record(&self, scope: &str, key: &str) -> Result<Option<Record>, CatalogError> {
+        let sql = format!("SELECT {RECORD_COLS} FROM records WHERE scope = ? AND key = ?");
+        let r = sqlx::query(&self.q(&sql))
+            .bind(scope)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        r.as_ref().map(row_record).transpose()
+    }
+
+    async fn record_by_seq(&self, scope: &str, seq: i64) -> Result<Option<Record>, CatalogError> {
+        let sql = format!("SELECT {RECORD_COLS} FROM records WHERE scope = ? AND seq = ?");
+        let r = sqlx::query(&self.q(&sql))
+            .bind(scope)
+            .bind(seq)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        r.as_ref().map(row_record).transpose()
+    }
+
+    async fn records_for_image(&self, image_id: &str) -> Result<Vec<Record>, CatalogError> {
+        let sql = format!("SELECT {RECORD_COLS} FROM records WHERE image_id = ? ORDER BY seq");
+        let rows = sqlx::query(&self.q(&sql))
+            .bind(image_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(row_record).collect()
+    }
+
+    async fn list_records(
+        &self,
+        scope: &str,
+        owner: Option<UserId>,
+        newest_first: bool,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<Record>, CatalogError> {
+        let order = if newest_first { "DESC" } else { "ASC" };
+        let rows = match owner {
+            Some(o) => {
+                let sql = format!("SELECT {RECORD_COLS} FROM records WHERE scope = ? AND owner_id = ? ORDER BY seq {order} LIMIT ? OFFSET ?");
+                sqlx::query(&self.q(&sql))
+                    .bind(scope)
+                    .bind(o)
+                    .bind(limit)
+                    .bind(offset)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+            None => {
+                let sql = format!("SELECT {RECORD_COLS} FROM records WHERE scope = ? ORDER BY seq {order} LIMIT ? OFFSET ?");
+                sqlx::query(&self.q(&sql))
+                    .bind(scope)
+                    .bind(limit)
+                    .bind(offset)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(db)?;
+        rows.iter().map(row_record).collect()
+    }
+
+    async fn count_records(&self, scope: &str, owner: Option<UserId>) -> Result<i64, CatalogError> {
+        let r = match owner {
+            Some(o) => {
+                sqlx::query(&self.q(
+                    "SELECT COUNT(*) AS n FROM records WHERE scope = ? AND owner_id = ?",
+                ))
+                .bind(scope)
+                .bind(o)
+                .fetch_one(&self.pool)
+                .await
+            }
+            None => {
+                sqlx::query(&self.q("SELECT COUNT(*) AS n FROM records WHERE scope = ?"))
+                    .bind(scope)
+                    .fetch_one(&self.pool)
+                    .await
+            }
+        }
+        .map_err(db)?;
+        get(&r, "n")
+    }
+
+    async fn delete_record(&self, scope: &str, key: &str) -> Result<bool, CatalogError> {
+        let r = sqlx::query(&self.q("DELETE FROM records WHERE scope = ? AND key = ?"))
+            .bind(scope)
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn enqueue(&self, job: &NewJob) -> Result<i64, CatalogError> {
+        let t = to_millis(now());
+        let res = sqlx::query(&self.q(
+            "INSERT INTO jobs (kind, payload, state, attempts, max_attempts, run_at, dedup_key, created_at, updated_at) VALUES (?, ?, 'queued', 0, ?, ?, ?, ?, ?) RETURNING id",
+        ))
+        .bind(&job.kind)
+        .bind(job.payload.to_string())
+        .bind(job.max_attempts)
+        .bind(to_millis(job.run_at))
+        .bind(job.dedup_key.as_deref())
+        .bind(t)
+        .bind(t)
+        .fetch_one(&self.pool)
+        .await;
+        match res {
+            Ok(r) => get(&r, "id"),
+            Err(e) if is_unique_violation(&e) => {
+                let r = sqlx::query(&self.q(
+                    "SELECT id FROM jobs WHERE dedup_key = ? AND state IN ('queued', 'running')",
+                ))
+                .bind(job.dedup_key.as_deref())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
+                get(&r, "id")
+            }
+            Err(e) => Err(db(e)),
+        }
+    }
+
+    async fn claim_job(
+        &self,
+        worker: &str,
+        kinds: &[String],
+        lease_until: Timestamp,
+    ) -> Result<Option<Job>, CatalogError> {
+        let t = to_millis(now());
+        let kind_filter = if kinds.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " AND kind IN ({})",
+                vec!["?"; kinds.len()].join(", ")
+            )
+        };
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE jobs SET state = 'running', locked_by = ?, lease_until = ?, attempts = attempts + 1, updated_at = ? \
+             WHERE id = (SELECT id FROM jobs WHERE ((state = 'queued' AND run_at <= ?) OR (state = 'running' AND lease_until < ?)){kind_filter} \
+             ORDER BY run_at, id LIMIT 1{lock}) RETURNING {JOB_COLS}"
+        );
+        let sql = self.q(&sql);
+        let mut q = sqlx::query(&sql)
+            .bind(worker)
+            .bind(to_millis(lease_until))
+            .bind(t)
+            .bind(t)
+            .bind(t);
+        for k in kinds {
+            q = q.bind(k.as_str());
+        }
+        let r = q.fetch_optional(&self.pool).await.map_err(db)?;
+        r.as_ref().map(row_job).transpose()
+    }
+
+    async fn extend_lease(
+        &self,
+        id: i64,
+        worker: &str,
+        lease_until: Timestamp,
+    ) -> Result<bool, CatalogError> {
+        let r = sqlx::query(&self.q(
+            "UPDATE jobs SET lease_until = ? WHERE id = ? AND locked_by = ? AND state = 'running'",
+        ))
+        .bind(to_millis(lease_until))
+        .bind(id)
+        .bind(worker)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn complete_job(&self, id: i64, worker: &str) -> Result<bool, CatalogError> {
+        let r = sqlx::query(&self.q(
+            "UPDATE jobs SET state = 'done', lease_until = NULL, dedup_key = NULL, updated_at = ? WHERE id = ? AND locked_by = ? AND state = 'running'",
+        ))
+        .bind(to_millis(now()))
+        .bind(id)
+        .bind(worker)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn fail_job(
+        &self,
+        id: i64,
+        worker: &str,
+        error: &str,
+        retry_at: Option<Timestamp>,
+    ) -> Result<bool, CatalogError> {
+        let r = match retry_at {
+            Some(at) => {
+                sqlx::query(&self.q(
+                    "UPDATE jobs SET state = 'queued', run_at = ?, lease_until = NULL, locked_by = NULL, last_error = ?, updated_at = ? WHERE id = ? AND locked_by = ? AND state = 'running'",
+                ))
+                .bind(to_millis(at))
+                .bind(error)
+                .bind(to_millis(now()))
+                .bind(id)
+                .bind(worker)
+                .execute(&self.pool)
+                .await
+            }
+            None => {
+                sqlx::query(&self.q(
+                    "UPDATE jobs SET state = 'failed', lease_until = NULL, dedup_key = NULL, last_error = ?, updated_at = ? WHERE id = ? AND locked_by = ? AND state = 'running'",
+                ))
+                .bind(error)
+                .bind(to_millis(now()))
+                .bind(id)
+                .bind(worker)
+                .execute(&self.pool)
+                .await
+            }
+        }
+        .map_err(db)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn job(&self, id: i64) -> Result<Option<Job>, CatalogError> {
+        let sql = format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?");
+        let r = sqlx::query(&self.q(&sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        r.as_ref().map(row_job).transpose()
+    }
+
+    async fn job_counts(&self) -> Result<JobCounts, CatalogError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        let mut c = JobCounts::default();
+        for r in rows {
+            let s: String = get(&r, "state")?;
+            let n: i64 = get(&r, "n")?;
+            match JobState::parse(&s) {
+                Some(JobState::Queued) => c.queued = n,
+                Some(JobState::Running) => c.running = n,
+                Some(JobState::Done) => c.done = n,
+                Some(JobState::Failed) => c.failed = n,
+                None => {}
+            }
+        }
+        Ok(c)
+    }
+}
