@@ -1,0 +1,438 @@
+//! Variants: decode once (JPEG at reduced size when that is enough), resize from
+//! the largest size down, apply the EXIF orientation, encode without metadata.
+
+use std::io::BufReader;
+use std::path::Path;
+
+use fast_image_resize as fr;
+
+use crate::probe::swaps_axes;
+use crate::{svg, FitMode, Format, Limits, MediaError, OutputFormat, Probe, VariantSpec};
+
+/// One variant made.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub spec: VariantSpec,
+    pub bytes: Vec<u8>,
+    /// Display size of the encoded picture.
+    pub width: u32,
+    pub height: u32,
+    pub content_type: &'static str,
+}
+
+/// Pixels in stored orientation, 8-bit RGB or RGBA, rows packed.
+#[derive(Clone)]
+struct Raster {
+    width: u32,
+    height: u32,
+    alpha: bool,
+    data: Vec<u8>,
+}
+
+impl Raster {
+    fn channels(&self) -> usize {
+        if self.alpha {
+            4
+        } else {
+            3
+        }
+    }
+
+    fn pixel_type(&self) -> fr::PixelType {
+        if self.alpha {
+            fr::PixelType::U8x4
+        } else {
+            fr::PixelType::U8x3
+        }
+    }
+}
+
+/// The size a spec produces from a picture of display size `dw` x `dh`, and the
+/// size the whole picture must have for it (larger than the output for fill).
+fn plan(spec: &VariantSpec, dw: u32, dh: u32) -> ((u32, u32), (f64, f64)) {
+    let (sw, sh) = (f64::from(spec.width), f64::from(spec.height));
+    let (w, h) = (f64::from(dw), f64::from(dh));
+    match spec.mode {
+        FitMode::Fit => {
+            let scale = (sw / w).min(sh / h).min(1.0);
+            let out_w = ((w * scale).round() as u32).clamp(1, spec.width);
+            let out_h = ((h * scale).round() as u32).clamp(1, spec.height);
+            ((out_w, out_h), (f64::from(out_w), f64::from(out_h)))
+        }
+        FitMode::Fill => {
+            let scale = (sw / w).max(sh / h);
+            ((spec.width, spec.height), (w * scale, h * scale))
+        }
+    }
+}
+
+/// Makes every variant from one decode. Results come in the order of `specs`. Blocking.
+pub fn render_file(
+    path: &Path,
+    probe: &Probe,
+    specs: &[VariantSpec],
+    limits: &Limits,
+) -> Result<Vec<Rendered>, MediaError> {
+    let (dw, dh) = picture_size(probe, limits)?;
+    for spec in specs {
+        spec.validate(limits)?;
+    }
+    if specs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let swap = swaps_axes(probe.orientation);
+    let plans: Vec<_> = specs.iter().map(|s| plan(s, dw, dh)).collect();
+    // The largest whole-picture size any spec needs, in stored orientation.
+    let need = plans.iter().fold((0.0f64, 0.0f64), |acc, (_, (nw, nh))| {
+        (acc.0.max(*nw), acc.1.max(*nh))
+    });
+    let need = if swap { (need.1, need.0) } else { need };
+    let decoded = decode(path, probe, limits, need)?;
+
+    // Largest output first, so each can come from the previous full-picture result.
+    let mut order: Vec<usize> = (0..specs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(u64::from(plans[i].0 .0) * u64::from(plans[i].0 .1)));
+    let mut sources: Vec<Raster> = vec![decoded];
+    let mut resizer = fr::Resizer::new();
+    let mut out: Vec<Option<Rendered>> = vec![None; specs.len()];
+    for i in order {
+        let (spec, ((ow, oh), (nw, nh))) = (&specs[i], plans[i]);
+        let (tw, th) = if swap { (oh, ow) } else { (ow, oh) };
+        let (nw, nh) = if swap { (nh, nw) } else { (nw, nh) };
+        // The smallest full picture still at least as large as this spec needs.
+        let source = sources
+            .iter()
+            .filter(|s| f64::from(s.width) >= nw.floor() && f64::from(s.height) >= nh.floor())
+            .min_by_key(|s| u64::from(s.width) * u64::from(s.height))
+            .or_else(|| sources.first())
+            .ok_or_else(|| MediaError::Corrupt("nothing was decoded".into()))?;
+        let resized = resize(&mut resizer, source, tw, th, spec.mode == FitMode::Fill)?;
+        let oriented = orient(&resized, probe.orientation);
+        let rendered = encode(&oriented, spec, probe.format)?;
+        if spec.mode == FitMode::Fit {
+            sources.push(resized);
+        }
+        out[i] = Some(rendered);
+    }
+    out.into_iter()
+        .map(|r| r.ok_or_else(|| MediaError::Encode("a variant was not made".into())))
+        .collect()
+}
+
+/// A full-size WebP of the picture, orientation applied, metadata stripped
+/// (lossless: the encoder at hand writes lossless WebP only). Blocking.
+pub fn to_webp(path: &Path, probe: &Probe, limits: &Limits) -> Result<Rendered, MediaError> {
+    let (dw, dh) = picture_size(probe, limits)?;
+    let need = if swaps_axes(probe.orientation) {
+        (f64::from(dh), f64::from(dw))
+    } else {
+        (f64::from(dw), f64::from(dh))
+    };
+    let decoded = decode(path, probe, limits, need)?;
+    let oriented = orient(&decoded, probe.orientation);
+    let spec = VariantSpec {
+        mode: FitMode::Fit,
+        width: oriented.width,
+        height: oriented.height,
+        format: OutputFormat::Webp,
+        quality: 100,
+    };
+    encode(&oriented, &spec, probe.format)
+}
+
+fn picture_size(probe: &Probe, limits: &Limits) -> Result<(u32, u32), MediaError> {
+    if probe.format == Format::Qcow2 {
+        return Err(MediaError::Unsupported(
+            "disk images have no pixels to render".into(),
+        ));
+    }
+    let (w, h) = probe
+        .width
+        .zip(probe.height)
+        .ok_or_else(|| MediaError::Corrupt("the probe has no dimensions".into()))?;
+    limits.check(w, h)?;
+    Ok((w, h))
+}
+
+/// Decodes the picture in stored orientation, at least `need` in size where
+/// the format can decode smaller (JPEG) or must be rasterized (SVG).
+fn decode(path: &Path, probe: &Probe, limits: &Limits, need: (f64, f64)) -> Result<Raster, MediaError> {
+    let (sw, sh) = probe
+        .stored_size()
+        .ok_or_else(|| MediaError::Corrupt("the probe has no dimensions".into()))?;
+    match probe.format {
+        Format::Jpeg => {
+            let bytes = std::fs::read(path)?;
+            match decode_jpeg_turbo(&bytes, limits, need) {
+                Ok(r) => Ok(r),
+                Err(e) => {
+                    tracing::debug!("libjpeg-turbo could not decode ({e}); trying the Rust decoder");
+                    decode_with_image(path, image::ImageFormat::Jpeg, limits)
+                }
+            }
+        }
+        Format::Png => decode_with_image(path, image::ImageFormat::Png, limits),
+        Format::Gif => decode_with_image(path, image::ImageFormat::Gif, limits),
+        Format::Webp => decode_with_image(path, image::ImageFormat::WebP, limits),
+        Format::Svg => {
+            let bytes = svg::read(path, limits)?;
+            let tree = svg::parse(&bytes)?;
+            // Vector art is drawn at the size needed, never above its own size
+            // unless a fill asks for more.
+            let scale = (need.0 / f64::from(sw)).max(need.1 / f64::from(sh));
+            let w = ((f64::from(sw) * scale).ceil() as u32).max(1);
+            let h = ((f64::from(sh) * scale).ceil() as u32).max(1);
+            limits.check(w, h)?;
+            let data = svg::rasterize(&tree, w, h)?;
+            Ok(Raster {
+                width: w,
+                height: h,
+                alpha: true,
+                data,
+            })
+        }
+        Format::Qcow2 => Err(MediaError::Unsupported(
+            "disk images have no pixels to render".into(),
+        )),
+    }
+}
+
+fn turbo_err(e: turbojpeg::Error) -> MediaError {
+    MediaError::Corrupt(format!("JPEG cannot be decoded: {e}"))
+}
+
+/// libjpeg-turbo with DCT scaling: the smallest of 1/8, 2/8, ... 8/8 that is
+/// still at least `need`.
+fn decode_jpeg_turbo(bytes: &[u8], limits: &Limits, need: (f64, f64)) -> Result<Raster, MediaError> {
+    let mut dec = turbojpeg::Decompressor::new().map_err(turbo_err)?;
+    let header = dec.read_header(bytes).map_err(turbo_err)?;
+    let w = u32::try_from(header.width).map_err(|_| MediaError::Corrupt("JPEG width".into()))?;
+    let h = u32::try_from(header.height).map_err(|_| MediaError::Corrupt("JPEG height".into()))?;
+    limits.check(w, h)?;
+    let scaled = |dim: usize, k: usize| (dim * k).div_ceil(8);
+    let k = (1..=8usize)
+        .find(|&k| {
+            scaled(header.width, k) as f64 >= need.0.floor()
+                && scaled(header.height, k) as f64 >= need.1.floor()
+        })
+        .unwrap_or(8);
+    let (out_w, out_h) = (scaled(header.width, k), scaled(header.height, k));
+    let cmyk = matches!(
+        header.colorspace,
+        turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK
+    );
+    let (format, channels) = if cmyk {
+        (turbojpeg::PixelFormat::CMYK, 4)
+    } else {
+        (turbojpeg::PixelFormat::RGB, 3)
+    };
+    let mut pixels = vec![0u8; out_w * out_h * channels];
+    dec.decompress(
+        bytes,
+        turbojpeg::Image {
+            pixels: pixels.as_mut_slice(),
+            width: out_w,
+            pitch: out_w * channels,
+            height: out_h,
+            format,
+        },
+    )
+    .map_err(turbo_err)?;
+    if cmyk {
+        // libjpeg-turbo hands out Adobe-style inverted CMYK: R = C * K / 255.
+        let mut rgb = Vec::with_capacity(out_w * out_h * 3);
+        for px in pixels.chunks_exact(4) {
+            let k = u32::from(px[3]);
+            for &c in &px[..3] {
+                rgb.push(((u32::from(c) * k + 127) / 255) as u8);
+            }
+        }
+        pixels = rgb;
+    }
+    Ok(Raster {
+        width: out_w as u32,
+        height: out_h as u32,
+        alpha: false,
+        data: pixels,
+    })
+}
+
+fn decode_with_image(path: &Path, format: image::ImageFormat, limits: &Limits) -> Result<Raster, MediaError> {
+    let file = std::fs::File::open(path)?;
+    let mut reader = image::ImageReader::with_format(BufReader::new(file), format);
+    let mut image_limits = image::Limits::default();
+    image_limits.max_image_width = Some(limits.max_width);
+    image_limits.max_image_height = Some(limits.max_height);
+    // The decoded picture plus room for the decoder's own buffers.
+    image_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8));
+    reader.limits(image_limits);
+    let img = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(l) => MediaError::TooLarge(format!("image is over the limits: {l}")),
+        image::ImageError::IoError(io) => MediaError::Io(io),
+        other => MediaError::Corrupt(format!("{} cannot be decoded: {other}", format_name(format))),
+    })?;
+    limits.check(img.width(), img.height())?;
+    let alpha = img.color().has_alpha();
+    let (width, height) = (img.width(), img.height());
+    let data = if alpha {
+        img.into_rgba8().into_raw()
+    } else {
+        img.into_rgb8().into_raw()
+    };
+    Ok(Raster {
+        width,
+        height,
+        alpha,
+        data,
+    })
+}
+
+fn format_name(format: image::ImageFormat) -> &'static str {
+    match format {
+        image::ImageFormat::Jpeg => "JPEG",
+        image::ImageFormat::Png => "PNG",
+        image::ImageFormat::Gif => "GIF",
+        image::ImageFormat::WebP => "WebP",
+        _ => "image",
+    }
+}
+
+fn resize_err(e: impl std::fmt::Display) -> MediaError {
+    MediaError::Encode(format!("resizing failed: {e}"))
+}
+
+/// Resizes to exactly `w` x `h`; `crop` keeps the aspect by cutting the centre.
+fn resize(resizer: &mut fr::Resizer, src: &Raster, w: u32, h: u32, crop: bool) -> Result<Raster, MediaError> {
+    if src.width == w && src.height == h {
+        return Ok(src.clone());
+    }
+    let src_image = fr::images::ImageRef::new(src.width, src.height, &src.data, src.pixel_type())
+        .map_err(resize_err)?;
+    let mut dst = fr::images::Image::new(w, h, src.pixel_type());
+    let mut options =
+        fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3));
+    if crop {
+        options = options.fit_into_destination(Some((0.5, 0.5)));
+    }
+    resizer
+        .resize(&src_image, &mut dst, &options)
+        .map_err(resize_err)?;
+    Ok(Raster {
+        width: w,
+        height: h,
+        alpha: src.alpha,
+        data: dst.into_vec(),
+    })
+}
+
+/// Applies an EXIF orientation: the result is in display orientation.
+fn orient(src: &Raster, orientation: Option<u16>) -> Raster {
+    let o = orientation.unwrap_or(1);
+    if !(2..=8).contains(&o) {
+        return src.clone();
+    }
+    let (rw, rh) = (src.width as usize, src.height as usize);
+    let (dw, dh) = if o >= 5 { (rh, rw) } else { (rw, rh) };
+    let ch = src.channels();
+    let mut data = vec![0u8; src.data.len()];
+    for dy in 0..dh {
+        for dx in 0..dw {
+            // The stored pixel shown at (dx, dy).
+            let (sx, sy) = match o {
+                2 => (rw - 1 - dx, dy),
+                3 => (rw - 1 - dx, rh - 1 - dy),
+                4 => (dx, rh - 1 - dy),
+                5 => (dy, dx),
+                6 => (dy, rh - 1 - dx),
+                7 => (rw - 1 - dy, rh - 1 - dx),
+                _ => (rw - 1 - dy, dx),
+            };
+            let from = (sy * rw + sx) * ch;
+            let to = (dy * dw + dx) * ch;
+            data[to..to + ch].copy_from_slice(&src.data[from..from + ch]);
+        }
+    }
+    Raster {
+        width: dw as u32,
+        height: dh as u32,
+        alpha: src.alpha,
+        data,
+    }
+}
+
+/// Flattens transparency onto white (for JPEG).
+fn flatten(src: &Raster) -> Vec<u8> {
+    let mut out = Vec::with_capacity(src.data.len() / 4 * 3);
+    for px in src.data.chunks_exact(4) {
+        let a = u32::from(px[3]);
+        for &c in &px[..3] {
+            out.push(((u32::from(c) * a + 255 * (255 - a) + 127) / 255) as u8);
+        }
+    }
+    out
+}
+
+fn encode(img: &Raster, spec: &VariantSpec, source: Format) -> Result<Rendered, MediaError> {
+    // Vector art keeps its transparency: a JPEG request gives a PNG.
+    let format = match (source, spec.format) {
+        (Format::Svg, OutputFormat::Jpeg) => OutputFormat::Png,
+        (_, f) => f,
+    };
+    let enc_err = |e: &dyn std::fmt::Display| MediaError::Encode(e.to_string());
+    let bytes = match format {
+        OutputFormat::Jpeg => {
+            let flat;
+            let rgb: &[u8] = if img.alpha {
+                flat = flatten(img);
+                &flat
+            } else {
+                &img.data
+            };
+            let mut comp = turbojpeg::Compressor::new().map_err(|e| enc_err(&e))?;
+            comp.set_quality(i32::from(spec.quality));
+            comp.set_subsamp(turbojpeg::Subsamp::Sub2x2);
+            comp.compress_to_vec(turbojpeg::Image {
+                pixels: rgb,
+                width: img.width as usize,
+                pitch: img.width as usize * 3,
+                height: img.height as usize,
+                format: turbojpeg::PixelFormat::RGB,
+            })
+            .map_err(|e| enc_err(&e))?
+        }
+        OutputFormat::Png => {
+            use image::ImageEncoder;
+            let mut buf = Vec::new();
+            let enc = image::codecs::png::PngEncoder::new_with_quality(
+                &mut buf,
+                image::codecs::png::CompressionType::Fast,
+                image::codecs::png::FilterType::Adaptive,
+            );
+            enc.write_image(&img.data, img.width, img.height, color_type(img))
+                .map_err(|e| enc_err(&e))?;
+            buf
+        }
+        OutputFormat::Webp => {
+            let mut buf = Vec::new();
+            image::codecs::webp::WebPEncoder::new_lossless(&mut buf)
+                .encode(&img.data, img.width, img.height, color_type(img))
+                .map_err(|e| enc_err(&e))?;
+            buf
+        }
+    };
+    Ok(Rendered {
+        spec: *spec,
+        bytes,
+        width: img.width,
+        height: img.height,
+        content_type: format.mime(),
+    })
+}
+
+fn color_type(img: &Raster) -> image::ExtendedColorType {
+    if img.alpha {
+        image::ExtendedColorType::Rgba8
+    } else {
+        image::ExtendedColorType::Rgb8
+    }
+}
