@@ -397,26 +397,25 @@ fn map_reqwest_error(e: &reqwest::Error, policy: &FetchPolicy) -> FetchError {
     }
 }
 
-/// An error and its causes on one line, without URLs repeated by reqwest.
+/// An error and its causes on one line, leaving out the generic wrappers
+/// ("error sending request for url (...)", "client error (Connect)") so that
+/// the message shown to users is the cause, e.g. "tcp connect error:
+/// Connection refused (os error 111)".
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = match e.downcast_ref::<reqwest::Error>() {
-        Some(re) => {
-            let mut s = re.to_string();
-            if let Some(url) = re.url() {
-                s = s.replace(&format!(" ({url})"), "");
-            }
-            s
-        }
-        None => e.to_string(),
-    };
-    let mut source = e.source();
+    let mut parts: Vec<String> = Vec::new();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
+        let generic = (err.is::<reqwest::Error>() && err.source().is_some())
+            || err.to_string().starts_with("client error (");
         let msg = err.to_string();
-        if !out.contains(&msg) {
-            out.push_str(": ");
-            out.push_str(&msg);
+        if !generic && !parts.iter().any(|p| p.contains(&msg)) {
+            parts.push(msg);
         }
         source = err.source();
     }
-    out
+    if parts.is_empty() {
+        e.to_string()
+    } else {
+        parts.join(": ")
+    }
 }

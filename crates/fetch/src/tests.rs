@@ -560,6 +560,7 @@ async fn connection_refused_is_connect_error() {
         .await
         .expect_err("refused");
     assert!(matches!(err, FetchError::Connect(_)), "{err:?}");
+    assert!(err.to_string().starts_with("connection failed: "), "{err}");
     assert!(err.is_retryable());
 }
 
@@ -653,4 +654,43 @@ fn default_policy() {
     assert_eq!(p.user_agent, "tintype/0.1");
     let f = Fetcher::new(p.clone()).expect("fetcher");
     assert_eq!(f.policy(), &p);
+}
+
+#[tokio::test]
+async fn https_uses_rustls_and_reports_handshake_failure() {
+    // A plain-HTTP server behind an https URL: the TLS stack must be present
+    // (no panic about a missing crypto provider) and the failure reported.
+    // The server answers in plain HTTP as soon as anyone connects.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let _ = sock
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                .await;
+            let _ = sock.shutdown().await;
+        }
+    });
+    let f = Fetcher::new(open_policy()).expect("fetcher");
+    let err = f
+        .get(&format!("https://{addr}/"))
+        .await
+        .expect_err("not TLS");
+    assert!(
+        matches!(err, FetchError::Connect(_) | FetchError::Io(_)),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn unresolvable_name_is_dns_error() {
+    let f = Fetcher::new(guarded_policy()).expect("fetcher");
+    let err = f
+        .get("http://no-such-host.invalid/")
+        .await
+        .expect_err("does not resolve");
+    assert!(matches!(err, FetchError::Dns(_)), "{err:?}");
+    assert!(err
+        .to_string()
+        .starts_with("DNS lookup failed: no-such-host.invalid"));
 }
