@@ -96,5 +96,7 @@ pub trait BlobStore: Send + Sync {
 
 /// Whether `s` is a well-formed blob key (64 lowercase hex digits).
 pub fn valid_key(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }

@@ -49,11 +49,7 @@ pub trait Catalog: Send + Sync {
     ) -> Result<bool, CatalogError>;
 
     // tokens
-    async fn create_token(
-        &self,
-        token: &Token,
-        secret_hash: &str,
-    ) -> Result<(), CatalogError>;
+    async fn create_token(&self, token: &Token, secret_hash: &str) -> Result<(), CatalogError>;
     async fn token_by_hash(&self, secret_hash: &str) -> Result<Option<Token>, CatalogError>;
     async fn list_tokens(&self, user: UserId) -> Result<Vec<Token>, CatalogError>;
     async fn revoke_token(&self, token_id: &str) -> Result<bool, CatalogError>;

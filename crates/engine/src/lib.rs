@@ -1,1 +1,172 @@
-//! tintype-engine
+//! tintype-engine: the use cases, the one place that talks to the catalog
+//! and the blob store.
+//!
+//! Ingest (stream -> temp file -> hash, size check -> probe -> blob ->
+//! catalog row), variants (presets rendered by the job queue after an
+//! upload, or on demand with single flight), users and tokens, dialect
+//! records, the durable job queue with its workers, remote import through
+//! the guarded fetcher, webhooks, quotas and garbage collection. Nothing in
+//! here knows about HTTP.
+
+mod auth;
+mod gc;
+mod images;
+mod ingest;
+mod jobs;
+mod presets;
+mod records;
+mod variants;
+mod webhook;
+
+pub use auth::NewTokenSecret;
+pub use gc::GcReport;
+pub use images::{BlobRef, ImagePage};
+pub use ingest::{Accept, IngestOptions};
+pub use jobs::{JobHandler, JobOutcome};
+pub use presets::{OutputChoice, Preset, Presets};
+pub use webhook::sign_webhook;
+
+pub use tintype_core as core;
+pub use tintype_fetch as fetch;
+pub use tintype_media as media;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tintype_core::{BlobStore, Catalog};
+
+/// Settings of the engine (the binary fills them from its configuration).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Where uploads are streamed before they are complete; emptied at start.
+    pub tmp_dir: PathBuf,
+    /// Largest accepted upload in bytes.
+    pub max_upload_bytes: u64,
+    pub limits: tintype_media::Limits,
+    pub presets: Presets,
+    /// Number of job workers in this process (0: this node runs no jobs).
+    pub workers: usize,
+    /// How long a claimed job stays leased before another worker may take it.
+    pub job_lease: Duration,
+    /// Attempts before a job is marked failed.
+    pub job_max_attempts: i64,
+    /// Base of the exponential backoff between attempts.
+    pub job_backoff: Duration,
+    /// How often an idle worker looks for due jobs.
+    pub poll_interval: Duration,
+    pub fetch: tintype_fetch::FetchPolicy,
+    /// Blobs younger than this are never collected (an upload may be about
+    /// to reference them).
+    pub gc_grace: Duration,
+}
+
+impl EngineConfig {
+    pub fn new(tmp_dir: PathBuf) -> Self {
+        EngineConfig {
+            tmp_dir,
+            max_upload_bytes: 10 * 1024 * 1024 * 1024,
+            limits: tintype_media::Limits::default(),
+            presets: Presets::builtin(),
+            workers: 2,
+            job_lease: Duration::from_secs(60),
+            job_max_attempts: 5,
+            job_backoff: Duration::from_secs(2),
+            poll_interval: Duration::from_millis(250),
+            fetch: tintype_fetch::FetchPolicy::default(),
+            gc_grace: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Counters the HTTP layer exports on /metrics.
+#[derive(Debug, Default)]
+pub struct EngineMetrics {
+    pub renders: AtomicU64,
+    pub ingested_bytes: AtomicU64,
+    pub jobs_completed: AtomicU64,
+    pub jobs_failed: AtomicU64,
+}
+
+type Flight = Arc<tokio::sync::OnceCell<Result<tintype_core::Variant, tintype_core::CoreError>>>;
+
+pub struct Engine {
+    catalog: Arc<dyn Catalog>,
+    blobs: Arc<dyn BlobStore>,
+    config: EngineConfig,
+    fetcher: tintype_fetch::Fetcher,
+    handlers: RwLock<HashMap<String, Arc<dyn JobHandler>>>,
+    flights: Mutex<HashMap<(String, String), Flight>>,
+    worker_id: String,
+    pub metrics: EngineMetrics,
+    notify: tokio::sync::Notify,
+}
+
+impl Engine {
+    /// Builds the engine and empties the temporary directory (whatever is
+    /// there was left by an interrupted upload).
+    pub fn new(
+        catalog: Arc<dyn Catalog>,
+        blobs: Arc<dyn BlobStore>,
+        config: EngineConfig,
+    ) -> Result<Arc<Self>, tintype_core::CoreError> {
+        std::fs::create_dir_all(&config.tmp_dir).map_err(tintype_core::CoreError::internal)?;
+        if let Ok(rd) = std::fs::read_dir(&config.tmp_dir) {
+            for e in rd.flatten() {
+                if e.file_type().map(|t| t.is_file()).unwrap_or(false) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        let fetcher = tintype_fetch::Fetcher::new(config.fetch.clone())
+            .map_err(tintype_core::CoreError::internal)?;
+        let engine = Arc::new(Engine {
+            catalog,
+            blobs,
+            config,
+            fetcher,
+            handlers: RwLock::new(HashMap::new()),
+            flights: Mutex::new(HashMap::new()),
+            worker_id: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
+            metrics: EngineMetrics::default(),
+            notify: tokio::sync::Notify::new(),
+        });
+        engine.register_handler(variants::RENDER_JOB, Arc::new(variants::RenderHandler));
+        engine.register_handler(webhook::WEBHOOK_JOB, Arc::new(webhook::WebhookHandler));
+        Ok(engine)
+    }
+
+    pub fn catalog(&self) -> &Arc<dyn Catalog> {
+        &self.catalog
+    }
+    pub fn blobs(&self) -> &Arc<dyn BlobStore> {
+        &self.blobs
+    }
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+    pub fn fetcher(&self) -> &tintype_fetch::Fetcher {
+        &self.fetcher
+    }
+
+    /// Whether the catalog and the blob store answer.
+    pub async fn ready(&self) -> Result<(), tintype_core::CoreError> {
+        self.catalog.ping().await?;
+        self.blobs.ping().await?;
+        Ok(())
+    }
+}
+
+/// A random secret of `bytes` bytes as lowercase hex.
+pub fn random_hex(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut b = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// A new image id: UUIDv7 as 32 lowercase hex digits.
+pub fn new_image_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}

@@ -1,1 +1,76 @@
-//! tintype-http
+//! tintype-http: the HTTP skeleton every API shares.
+//!
+//! State ([`AppState`]), token extraction from every place a dialect may
+//! read one ([`auth`]), byte serving with ETag, Last-Modified, Range and
+//! caching ([`serve`]), request metrics, tracing, limits, health checks and
+//! the native API. Dialects are routers over the same state, merged in
+//! [`app`]; each renders errors in its own envelope.
+
+pub mod auth;
+mod metrics;
+mod native;
+mod problem;
+pub mod serve;
+
+pub use metrics::HttpMetrics;
+pub use problem::Problem;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use std::sync::Arc;
+use tintype_engine::Engine;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    /// Absolute base for URLs in responses, without a trailing slash.
+    pub public_url: Arc<str>,
+    pub metrics: Arc<HttpMetrics>,
+}
+
+impl AppState {
+    pub fn new(engine: Arc<Engine>, public_url: &str) -> Self {
+        AppState {
+            engine,
+            public_url: Arc::from(public_url.trim_end_matches('/')),
+            metrics: Arc::new(HttpMetrics::default()),
+        }
+    }
+
+    /// An absolute URL for a path that starts with '/'.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.public_url, path)
+    }
+}
+
+/// The whole application: the native API, health and metrics, and the
+/// dialect routers, with the shared layers around them.
+pub fn app(state: AppState, dialects: Vec<Router<AppState>>) -> Router {
+    let mut router = native::router();
+    for d in dialects {
+        router = router.merge(d);
+    }
+    router
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            problem::panic_response,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Upload size is enforced while streaming, by the engine.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// Serves the app until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -160,13 +160,18 @@ impl SqlCatalog {
         Ok(())
     }
 
-    async fn apply(&self, conn: &mut sqlx::AnyConnection, m: &Migration) -> Result<(), sqlx::Error> {
+    async fn apply(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        m: &Migration,
+    ) -> Result<(), sqlx::Error> {
         use sqlx::Connection;
         let mut tx = conn.begin().await?;
-        let done: Option<AnyRow> = sqlx::query(&self.q("SELECT version FROM schema_migrations WHERE version = ?"))
-            .bind(m.version)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let done: Option<AnyRow> =
+            sqlx::query(&self.q("SELECT version FROM schema_migrations WHERE version = ?"))
+                .bind(m.version)
+                .fetch_optional(&mut *tx)
+                .await?;
         if done.is_some() {
             tx.rollback().await?;
             return Ok(());
@@ -322,7 +327,10 @@ impl Catalog for SqlCatalog {
     }
 
     async fn ping(&self) -> Result<(), CatalogError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
         Ok(())
     }
 
@@ -631,9 +639,9 @@ impl Catalog for SqlCatalog {
         owner: UserId,
         since: Timestamp,
     ) -> Result<i64, CatalogError> {
-        let r = sqlx::query(&self.q(
-            "SELECT COUNT(*) AS n FROM images WHERE owner_id = ? AND created_at >= ?",
-        ))
+        let r = sqlx::query(
+            &self.q("SELECT COUNT(*) AS n FROM images WHERE owner_id = ? AND created_at >= ?"),
+        )
         .bind(owner)
         .bind(to_millis(since))
         .fetch_one(&self.pool)
@@ -682,8 +690,7 @@ impl Catalog for SqlCatalog {
     }
 
     async fn variants(&self, image_id: &str) -> Result<Vec<Variant>, CatalogError> {
-        let sql =
-            format!("SELECT {VARIANT_COLS} FROM variants WHERE image_id = ? ORDER BY preset");
+        let sql = format!("SELECT {VARIANT_COLS} FROM variants WHERE image_id = ? ORDER BY preset");
         let rows = sqlx::query(&self.q(&sql))
             .bind(image_id)
             .fetch_all(&self.pool)
@@ -819,9 +826,9 @@ impl Catalog for SqlCatalog {
     async fn count_records(&self, scope: &str, owner: Option<UserId>) -> Result<i64, CatalogError> {
         let r = match owner {
             Some(o) => {
-                sqlx::query(&self.q(
-                    "SELECT COUNT(*) AS n FROM records WHERE scope = ? AND owner_id = ?",
-                ))
+                sqlx::query(
+                    &self.q("SELECT COUNT(*) AS n FROM records WHERE scope = ? AND owner_id = ?"),
+                )
                 .bind(scope)
                 .bind(o)
                 .fetch_one(&self.pool)
@@ -888,10 +895,7 @@ impl Catalog for SqlCatalog {
         let kind_filter = if kinds.is_empty() {
             String::new()
         } else {
-            format!(
-                " AND kind IN ({})",
-                vec!["?"; kinds.len()].join(", ")
-            )
+            format!(" AND kind IN ({})", vec!["?"; kinds.len()].join(", "))
         };
         let lock = match self.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",

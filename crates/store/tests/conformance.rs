@@ -17,7 +17,10 @@ fn content(sha: &str) -> Content {
         width: Some(3),
         height: Some(2),
         orientation: None,
-        exif: Some(serde_json::Map::from_iter([("make".to_string(), json!("x"))])),
+        exif: Some(serde_json::Map::from_iter([(
+            "make".to_string(),
+            json!("x"),
+        )])),
         latitude: Some(-1.5),
         longitude: None,
     }
@@ -26,8 +29,15 @@ fn content(sha: &str) -> Content {
 async fn suite(cat: Arc<dyn Catalog>, tag: &str) {
     cat.ping().await.unwrap();
     let name = format!("alice-{tag}");
-    let alice = cat.create_user(&name, Some("a@example.com"), "s").await.unwrap().unwrap();
-    assert_eq!(cat.create_user(&name, None, "s").await.unwrap(), Err(AlreadyExists));
+    let alice = cat
+        .create_user(&name, Some("a@example.com"), "s")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        cat.create_user(&name, None, "s").await.unwrap(),
+        Err(AlreadyExists)
+    );
     assert_eq!(cat.user_by_name(&name).await.unwrap().unwrap().id, alice.id);
 
     let tok = Token {
@@ -37,10 +47,24 @@ async fn suite(cat: Arc<dyn Catalog>, tag: &str) {
         created_at: now(),
         revoked: false,
     };
-    cat.create_token(&tok, &format!("hash-{tag}")).await.unwrap();
-    assert_eq!(cat.token_by_hash(&format!("hash-{tag}")).await.unwrap().unwrap(), tok);
+    cat.create_token(&tok, &format!("hash-{tag}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        cat.token_by_hash(&format!("hash-{tag}"))
+            .await
+            .unwrap()
+            .unwrap(),
+        tok
+    );
     assert!(cat.revoke_token(&tok.id).await.unwrap());
-    assert!(cat.token_by_hash(&format!("hash-{tag}")).await.unwrap().unwrap().revoked);
+    assert!(
+        cat.token_by_hash(&format!("hash-{tag}"))
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
 
     // images: newest first with a stable cursor
     let mut ids = vec![];
@@ -64,10 +88,21 @@ async fn suite(cat: Arc<dyn Catalog>, tag: &str) {
     let page1 = cat.list_images(alice.id, None, 3).await.unwrap();
     let last = page1.last().unwrap();
     let page2 = cat
-        .list_images(alice.id, Some(ImageCursor { created_at_ms: to_millis(last.created_at), seq: last.seq }), 3)
+        .list_images(
+            alice.id,
+            Some(ImageCursor {
+                created_at_ms: to_millis(last.created_at),
+                seq: last.seq,
+            }),
+            3,
+        )
         .await
         .unwrap();
-    let mut seen: Vec<String> = page1.iter().chain(page2.iter()).map(|i| i.id.clone()).collect();
+    let mut seen: Vec<String> = page1
+        .iter()
+        .chain(page2.iter())
+        .map(|i| i.id.clone())
+        .collect();
     assert_eq!(seen.len(), 5);
     seen.sort();
     ids.sort();
@@ -93,10 +128,22 @@ async fn suite(cat: Arc<dyn Catalog>, tag: &str) {
 
     // records
     let scope = format!("test.{tag}");
-    let r = NewRecord { scope: scope.clone(), key: "k".into(), owner_id: Some(alice.id), image_id: Some(ids[1].clone()), data: json!({"a": 1}) };
+    let r = NewRecord {
+        scope: scope.clone(),
+        key: "k".into(),
+        owner_id: Some(alice.id),
+        image_id: Some(ids[1].clone()),
+        data: json!({"a": 1}),
+    };
     let rec = cat.insert_record(&r).await.unwrap().unwrap();
     assert_eq!(cat.insert_record(&r).await.unwrap(), Err(AlreadyExists));
-    let up = cat.upsert_record(&NewRecord { data: json!({"a": 2}), ..r.clone() }).await.unwrap();
+    let up = cat
+        .upsert_record(&NewRecord {
+            data: json!({"a": 2}),
+            ..r.clone()
+        })
+        .await
+        .unwrap();
     assert_eq!(up.seq, rec.seq);
     assert_eq!(up.data, json!({"a": 2}));
     assert_eq!(cat.count_records(&scope, Some(alice.id)).await.unwrap(), 1);
@@ -107,24 +154,51 @@ async fn suite(cat: Arc<dyn Catalog>, tag: &str) {
     // jobs: claim, lease expiry, retry, failure
     let kind = format!("test-{tag}");
     let id = cat
-        .enqueue(&NewJob { kind: kind.clone(), payload: json!({"x": 1}), run_at: now(), max_attempts: 3, dedup_key: Some(format!("d-{tag}")) })
+        .enqueue(&NewJob {
+            kind: kind.clone(),
+            payload: json!({"x": 1}),
+            run_at: now(),
+            max_attempts: 3,
+            dedup_key: Some(format!("d-{tag}")),
+        })
         .await
         .unwrap();
     let again = cat
-        .enqueue(&NewJob { kind: kind.clone(), payload: json!({"x": 2}), run_at: now(), max_attempts: 3, dedup_key: Some(format!("d-{tag}")) })
+        .enqueue(&NewJob {
+            kind: kind.clone(),
+            payload: json!({"x": 2}),
+            run_at: now(),
+            max_attempts: 3,
+            dedup_key: Some(format!("d-{tag}")),
+        })
         .await
         .unwrap();
     assert_eq!(id, again, "a dedup key admits one live job");
     let kinds = vec![kind.clone()];
-    let j = cat.claim_job("w1", &kinds, now() - chrono::Duration::seconds(1)).await.unwrap().unwrap();
+    let j = cat
+        .claim_job("w1", &kinds, now() - chrono::Duration::seconds(1))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((j.id, j.attempts), (id, 1));
     // the lease is already over: another worker takes it
-    let j2 = cat.claim_job("w2", &kinds, now() + chrono::Duration::seconds(60)).await.unwrap().unwrap();
+    let j2 = cat
+        .claim_job("w2", &kinds, now() + chrono::Duration::seconds(60))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((j2.id, j2.attempts), (id, 2));
-    assert!(!cat.complete_job(id, "w1").await.unwrap(), "the old worker lost its lease");
+    assert!(
+        !cat.complete_job(id, "w1").await.unwrap(),
+        "the old worker lost its lease"
+    );
     assert!(cat.claim_job("w3", &kinds, now()).await.unwrap().is_none());
     assert!(cat.fail_job(id, "w2", "boom", Some(now())).await.unwrap());
-    let j3 = cat.claim_job("w3", &kinds, now() + chrono::Duration::seconds(60)).await.unwrap().unwrap();
+    let j3 = cat
+        .claim_job("w3", &kinds, now() + chrono::Duration::seconds(60))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(cat.fail_job(j3.id, "w3", "final", None).await.unwrap());
     let done = cat.job(id).await.unwrap().unwrap();
     assert_eq!(done.state, JobState::Failed);

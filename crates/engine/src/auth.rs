@@ -1,0 +1,151 @@
+use crate::{random_hex, Engine};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tintype_core::{now, CoreError, Principal, Scope, Token, User};
+
+/// A token as created: the secret is shown once and stored only as a hash.
+#[derive(Debug, Clone)]
+pub struct NewTokenSecret {
+    pub token: Token,
+    pub secret: String,
+}
+
+fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+impl Engine {
+    pub async fn create_user(&self, name: &str, email: Option<&str>) -> Result<User, CoreError> {
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !valid {
+            return Err(CoreError::Invalid(
+                "a user name is 1-64 letters, digits, '-', '_' or '.'".into(),
+            ));
+        }
+        match self
+            .catalog
+            .create_user(name, email, &random_hex(32))
+            .await?
+        {
+            Ok(u) => Ok(u),
+            Err(_) => Err(CoreError::Conflict(format!("user '{name}' already exists"))),
+        }
+    }
+
+    pub async fn user(&self, name_or_id: &str) -> Result<User, CoreError> {
+        if let Some(u) = self.catalog.user_by_name(name_or_id).await? {
+            return Ok(u);
+        }
+        if let Ok(id) = name_or_id.parse::<i64>() {
+            if let Some(u) = self.catalog.user_by_id(id).await? {
+                return Ok(u);
+            }
+        }
+        Err(CoreError::NotFound)
+    }
+
+    pub async fn user_by_id(&self, id: i64) -> Result<Option<User>, CoreError> {
+        Ok(self.catalog.user_by_id(id).await?)
+    }
+
+    pub async fn users(&self) -> Result<Vec<User>, CoreError> {
+        Ok(self.catalog.list_users().await?)
+    }
+
+    pub async fn set_quota(&self, user: &str, images_per_day: i64) -> Result<User, CoreError> {
+        if images_per_day < 0 {
+            return Err(CoreError::Invalid(
+                "the quota must be 0 (unlimited) or more".into(),
+            ));
+        }
+        let u = self.user(user).await?;
+        self.catalog.set_quota(u.id, images_per_day).await?;
+        self.user(&u.name).await
+    }
+
+    /// Creates a token with the given scopes (the three image scopes when
+    /// empty) and returns its secret, which is not stored.
+    pub async fn create_token(
+        &self,
+        user: &str,
+        scopes: &[Scope],
+    ) -> Result<NewTokenSecret, CoreError> {
+        let u = self.user(user).await?;
+        let mut scopes: Vec<Scope> = if scopes.is_empty() {
+            Scope::IMAGE.to_vec()
+        } else {
+            scopes.to_vec()
+        };
+        scopes.sort();
+        scopes.dedup();
+        let token = Token {
+            id: random_hex(8),
+            user_id: u.id,
+            scopes,
+            created_at: now(),
+            revoked: false,
+        };
+        let secret = format!("tt_{}", random_hex(24));
+        self.catalog
+            .create_token(&token, &hash_secret(&secret))
+            .await?;
+        Ok(NewTokenSecret { token, secret })
+    }
+
+    pub async fn tokens(&self, user: &str) -> Result<Vec<Token>, CoreError> {
+        let u = self.user(user).await?;
+        Ok(self.catalog.list_tokens(u.id).await?)
+    }
+
+    pub async fn revoke_token(&self, token_id: &str) -> Result<(), CoreError> {
+        if self.catalog.revoke_token(token_id).await? {
+            Ok(())
+        } else {
+            Err(CoreError::NotFound)
+        }
+    }
+
+    /// The principal behind a secret, or None for an unknown or revoked one.
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<Principal>, CoreError> {
+        if secret.is_empty() || secret.len() > 256 {
+            return Ok(None);
+        }
+        let h = hash_secret(secret);
+        let Some(token) = self.catalog.token_by_hash(&h).await? else {
+            return Ok(None);
+        };
+        // The lookup is by hash; compare again in constant time anyway.
+        let stored = hash_secret(secret);
+        if !bool::from(stored.as_bytes().ct_eq(h.as_bytes())) || token.revoked {
+            return Ok(None);
+        }
+        let Some(user) = self.catalog.user_by_id(token.user_id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Principal {
+            user,
+            token_id: token.id,
+            scopes: token.scopes,
+        }))
+    }
+
+    /// On the first start with an empty catalog: creates the user `admin`
+    /// and returns an admin token's secret (to be shown once).
+    pub async fn bootstrap_admin(&self) -> Result<Option<String>, CoreError> {
+        if self.catalog.count_users().await? > 0 {
+            return Ok(None);
+        }
+        match self.create_user("admin", None).await {
+            Ok(_) => {}
+            Err(CoreError::Conflict(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let mut scopes = Scope::IMAGE.to_vec();
+        scopes.push(Scope::Admin);
+        Ok(Some(self.create_token("admin", &scopes).await?.secret))
+    }
+}

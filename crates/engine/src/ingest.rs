@@ -1,0 +1,252 @@
+use crate::{new_image_id, Engine};
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::sync::atomic::Ordering;
+use tempfile::TempPath;
+use tintype_core::{now, Content, CoreError, Image, ImageKind, NewImage, UserId};
+use tintype_media::{Format, Kind, MediaError, Probe};
+use tokio::io::AsyncWriteExt;
+
+/// Which uploads a use case accepts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Accept {
+    /// Pictures and disks.
+    Any,
+    Pictures,
+    Disks,
+    /// Only these formats.
+    Formats(Vec<Format>),
+}
+
+impl Accept {
+    fn allows(&self, f: Format) -> bool {
+        match self {
+            Accept::Any => true,
+            Accept::Pictures => f.kind() == Kind::Picture,
+            Accept::Disks => f.kind() == Kind::Disk,
+            Accept::Formats(list) => list.contains(&f),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub owner: UserId,
+    pub name: Option<String>,
+    pub metadata: Map<String, Value>,
+    pub accept: Accept,
+    /// A limit below the configured maximum upload size.
+    pub max_bytes: Option<u64>,
+}
+
+impl IngestOptions {
+    pub fn new(owner: UserId) -> Self {
+        IngestOptions {
+            owner,
+            name: None,
+            metadata: Map::new(),
+            accept: Accept::Any,
+            max_bytes: None,
+        }
+    }
+}
+
+/// A complete upload in a temporary file, hashed and probed.
+pub(crate) struct Staged {
+    pub temp: TempPath,
+    pub sha256: String,
+    pub size: u64,
+    pub probe: Probe,
+}
+
+pub(crate) fn media_error(e: MediaError) -> CoreError {
+    match e {
+        MediaError::Io(e) => CoreError::Internal(format!("reading the upload: {e}")),
+        MediaError::TooLarge(m) => CoreError::Rejected(format!("too large: {m}")),
+        other => CoreError::Unsupported(other.to_string()),
+    }
+}
+
+pub(crate) fn content_of(staged: &Staged) -> Content {
+    let p = &staged.probe;
+    Content {
+        sha256: staged.sha256.clone(),
+        size: staged.size as i64,
+        kind: match p.kind {
+            Kind::Picture => ImageKind::Picture,
+            Kind::Disk => ImageKind::Disk,
+        },
+        format: p.format.name().to_string(),
+        content_type: p.format.mime().to_string(),
+        width: p.width.map(i64::from),
+        height: p.height.map(i64::from),
+        orientation: p.orientation.map(i64::from),
+        exif: p.exif.clone(),
+        latitude: p.latitude,
+        longitude: p.longitude,
+    }
+}
+
+impl Engine {
+    /// Streams a body into a temporary file while hashing it and checking
+    /// its size, then probes it. Nothing is visible to anyone yet; dropping
+    /// the result removes the file.
+    pub(crate) async fn stage<S, E>(
+        &self,
+        mut body: S,
+        max_bytes: Option<u64>,
+        accept: &Accept,
+    ) -> Result<Staged, CoreError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: std::fmt::Display,
+    {
+        let limit = max_bytes
+            .unwrap_or(u64::MAX)
+            .min(self.config.max_upload_bytes);
+        let named = tempfile::Builder::new()
+            .prefix("upload-")
+            .tempfile_in(&self.config.tmp_dir)
+            .map_err(|e| CoreError::Internal(format!("temp file: {e}")))?;
+        let (file, temp) = named.into_parts();
+        let mut file = tokio::fs::File::from_std(file);
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| CoreError::Invalid(format!("reading the body: {e}")))?;
+            size += chunk.len() as u64;
+            if size > limit {
+                return Err(CoreError::TooLarge { limit });
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| CoreError::Internal(format!("writing the upload: {e}")))?;
+        }
+        if size == 0 {
+            return Err(CoreError::Invalid("the file is empty".into()));
+        }
+        file.flush()
+            .await
+            .map_err(|e| CoreError::Internal(format!("writing the upload: {e}")))?;
+        drop(file);
+        self.metrics
+            .ingested_bytes
+            .fetch_add(size, Ordering::Relaxed);
+        let path = temp.to_path_buf();
+        let limits = self.config.limits.clone();
+        let probe = tokio::task::spawn_blocking(move || tintype_media::probe_file(&path, &limits))
+            .await
+            .map_err(CoreError::internal)?
+            .map_err(media_error)?;
+        if !accept.allows(probe.format) {
+            return Err(CoreError::Unsupported(format!(
+                "{} files are not accepted here",
+                probe.format.name()
+            )));
+        }
+        Ok(Staged {
+            temp,
+            sha256: hex::encode(hasher.finalize()),
+            size,
+            probe,
+        })
+    }
+
+    /// Stores a staged upload's blob (content-addressed: the same bytes
+    /// are stored once).
+    pub(crate) async fn commit_blob(&self, staged: &Staged) -> Result<(), CoreError> {
+        self.blobs
+            .put_file(&staged.sha256, &staged.temp, staged.size)
+            .await?;
+        Ok(())
+    }
+
+    /// Checks the owner's images-per-day quota for `n` more images.
+    pub async fn check_quota(&self, owner: UserId, n: i64) -> Result<(), CoreError> {
+        let Some(user) = self.catalog.user_by_id(owner).await? else {
+            return Err(CoreError::NotFound);
+        };
+        if user.images_per_day <= 0 {
+            return Ok(());
+        }
+        let used = self
+            .catalog
+            .count_images_since(owner, now() - chrono::Duration::hours(24))
+            .await?;
+        if used + n > user.images_per_day {
+            return Err(CoreError::QuotaExceeded {
+                limit: user.images_per_day,
+                used,
+                requested: n,
+            });
+        }
+        Ok(())
+    }
+
+    /// The whole upload use case: stream, hash, limit, probe, store the
+    /// blob, commit the catalog row, queue the variants. A failure at any
+    /// step leaves no image behind.
+    pub async fn ingest<S, E>(&self, opts: IngestOptions, body: S) -> Result<Image, CoreError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: std::fmt::Display,
+    {
+        self.check_quota(opts.owner, 1).await?;
+        let staged = self.stage(body, opts.max_bytes, &opts.accept).await?;
+        self.commit_blob(&staged).await?;
+        let image = self
+            .catalog
+            .insert_image(&NewImage {
+                id: new_image_id(),
+                owner_id: opts.owner,
+                name: opts.name,
+                content: content_of(&staged),
+                metadata: opts.metadata,
+                created_at: now(),
+            })
+            .await?;
+        self.after_content_change(&image).await?;
+        Ok(image)
+    }
+
+    /// Replaces the bytes of an existing image in place (same id), e.g. a
+    /// re-import with changed bytes. Its variants are rendered again.
+    pub async fn replace_content<S, E>(
+        &self,
+        image_id: &str,
+        accept: &Accept,
+        body: S,
+    ) -> Result<Image, CoreError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: std::fmt::Display,
+    {
+        let staged = self.stage(body, None, accept).await?;
+        self.commit_blob(&staged).await?;
+        let image = self
+            .catalog
+            .replace_image_content(image_id, &content_of(&staged))
+            .await?
+            .ok_or(CoreError::NotFound)?;
+        self.after_content_change(&image).await?;
+        Ok(image)
+    }
+
+    /// Fetches a URL through the guarded fetcher and ingests it.
+    pub async fn ingest_url(&self, opts: IngestOptions, url: &str) -> Result<Image, CoreError> {
+        let resp = self.fetch(url).await?;
+        self.ingest(opts, resp.body).await
+    }
+
+    /// Fetches a URL through the guard (for callers that decide themselves
+    /// what to do with the bytes, e.g. compare before replacing).
+    pub async fn fetch(&self, url: &str) -> Result<tintype_fetch::FetchResponse, CoreError> {
+        self.fetcher
+            .get(url)
+            .await
+            .map_err(|e| CoreError::Rejected(e.to_string()))
+    }
+}

@@ -1,0 +1,198 @@
+use crate::Engine;
+use async_trait::async_trait;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tintype_core::{now, CoreError, Job, JobCounts, NewJob};
+
+/// What a job's run came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobOutcome {
+    Done,
+    /// Try again later (exponential backoff), until the attempts run out.
+    Retry(String),
+    /// Give up now, recording the error.
+    Fail(String),
+}
+
+/// Runs jobs of one kind. Dialects may register their own kinds.
+#[async_trait]
+pub trait JobHandler: Send + Sync {
+    async fn run(&self, engine: &Arc<Engine>, job: &Job) -> JobOutcome;
+}
+
+impl Engine {
+    pub fn register_handler(&self, kind: &str, handler: Arc<dyn JobHandler>) {
+        if let Ok(mut h) = self.handlers.write() {
+            h.insert(kind.to_string(), handler);
+        }
+    }
+
+    fn kinds(&self) -> Vec<String> {
+        self.handlers
+            .read()
+            .map(|h| h.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Adds a job to the durable queue. With a dedup key, at most one live
+    /// job per key exists.
+    pub async fn enqueue(
+        &self,
+        kind: &str,
+        payload: serde_json::Value,
+        delay: Option<Duration>,
+        dedup_key: Option<String>,
+    ) -> Result<i64, CoreError> {
+        let run_at =
+            now() + chrono::Duration::from_std(delay.unwrap_or_default()).unwrap_or_default();
+        let id = self
+            .catalog
+            .enqueue(&NewJob {
+                kind: kind.to_string(),
+                payload,
+                run_at,
+                max_attempts: self.config.job_max_attempts,
+                dedup_key,
+            })
+            .await?;
+        self.notify.notify_waiters();
+        Ok(id)
+    }
+
+    pub async fn job(&self, id: i64) -> Result<Option<Job>, CoreError> {
+        Ok(self.catalog.job(id).await?)
+    }
+
+    pub async fn job_counts(&self) -> Result<JobCounts, CoreError> {
+        Ok(self.catalog.job_counts().await?)
+    }
+
+    fn backoff(&self, attempts: i64) -> Duration {
+        let exp = attempts.clamp(1, 16) as u32 - 1;
+        self.config
+            .job_backoff
+            .saturating_mul(2u32.saturating_pow(exp))
+            .min(Duration::from_secs(3600))
+    }
+
+    /// Claims and runs one due job. Returns whether there was one.
+    pub async fn run_one(self: &Arc<Self>, worker: &str) -> Result<bool, CoreError> {
+        let kinds = self.kinds();
+        let lease = self.config.job_lease;
+        let lease_until = now() + chrono::Duration::from_std(lease).unwrap_or_default();
+        let Some(job) = self.catalog.claim_job(worker, &kinds, lease_until).await? else {
+            return Ok(false);
+        };
+        let handler = self
+            .handlers
+            .read()
+            .ok()
+            .and_then(|h| h.get(&job.kind).cloned());
+        let Some(handler) = handler else {
+            self.catalog
+                .fail_job(job.id, worker, "no handler for this kind", None)
+                .await?;
+            return Ok(true);
+        };
+        tracing::debug!(job = job.id, kind = %job.kind, attempt = job.attempts, "running job");
+        // Keep the lease while the job runs.
+        let hb_engine = self.clone();
+        let hb_worker = worker.to_string();
+        let hb_id = job.id;
+        let heartbeat = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                let until = now() + chrono::Duration::from_std(lease).unwrap_or_default();
+                if !matches!(
+                    hb_engine
+                        .catalog
+                        .extend_lease(hb_id, &hb_worker, until)
+                        .await,
+                    Ok(true)
+                ) {
+                    break;
+                }
+            }
+        });
+        let run_engine = self.clone();
+        let run_job = job.clone();
+        let outcome =
+            match tokio::spawn(async move { handler.run(&run_engine, &run_job).await }).await {
+                Ok(o) => o,
+                Err(e) => JobOutcome::Retry(format!("the job panicked: {e}")),
+            };
+        heartbeat.abort();
+        match outcome {
+            JobOutcome::Done => {
+                self.catalog.complete_job(job.id, worker).await?;
+                self.metrics.jobs_completed.fetch_add(1, Ordering::Relaxed);
+            }
+            JobOutcome::Retry(err) if job.attempts < job.max_attempts => {
+                let at = now()
+                    + chrono::Duration::from_std(self.backoff(job.attempts)).unwrap_or_default();
+                tracing::warn!(job = job.id, kind = %job.kind, attempt = job.attempts, "job failed, retrying: {err}");
+                self.catalog
+                    .fail_job(job.id, worker, &err, Some(at))
+                    .await?;
+            }
+            JobOutcome::Retry(err) | JobOutcome::Fail(err) => {
+                tracing::warn!(job = job.id, kind = %job.kind, "job failed for good: {err}");
+                self.catalog.fail_job(job.id, worker, &err, None).await?;
+                self.metrics.jobs_failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Starts this process's workers. They run until the runtime stops.
+    pub fn start_workers(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
+        (0..self.config.workers)
+            .map(|n| {
+                let engine = self.clone();
+                let worker = format!("{}-{n}", self.worker_id);
+                tokio::spawn(async move {
+                    loop {
+                        match engine.run_one(&worker).await {
+                            Ok(true) => continue,
+                            Ok(false) => {}
+                            Err(e) => tracing::error!("job worker: {e:?}"),
+                        }
+                        let _ = tokio::time::timeout(
+                            engine.config.poll_interval,
+                            engine.notify.notified(),
+                        )
+                        .await;
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// Enqueues a job of `kind` every `interval` (one live job at a time,
+    /// whatever the number of nodes).
+    pub fn start_periodic(
+        self: &Arc<Self>,
+        kind: &str,
+        interval: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let engine = self.clone();
+        let kind = kind.to_string();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = engine
+                    .enqueue(
+                        &kind,
+                        serde_json::json!({}),
+                        None,
+                        Some(format!("periodic:{kind}")),
+                    )
+                    .await
+                {
+                    tracing::error!("scheduling {kind}: {e:?}");
+                }
+                tokio::time::sleep(interval).await;
+            }
+        })
+    }
+}

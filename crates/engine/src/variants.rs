@@ -1,0 +1,192 @@
+use crate::jobs::{JobHandler, JobOutcome};
+use crate::{Engine, Preset};
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tintype_core::{now, CoreError, Image, ImageKind, Job, Variant};
+
+pub(crate) const RENDER_JOB: &str = "render";
+
+pub(crate) struct RenderHandler;
+
+#[async_trait]
+impl JobHandler for RenderHandler {
+    async fn run(&self, engine: &Arc<Engine>, job: &Job) -> JobOutcome {
+        let Some(id) = job.payload.get("image_id").and_then(|v| v.as_str()) else {
+            return JobOutcome::Fail("payload without image_id".into());
+        };
+        match engine.render_missing(id).await {
+            Ok(()) => JobOutcome::Done,
+            Err(CoreError::NotFound) => JobOutcome::Done, // deleted meanwhile
+            Err(e @ CoreError::Unsupported(_)) | Err(e @ CoreError::Rejected(_)) => {
+                JobOutcome::Fail(e.to_string())
+            }
+            Err(e) => JobOutcome::Retry(format!("{e}: {e:?}")),
+        }
+    }
+}
+
+impl Engine {
+    /// After new bytes: queue the variants (pictures), or mark a disk as
+    /// processed (it has none).
+    pub(crate) async fn after_content_change(&self, image: &Image) -> Result<(), CoreError> {
+        if image.content.kind == ImageKind::Picture
+            && self.config.presets.all().iter().any(|p| p.on_upload)
+        {
+            self.enqueue(
+                RENDER_JOB,
+                serde_json::json!({ "image_id": image.id }),
+                None,
+                Some(format!("render:{}", image.id)),
+            )
+            .await?;
+        } else {
+            self.catalog.set_processed(&image.id, Some(now())).await?;
+        }
+        Ok(())
+    }
+
+    /// Renders the on-upload presets the image does not have yet, from one
+    /// decode, and records the image as processed.
+    pub async fn render_missing(&self, image_id: &str) -> Result<(), CoreError> {
+        let image = self.image(image_id).await?;
+        if image.content.kind != ImageKind::Picture {
+            return Ok(());
+        }
+        let have: Vec<String> = self
+            .catalog
+            .variants(image_id)
+            .await?
+            .into_iter()
+            .map(|v| v.preset)
+            .collect();
+        let missing: Vec<Preset> = self
+            .config
+            .presets
+            .all()
+            .iter()
+            .filter(|p| p.on_upload && !have.contains(&p.name))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            self.render_presets(&image, &missing).await?;
+        }
+        self.catalog.set_processed(image_id, Some(now())).await?;
+        Ok(())
+    }
+
+    /// A variant of an image, rendered now if it does not exist yet. However
+    /// many requests ask at once, it is rendered once (single flight).
+    pub async fn variant(&self, image: &Image, preset: &str) -> Result<Variant, CoreError> {
+        let Some(p) = self.config.presets.get(preset).cloned() else {
+            return Err(CoreError::NotFound);
+        };
+        if image.content.kind != ImageKind::Picture {
+            return Err(CoreError::Unsupported(
+                "disk images have no variants".into(),
+            ));
+        }
+        if let Some(v) = self.catalog.variant(&image.id, preset).await? {
+            return Ok(v);
+        }
+        let key = (image.id.clone(), preset.to_string());
+        let cell = {
+            let mut flights = self
+                .flights
+                .lock()
+                .map_err(|_| CoreError::Internal("flight table poisoned".into()))?;
+            flights.entry(key.clone()).or_default().clone()
+        };
+        let result = cell
+            .get_or_init(|| async {
+                // Another flight may have finished between our check and now.
+                if let Ok(Some(v)) = self.catalog.variant(&image.id, preset).await {
+                    return Ok(v);
+                }
+                self.render_presets(image, std::slice::from_ref(&p))
+                    .await
+                    .and_then(|mut v| v.pop().ok_or(CoreError::Internal("no variant".into())))
+            })
+            .await
+            .clone();
+        if let Ok(mut flights) = self.flights.lock() {
+            if flights.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                flights.remove(&key);
+            }
+        }
+        result
+    }
+
+    /// Renders the presets from one decode and stores them.
+    async fn render_presets(
+        &self,
+        image: &Image,
+        presets: &[Preset],
+    ) -> Result<Vec<Variant>, CoreError> {
+        let local = self
+            .blobs
+            .local_file(&image.content.sha256, &self.config.tmp_dir)
+            .await?;
+        let path = local.path().to_path_buf();
+        let limits = self.config.limits.clone();
+        let presets_owned = presets.to_vec();
+        let tmp_dir = self.config.tmp_dir.clone();
+        let rendered = tokio::task::spawn_blocking(move || {
+            let probe = tintype_media::probe_file(&path, &limits)?;
+            let specs: Vec<_> = presets_owned
+                .iter()
+                .map(|p| p.spec_for(probe.format))
+                .collect();
+            let out = tintype_media::render_file(&path, &probe, &specs, &limits)?;
+            // Each variant goes to a temp file, hashed, ready for the store.
+            let mut staged = Vec::with_capacity(out.len());
+            for (r, p) in out.into_iter().zip(presets_owned.iter()) {
+                let mut f = tempfile::Builder::new()
+                    .prefix("variant-")
+                    .tempfile_in(&tmp_dir)?;
+                f.write_all(&r.bytes)?;
+                f.as_file().sync_all()?;
+                let sha = hex::encode(Sha256::digest(&r.bytes));
+                staged.push((
+                    p.name.clone(),
+                    r.width,
+                    r.height,
+                    r.content_type,
+                    r.bytes.len(),
+                    sha,
+                    f.into_temp_path(),
+                ));
+            }
+            Ok::<_, tintype_media::MediaError>(staged)
+        })
+        .await
+        .map_err(CoreError::internal)?
+        .map_err(crate::ingest::media_error)?;
+        drop(local);
+        let mut out = Vec::with_capacity(rendered.len());
+        for (preset, w, h, ct, size, sha, temp) in rendered {
+            self.blobs.put_file(&sha, &temp, size as u64).await?;
+            let v = Variant {
+                image_id: image.id.clone(),
+                preset,
+                sha256: sha,
+                content_type: ct.to_string(),
+                width: i64::from(w),
+                height: i64::from(h),
+                size: size as i64,
+                created_at: now(),
+            };
+            self.catalog.put_variant(&v).await?;
+            self.metrics.renders.fetch_add(1, Ordering::Relaxed);
+            out.push(v);
+        }
+        Ok(out)
+    }
+
+    /// The variants an image has so far.
+    pub async fn variants(&self, image_id: &str) -> Result<Vec<Variant>, CoreError> {
+        Ok(self.catalog.variants(image_id).await?)
+    }
+}

@@ -1,0 +1,405 @@
+//! The native API under /v1, health checks and metrics.
+
+use crate::auth::TokenSource;
+use crate::serve::{serve_blob, Caching};
+use crate::{AppState, Problem};
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tintype_engine::core::{CoreError, Image, Principal, Scope, Variant};
+use tintype_engine::{BlobRef, IngestOptions};
+
+const SOURCES: &[TokenSource] = &[
+    TokenSource::Bearer,
+    TokenSource::XApiToken,
+    TokenSource::QueryAccessToken,
+];
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/user", get(me))
+        .route("/v1/images", get(list).post(upload))
+        .route("/v1/images/{id}", get(show).patch(patch).delete(remove))
+        .route("/v1/images/{id}/original", get(original))
+        .route("/v1/images/{id}/variants/{preset}", get(variant))
+}
+
+type ApiResult<T> = Result<T, Problem>;
+
+async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(st): State<AppState>) -> Response {
+    match st.engine.ready().await {
+        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Err(e) => {
+            tracing::warn!("not ready: {e:?}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    let body = crate::metrics::render(&st).await;
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+async fn who(
+    st: &AppState,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    scope: Scope,
+) -> ApiResult<Principal> {
+    let p = crate::auth::principal_from(st, headers, query, SOURCES)
+        .await?
+        .ok_or(CoreError::Unauthorized)?;
+    p.require(scope)?;
+    Ok(p)
+}
+
+fn variant_json(st: &AppState, image: &Image, v: &Variant) -> Value {
+    json!({
+        "preset": v.preset,
+        "width": v.width,
+        "height": v.height,
+        "content_type": v.content_type,
+        "size": v.size,
+        "url": st.url(&format!("/v1/images/{}/variants/{}", image.id, v.preset)),
+    })
+}
+
+async fn image_json(st: &AppState, image: &Image) -> ApiResult<Value> {
+    let variants = st.engine.variants(&image.id).await?;
+    let mut preset_urls = Map::new();
+    if image.content.kind == tintype_engine::core::ImageKind::Picture {
+        for p in st.engine.config().presets.all() {
+            preset_urls.insert(
+                p.name.clone(),
+                json!(st.url(&format!("/v1/images/{}/variants/{}", image.id, p.name))),
+            );
+        }
+    }
+    Ok(json!({
+        "id": image.id,
+        "name": image.name,
+        "kind": image.content.kind.as_str(),
+        "format": image.content.format,
+        "content_type": image.content.content_type,
+        "size": image.content.size,
+        "sha256": image.content.sha256,
+        "width": image.content.width,
+        "height": image.content.height,
+        "orientation": image.content.orientation,
+        "latitude": image.content.latitude,
+        "longitude": image.content.longitude,
+        "exif": image.content.exif,
+        "created_at": image.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "updated_at": image.updated_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "processed_at": image.processed_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        "metadata": image.metadata,
+        "urls": {
+            "self": st.url(&format!("/v1/images/{}", image.id)),
+            "original": st.url(&format!("/v1/images/{}/original", image.id)),
+            "variants": preset_urls,
+        },
+        "variants": variants.iter().map(|v| variant_json(st, image, v)).collect::<Vec<_>>(),
+    }))
+}
+
+async fn me(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    req: Request,
+) -> ApiResult<Json<Value>> {
+    let p = who(&st, &headers, req.uri().query(), Scope::ImageRead).await?;
+    let u = p.user;
+    Ok(Json(json!({
+        "id": u.id,
+        "name": u.name,
+        "email": u.email,
+        "created_at": u.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "images_per_day": u.images_per_day,
+        "profile_image_id": u.profile_image_id,
+        "profile_image_url": u.profile_image_id.as_ref().map(|id| st.url(&format!("/v1/images/{id}/original"))),
+        "scopes": p.scopes,
+    })))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+async fn list(State(st): State<AppState>, headers: HeaderMap, req: Request) -> ApiResult<Response> {
+    let query = req.uri().query().map(str::to_string);
+    let p = who(&st, &headers, query.as_deref(), Scope::ImageRead).await?;
+    let q: Query<ListQuery> = Query::try_from_uri(req.uri())
+        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid", e.body_text()))?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "limit must be within 1..=1000",
+        ));
+    }
+    let page = st
+        .engine
+        .list_images(p.user.id, q.cursor.as_deref(), limit)
+        .await?;
+    let mut out = Vec::with_capacity(page.images.len());
+    for i in &page.images {
+        out.push(image_json(&st, i).await?);
+    }
+    let mut resp = Json(Value::Array(out)).into_response();
+    if let Some(next) = page.next {
+        let link = format!(
+            "<{}>; rel=\"next\"",
+            st.url(&format!("/v1/images?limit={limit}&cursor={next}"))
+        );
+        if let Ok(v) = HeaderValue::from_str(&link) {
+            resp.headers_mut().insert(header::LINK, v);
+        }
+    }
+    Ok(resp)
+}
+
+fn parse_metadata(s: &str) -> ApiResult<Map<String, Value>> {
+    match serde_json::from_str::<Value>(s) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "metadata must be a JSON object",
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct RawQuery {
+    name: Option<String>,
+}
+
+async fn upload(State(st): State<AppState>, req: Request) -> ApiResult<Response> {
+    let p = who(&st, req.headers(), req.uri().query(), Scope::ImageWrite).await?;
+    let is_multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.to_ascii_lowercase().starts_with("multipart/form-data"));
+    let image = if is_multipart {
+        let mut mp = Multipart::from_request(req, &st)
+            .await
+            .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid", e.body_text()))?;
+        let mut opts = IngestOptions::new(p.user.id);
+        let mut image: Option<Image> = None;
+        let mut late_name = None;
+        let mut late_meta = None;
+        loop {
+            let field = match mp.next_field().await {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    if let Some(i) = &image {
+                        let _ = st.engine.delete_image(&i.id).await;
+                    }
+                    return Err(Problem::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid",
+                        e.body_text(),
+                    ));
+                }
+            };
+            match field.name().unwrap_or("") {
+                "file" if image.is_none() => {
+                    image = Some(st.engine.ingest(opts.clone(), field).await?);
+                }
+                "name" => {
+                    let v = field.text().await.map_err(|e| {
+                        Problem::new(StatusCode::BAD_REQUEST, "invalid", e.body_text())
+                    })?;
+                    if image.is_some() {
+                        late_name = Some(v);
+                    } else {
+                        opts.name = Some(v);
+                    }
+                }
+                "metadata" => {
+                    let v = field.text().await.map_err(|e| {
+                        Problem::new(StatusCode::BAD_REQUEST, "invalid", e.body_text())
+                    })?;
+                    let m = match parse_metadata(&v) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            if let Some(i) = &image {
+                                let _ = st.engine.delete_image(&i.id).await;
+                            }
+                            return Err(e);
+                        }
+                    };
+                    if image.is_some() {
+                        late_meta = Some(m);
+                    } else {
+                        opts.metadata = m;
+                    }
+                }
+                _ => {
+                    // Unknown parts are drained and ignored.
+                    let mut f = field;
+                    while let Some(Ok(_)) = f.next().await {}
+                }
+            }
+        }
+        let mut image = image.ok_or_else(|| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                "the multipart body has no 'file' part",
+            )
+        })?;
+        if late_name.is_some() || late_meta.is_some() {
+            image = st
+                .engine
+                .update_image(
+                    &image.id,
+                    late_name.as_deref().map(Some),
+                    late_meta.as_ref(),
+                )
+                .await?;
+        }
+        image
+    } else {
+        let q: Query<RawQuery> = Query::try_from_uri(req.uri())
+            .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid", e.body_text()))?;
+        let mut opts = IngestOptions::new(p.user.id);
+        opts.name = q.0.name;
+        let body = req.into_body().into_data_stream();
+        st.engine.ingest(opts, body).await?
+    };
+    let body = image_json(&st, &image).await?;
+    let mut resp = (StatusCode::CREATED, Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&st.url(&format!("/v1/images/{}", image.id))) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+async fn show(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> ApiResult<Json<Value>> {
+    let p = who(&st, req.headers(), req.uri().query(), Scope::ImageRead).await?;
+    let image = st.engine.owned_image(&p, &id).await?;
+    Ok(Json(image_json(&st, &image).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchBody {
+    #[serde(default, with = "double_option")]
+    name: Option<Option<String>>,
+    metadata: Option<Map<String, Value>>,
+}
+
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
+        Ok(Some(Option::<String>::deserialize(d)?))
+    }
+}
+
+async fn patch(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> ApiResult<Json<Value>> {
+    let p = who(&st, req.headers(), req.uri().query(), Scope::ImageWrite).await?;
+    let image = st.engine.owned_image(&p, &id).await?;
+    let bytes = axum::body::to_bytes(req.into_body(), 1024 * 1024)
+        .await
+        .map_err(|_| {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "the JSON body is over 1 MiB",
+            )
+        })?;
+    let body: PatchBody = serde_json::from_slice(&bytes).map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            format!("invalid JSON body: {e}"),
+        )
+    })?;
+    let updated = st
+        .engine
+        .update_image(
+            &image.id,
+            body.name.as_ref().map(|n| n.as_deref()),
+            body.metadata.as_ref(),
+        )
+        .await?;
+    Ok(Json(image_json(&st, &updated).await?))
+}
+
+async fn remove(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> ApiResult<StatusCode> {
+    let p = who(&st, req.headers(), req.uri().query(), Scope::ImageDelete).await?;
+    let image = st.engine.owned_image(&p, &id).await?;
+    st.engine.delete_image(&image.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn original(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> ApiResult<Response> {
+    let p = who(&st, req.headers(), req.uri().query(), Scope::ImageRead).await?;
+    let image = st.engine.owned_image(&p, &id).await?;
+    Ok(serve_blob(
+        &st,
+        req.headers(),
+        &BlobRef::of_image(&image),
+        Caching::Private,
+        None,
+    )
+    .await)
+}
+
+async fn variant(
+    State(st): State<AppState>,
+    Path((id, preset)): Path<(String, String)>,
+    req: Request,
+) -> ApiResult<Response> {
+    let p = who(&st, req.headers(), req.uri().query(), Scope::ImageRead).await?;
+    let image = st.engine.owned_image(&p, &id).await?;
+    let v = st.engine.variant(&image, &preset).await?;
+    let blob = BlobRef {
+        sha256: v.sha256,
+        size: v.size.max(0) as u64,
+        content_type: v.content_type,
+        modified: v.created_at,
+    };
+    Ok(serve_blob(&st, req.headers(), &blob, Caching::Private, None).await)
+}

@@ -1,0 +1,89 @@
+//! The native API's error body: `application/problem+json` (RFC 9457).
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tintype_engine::core::CoreError;
+
+#[derive(Debug)]
+pub struct Problem {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub title: String,
+    pub detail: String,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Problem {
+            status,
+            code,
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The HTTP status that fits each core error; dialects may use it too.
+pub fn status_of(e: &CoreError) -> StatusCode {
+    match e {
+        CoreError::NotFound => StatusCode::NOT_FOUND,
+        CoreError::Unauthorized => StatusCode::UNAUTHORIZED,
+        CoreError::Forbidden(_) => StatusCode::FORBIDDEN,
+        CoreError::Invalid(_) => StatusCode::BAD_REQUEST,
+        CoreError::Conflict(_) => StatusCode::CONFLICT,
+        CoreError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        CoreError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        CoreError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        CoreError::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+        CoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        CoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<CoreError> for Problem {
+    fn from(e: CoreError) -> Self {
+        let status = status_of(&e);
+        let detail = match &e {
+            CoreError::Internal(d) => {
+                tracing::error!("internal error: {d}");
+                "something went wrong; the details are in the server log".to_string()
+            }
+            other => other.to_string(),
+        };
+        Problem::new(status, e.code(), detail)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "type": format!("urn:tintype:problem:{}", self.code),
+            "title": self.title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        let mut resp = (self.status, body.to_string()).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"tintype\""),
+            );
+        }
+        resp
+    }
+}
+
+pub(crate) fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "something went wrong; the details are in the server log",
+    )
+    .into_response()
+}
