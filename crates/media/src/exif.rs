@@ -59,7 +59,12 @@ pub fn read(tiff: Vec<u8>) -> Option<ExifFacts> {
         .and_then(|v| v.get_uint(0))
         .and_then(|o| u16::try_from(o).ok())
         .filter(|o| (1..=8).contains(o));
-    facts.latitude = coordinate(find(Tag::GPSLatitude), find(Tag::GPSLatitudeRef), 90.0, b'S');
+    facts.latitude = coordinate(
+        find(Tag::GPSLatitude),
+        find(Tag::GPSLatitudeRef),
+        90.0,
+        b'S',
+    );
     facts.longitude = coordinate(
         find(Tag::GPSLongitude),
         find(Tag::GPSLongitudeRef),
@@ -176,9 +181,7 @@ fn json_for<'a>(field: &Field, find: &impl Fn(Tag) -> Option<&'a Value>) -> Opti
         })
     };
     match (&field.tag, &field.value) {
-        (&Tag::DateTime, Value::Ascii(s)) => {
-            date_json(s, date_offset(Tag::OffsetTime).as_deref())
-        }
+        (&Tag::DateTime, Value::Ascii(s)) => date_json(s, date_offset(Tag::OffsetTime).as_deref()),
         (&Tag::DateTimeOriginal, Value::Ascii(s)) => {
             date_json(s, date_offset(Tag::OffsetTimeOriginal).as_deref())
         }
@@ -202,9 +205,7 @@ fn json_for<'a>(field: &Field, find: &impl Fn(Tag) -> Option<&'a Value>) -> Opti
         (&Tag::UserComment, Value::Undefined(bytes, _)) => {
             let text = bytes.get(8..).unwrap_or_default();
             let text = String::from_utf8_lossy(text);
-            Some(Json::String(
-                text.trim_end_matches(['\0', ' ']).to_string(),
-            ))
+            Some(Json::String(text.trim_end_matches(['\0', ' ']).to_string()))
         }
         (_, value) => plain(value),
     }
@@ -245,7 +246,12 @@ fn plain(value: &Value) -> Option<Json> {
 }
 
 /// Degrees, minutes, seconds and a reference letter -> signed decimal degrees.
-fn coordinate(dms: Option<&Value>, reference: Option<&Value>, max: f64, negative: u8) -> Option<f64> {
+fn coordinate(
+    dms: Option<&Value>,
+    reference: Option<&Value>,
+    max: f64,
+    negative: u8,
+) -> Option<f64> {
     let Some(Value::Rational(parts)) = dms else {
         return None;
     };
@@ -288,8 +294,14 @@ mod tests {
         ] {
             assert_eq!(snake_case(name), key);
         }
-        assert_eq!(key_for(Tag::YCbCrPositioning).as_deref(), Some("ycb_cr_positioning"));
-        assert_eq!(key_for(Tag::PhotographicSensitivity).as_deref(), Some("iso_speed_ratings"));
+        assert_eq!(
+            key_for(Tag::YCbCrPositioning).as_deref(),
+            Some("ycb_cr_positioning")
+        );
+        assert_eq!(
+            key_for(Tag::PhotographicSensitivity).as_deref(),
+            Some("iso_speed_ratings")
+        );
         assert_eq!(key_for(Tag::MakerNote), None);
     }
 

@@ -118,7 +118,10 @@ fn looks_like_svg(head: &[u8]) -> bool {
         }
     }
     match rest.strip_prefix(b"<svg") {
-        Some(after) => matches!(after.first(), Some(b' ' | b'\t' | b'\r' | b'\n' | b'>' | b'/')),
+        Some(after) => matches!(
+            after.first(),
+            Some(b' ' | b'\t' | b'\r' | b'\n' | b'>' | b'/')
+        ),
         None => false,
     }
 }

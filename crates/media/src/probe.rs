@@ -277,10 +277,7 @@ fn png_header<R: Read + Seek>(r: &mut R) -> Result<Header, MediaError> {
     let mut header = Header::plain(width, height);
     skip(r, 4)?;
     // Chunks after IHDR: stop at IEND or at the end of the file.
-    loop {
-        let Ok(len) = bytes::<4>(r, F).map(u32::from_be_bytes) else {
-            break;
-        };
+    while let Ok(len) = bytes::<4>(r, F).map(u32::from_be_bytes) {
         let Ok(kind) = bytes::<4>(r, F) else {
             break;
         };
@@ -360,8 +357,7 @@ fn webp_header<R: Read + Seek>(r: &mut R) -> Result<Header, MediaError> {
     let _riff: [u8; 12] = bytes(r, F)?;
     let mut size: Option<(u32, u32)> = None;
     let mut header = Header::plain(0, 0);
-    loop {
-        let Ok(kind) = bytes::<4>(r, F) else { break };
+    while let Ok(kind) = bytes::<4>(r, F) {
         let Ok(len) = bytes::<4>(r, F).map(u32::from_le_bytes) else {
             break;
         };
@@ -378,7 +374,9 @@ fn webp_header<R: Read + Seek>(r: &mut R) -> Result<Header, MediaError> {
             b"VP8 " if len >= 10 => {
                 let x: [u8; 10] = bytes(r, F)?;
                 if x[3..6] != [0x9d, 0x01, 0x2a] {
-                    return Err(MediaError::Corrupt("WebP VP8 frame header is invalid".into()));
+                    return Err(MediaError::Corrupt(
+                        "WebP VP8 frame header is invalid".into(),
+                    ));
                 }
                 let w = u32::from(u16::from_le_bytes([x[6], x[7]]) & 0x3fff);
                 let h = u32::from(u16::from_le_bytes([x[8], x[9]]) & 0x3fff);
@@ -388,7 +386,9 @@ fn webp_header<R: Read + Seek>(r: &mut R) -> Result<Header, MediaError> {
             b"VP8L" if len >= 5 => {
                 let x: [u8; 5] = bytes(r, F)?;
                 if x[0] != 0x2f {
-                    return Err(MediaError::Corrupt("WebP lossless header is invalid".into()));
+                    return Err(MediaError::Corrupt(
+                        "WebP lossless header is invalid".into(),
+                    ));
                 }
                 let bits = u32::from_le_bytes([x[1], x[2], x[3], x[4]]);
                 let w = (bits & 0x3fff) + 1;

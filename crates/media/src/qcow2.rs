@@ -60,7 +60,9 @@ pub fn parse(head: &[u8], file_len: u64) -> Result<Header, MediaError> {
         return Err(bad(&format!("cluster_bits {cluster_bits} outside 9..=21")));
     }
     if virtual_size > MAX_VIRTUAL_SIZE {
-        return Err(bad(&format!("virtual size {virtual_size} is not plausible")));
+        return Err(bad(&format!(
+            "virtual size {virtual_size} is not plausible"
+        )));
     }
     if crypt_method > 2 {
         return Err(bad(&format!("unknown encryption method {crypt_method}")));
@@ -72,7 +74,7 @@ pub fn parse(head: &[u8], file_len: u64) -> Result<Header, MediaError> {
     if u64::from(l1_size) < l1_needed {
         return Err(bad("L1 table is too small for the virtual size"));
     }
-    let unaligned = |offset: u64| offset % cluster_size != 0;
+    let unaligned = |offset: u64| offset & (cluster_size - 1) != 0;
     if l1_offset == 0 || unaligned(l1_offset) || unaligned(refcount_offset) || refcount_offset == 0
     {
         return Err(bad("table offsets are not cluster aligned"));
@@ -88,7 +90,7 @@ pub fn parse(head: &[u8], file_len: u64) -> Result<Header, MediaError> {
     }
     if version == 3 {
         let header_length = field32(100)?;
-        if header_length < HEADER_V3_MIN_LEN || header_length % 8 != 0 {
+        if header_length < HEADER_V3_MIN_LEN {
             return Err(bad(&format!("header length {header_length} is invalid")));
         }
     }

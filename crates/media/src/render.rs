@@ -156,7 +156,12 @@ fn picture_size(probe: &Probe, limits: &Limits) -> Result<(u32, u32), MediaError
 
 /// Decodes the picture in stored orientation, at least `need` in size where
 /// the format can decode smaller (JPEG) or must be rasterized (SVG).
-fn decode(path: &Path, probe: &Probe, limits: &Limits, need: (f64, f64)) -> Result<Raster, MediaError> {
+fn decode(
+    path: &Path,
+    probe: &Probe,
+    limits: &Limits,
+    need: (f64, f64),
+) -> Result<Raster, MediaError> {
     let (sw, sh) = probe
         .stored_size()
         .ok_or_else(|| MediaError::Corrupt("the probe has no dimensions".into()))?;
@@ -166,7 +171,9 @@ fn decode(path: &Path, probe: &Probe, limits: &Limits, need: (f64, f64)) -> Resu
             match decode_jpeg_turbo(&bytes, limits, need) {
                 Ok(r) => Ok(r),
                 Err(e) => {
-                    tracing::debug!("libjpeg-turbo could not decode ({e}); trying the Rust decoder");
+                    tracing::debug!(
+                        "libjpeg-turbo could not decode ({e}); trying the Rust decoder"
+                    );
                     decode_with_image(path, image::ImageFormat::Jpeg, limits)
                 }
             }
@@ -203,7 +210,11 @@ fn turbo_err(e: turbojpeg::Error) -> MediaError {
 
 /// libjpeg-turbo with DCT scaling: the smallest of 1/8, 2/8, ... 8/8 that is
 /// still at least `need`.
-fn decode_jpeg_turbo(bytes: &[u8], limits: &Limits, need: (f64, f64)) -> Result<Raster, MediaError> {
+fn decode_jpeg_turbo(
+    bytes: &[u8],
+    limits: &Limits,
+    need: (f64, f64),
+) -> Result<Raster, MediaError> {
     let mut dec = turbojpeg::Decompressor::new().map_err(turbo_err)?;
     let header = dec.read_header(bytes).map_err(turbo_err)?;
     let w = u32::try_from(header.width).map_err(|_| MediaError::Corrupt("JPEG width".into()))?;
@@ -257,7 +268,11 @@ fn decode_jpeg_turbo(bytes: &[u8], limits: &Limits, need: (f64, f64)) -> Result<
     })
 }
 
-fn decode_with_image(path: &Path, format: image::ImageFormat, limits: &Limits) -> Result<Raster, MediaError> {
+fn decode_with_image(
+    path: &Path,
+    format: image::ImageFormat,
+    limits: &Limits,
+) -> Result<Raster, MediaError> {
     let file = std::fs::File::open(path)?;
     let mut reader = image::ImageReader::with_format(BufReader::new(file), format);
     let mut image_limits = image::Limits::default();
@@ -267,9 +282,14 @@ fn decode_with_image(path: &Path, format: image::ImageFormat, limits: &Limits) -
     image_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8));
     reader.limits(image_limits);
     let img = reader.decode().map_err(|e| match e {
-        image::ImageError::Limits(l) => MediaError::TooLarge(format!("image is over the limits: {l}")),
+        image::ImageError::Limits(l) => {
+            MediaError::TooLarge(format!("image is over the limits: {l}"))
+        }
         image::ImageError::IoError(io) => MediaError::Io(io),
-        other => MediaError::Corrupt(format!("{} cannot be decoded: {other}", format_name(format))),
+        other => MediaError::Corrupt(format!(
+            "{} cannot be decoded: {other}",
+            format_name(format)
+        )),
     })?;
     limits.check(img.width(), img.height())?;
     let alpha = img.color().has_alpha();
@@ -302,7 +322,13 @@ fn resize_err(e: impl std::fmt::Display) -> MediaError {
 }
 
 /// Resizes to exactly `w` x `h`; `crop` keeps the aspect by cutting the centre.
-fn resize(resizer: &mut fr::Resizer, src: &Raster, w: u32, h: u32, crop: bool) -> Result<Raster, MediaError> {
+fn resize(
+    resizer: &mut fr::Resizer,
+    src: &Raster,
+    w: u32,
+    h: u32,
+    crop: bool,
+) -> Result<Raster, MediaError> {
     if src.width == w && src.height == h {
         return Ok(src.clone());
     }

@@ -195,7 +195,14 @@ mod tests {
         assert_eq!((fill.width, fill.height, fill.quality), (50, 40, 90));
         assert_eq!(fill.format, OutputFormat::Webp);
         assert_eq!(fill.to_string(), "fill-50x40-q90.webp");
-        for bad in ["fit-1600-q85.jpeg", "zoom-1x1-q85.jpeg", "fit-1x1-q85.gif", "fit-0x1-q85.png", "fit-1x1.png", "fit-1x1-q85-x.png"] {
+        for bad in [
+            "fit-1600-q85.jpeg",
+            "zoom-1x1-q85.jpeg",
+            "fit-1x1-q85.gif",
+            "fit-0x1-q85.png",
+            "fit-1x1.png",
+            "fit-1x1-q85-x.png",
+        ] {
             assert!(bad.parse::<VariantSpec>().is_err(), "{bad}");
         }
     }

@@ -20,13 +20,14 @@ pub fn read(path: &Path, limits: &Limits) -> Result<Vec<u8>, MediaError> {
 
 /// Options that resolve no external reference: no files, no nested images, no fonts.
 fn options() -> usvg::Options<'static> {
-    let mut opt = usvg::Options::default();
-    opt.resources_dir = None;
-    opt.image_href_resolver = usvg::ImageHrefResolver {
-        resolve_data: Box::new(|_, _, _| None),
-        resolve_string: Box::new(|_, _| None),
-    };
-    opt
+    usvg::Options {
+        resources_dir: None,
+        image_href_resolver: usvg::ImageHrefResolver {
+            resolve_data: Box::new(|_, _, _| None),
+            resolve_string: Box::new(|_, _| None),
+        },
+        ..usvg::Options::default()
+    }
 }
 
 pub fn parse(bytes: &[u8]) -> Result<usvg::Tree, MediaError> {
@@ -53,9 +54,8 @@ pub fn size(tree: &usvg::Tree) -> (u32, u32) {
 /// Rasterizes the whole document scaled to exactly `width` x `height`, as
 /// straight (not premultiplied) RGBA.
 pub fn rasterize(tree: &usvg::Tree, width: u32, height: u32) -> Result<Vec<u8>, MediaError> {
-    let mut pixmap = tiny_skia::Pixmap::new(width, height).ok_or_else(|| {
-        MediaError::TooLarge(format!("cannot rasterize SVG at {width}x{height}"))
-    })?;
+    let mut pixmap = tiny_skia::Pixmap::new(width, height)
+        .ok_or_else(|| MediaError::TooLarge(format!("cannot rasterize SVG at {width}x{height}")))?;
     let size = tree.size();
     let sx = width as f32 / size.width();
     let sy = height as f32 / size.height();

@@ -62,8 +62,8 @@ pub fn run_render(a: RenderArgs) -> anyhow::Result<()> {
         bail!("nothing to make: give at least one --fit WxH or --fill WxH");
     }
     let limits = Limits::default();
-    let probe = probe_file(&a.file, &limits)
-        .with_context(|| format!("probing {}", a.file.display()))?;
+    let probe =
+        probe_file(&a.file, &limits).with_context(|| format!("probing {}", a.file.display()))?;
     let rendered = render_file(&a.file, &probe, &specs, &limits)
         .with_context(|| format!("rendering {}", a.file.display()))?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
