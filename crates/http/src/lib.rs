@@ -13,7 +13,7 @@ mod problem;
 pub mod serve;
 
 pub use metrics::HttpMetrics;
-pub use problem::Problem;
+pub use problem::{status_of, Problem};
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
