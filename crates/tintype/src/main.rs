@@ -1,1 +1,299 @@
-fn main() {}
+//! tintype: the binary. `tintype serve` runs the server; the other commands
+//! administer the same storage (they work while the server runs).
+
+mod config;
+mod media_cmd;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use config::{Flags, Settings};
+use std::process::ExitCode;
+use std::sync::Arc;
+use tintype_engine::core::Scope;
+use tintype_engine::Engine;
+
+#[derive(Parser, Debug)]
+#[command(name = "tintype", version, about = "A self-hosted image service")]
+struct Cli {
+    #[command(flatten)]
+    flags: Flags,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the HTTP server and the background workers.
+    Serve,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Manage quotas.
+    #[command(subcommand)]
+    Quota(QuotaCommand),
+    /// Remove blobs that no image references (safe while serving).
+    Gc,
+    /// Print what tintype learns about a file, as JSON.
+    Probe(media_cmd::ProbeArgs),
+    /// Make variants of a picture into a directory, with the server's code path.
+    Render(media_cmd::RenderArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCommand {
+    /// Create a user; prints it as one JSON object.
+    Create {
+        name: String,
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// List users, one JSON object per line.
+    List,
+    /// Print the secret that signs this user's webhooks.
+    WebhookSecret { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Create a token; prints the secret alone (shown once).
+    Create {
+        user: String,
+        /// image:read, image:write, image:delete or admin (repeatable; default: the three image scopes).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+    /// List a user's tokens (never their secrets).
+    List { user: String },
+    /// Revoke a token by its id.
+    Revoke { token_id: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum QuotaCommand {
+    /// Set how many images a user may add per 24 hours (0 = unlimited).
+    Set {
+        user: String,
+        #[arg(long)]
+        images_per_day: i64,
+    },
+}
+
+fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("error: internal failure{place}; please report it");
+    }));
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Probe(a) => return media_cmd::run_probe(a),
+        Command::Render(a) => return media_cmd::run_render(a),
+        _ => {}
+    }
+    let settings = Settings::resolve(&cli.flags)?;
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log)
+        .context("TINTYPE_LOG is not a valid filter")?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Serve => serve(settings).await,
+            other => admin(settings, other).await,
+        }
+    })
+}
+
+async fn open_engine(s: &Settings, workers: bool) -> anyhow::Result<Arc<Engine>> {
+    std::fs::create_dir_all(&s.data_dir)
+        .with_context(|| format!("creating {}", s.data_dir.display()))?;
+    let catalog = tintype_store::open_catalog(&s.database_url)
+        .await
+        .with_context(|| format!("opening the catalog {}", s.database_url))?;
+    let blobs = tintype_store::open_blob_store(&s.blob_store)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let mut cfg = s.engine.clone();
+    if !workers {
+        cfg.workers = 0;
+        // Admin commands must not empty the server's temp directory.
+        cfg.tmp_dir = s.data_dir.join("tmp-admin");
+    }
+    Engine::new(catalog, blobs, cfg).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn dialects(engine: &Arc<Engine>, s: &Settings) -> Vec<axum::Router<tintype_http::AppState>> {
+    let _ = (engine, s);
+    vec![]
+}
+
+async fn serve(s: Settings) -> anyhow::Result<()> {
+    let engine = open_engine(&s, true).await?;
+    if let Some(secret) = engine.bootstrap_admin().await? {
+        println!("Created the user 'admin'. Its token (shown once, keep it):");
+        println!("{secret}");
+    }
+    let listener = tokio::net::TcpListener::bind(&s.listen)
+        .await
+        .with_context(|| format!("listening on {}", s.listen))?;
+    let routers = dialects(&engine, &s);
+    engine.start_workers();
+    let state = tintype_http::AppState::new(engine.clone(), &s.public_url);
+    let app = tintype_http::app(state, routers);
+    tracing::info!(
+        listen = %s.listen,
+        catalog = engine.catalog().backend_name(),
+        blobs = engine.blobs().backend_name(),
+        "tintype is serving"
+    );
+    eprintln!("tintype listening on http://{} (public URL {})", s.listen, s.public_url);
+    tintype_http::serve(listener, app, shutdown_signal())
+        .await
+        .context("serving")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+fn user_json(u: &tintype_engine::core::User) -> serde_json::Value {
+    serde_json::json!({
+        "id": u.id,
+        "name": u.name,
+        "email": u.email,
+        "created_at": u.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "images_per_day": u.images_per_day,
+        "profile_image_id": u.profile_image_id,
+    })
+}
+
+async fn admin(s: Settings, cmd: Command) -> anyhow::Result<()> {
+    let engine = open_engine(&s, false).await?;
+    let e = |err: tintype_engine::core::CoreError| anyhow::anyhow!("{err}");
+    match cmd {
+        Command::User(UserCommand::Create { name, email }) => {
+            let u = engine.create_user(&name, email.as_deref()).await.map_err(e)?;
+            println!("{}", user_json(&u));
+        }
+        Command::User(UserCommand::List) => {
+            for u in engine.users().await.map_err(e)? {
+                println!("{}", user_json(&u));
+            }
+        }
+        Command::User(UserCommand::WebhookSecret { name }) => {
+            let u = engine
+                .user(&name)
+                .await
+                .map_err(|_| anyhow::anyhow!("no user named {name:?}"))?;
+            println!("{}", u.webhook_secret);
+        }
+        Command::Token(TokenCommand::Create { user, scopes }) => {
+            let mut parsed = Vec::new();
+            for sc in &scopes {
+                parsed.push(sc.parse::<Scope>().map_err(|m| anyhow::anyhow!(m))?);
+            }
+            let t = engine
+                .create_token(&user, &parsed)
+                .await
+                .map_err(|err| match err {
+                    tintype_engine::core::CoreError::NotFound => {
+                        anyhow::anyhow!("no user named {user:?}")
+                    }
+                    other => e(other),
+                })?;
+            println!("{}", t.secret);
+        }
+        Command::Token(TokenCommand::List { user }) => {
+            let tokens = engine
+                .tokens(&user)
+                .await
+                .map_err(|_| anyhow::anyhow!("no user named {user:?}"))?;
+            for t in tokens {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "id": t.id,
+                        "scopes": t.scopes,
+                        "created_at": t.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                        "revoked": t.revoked,
+                    })
+                );
+            }
+        }
+        Command::Token(TokenCommand::Revoke { token_id }) => {
+            engine
+                .revoke_token(&token_id)
+                .await
+                .map_err(|_| anyhow::anyhow!("no token with id {token_id:?}"))?;
+            println!("revoked {token_id}");
+        }
+        Command::Quota(QuotaCommand::Set {
+            user,
+            images_per_day,
+        }) => {
+            let u = engine
+                .set_quota(&user, images_per_day)
+                .await
+                .map_err(|err| match err {
+                    tintype_engine::core::CoreError::NotFound => {
+                        anyhow::anyhow!("no user named {user:?}")
+                    }
+                    other => e(other),
+                })?;
+            println!("{}", user_json(&u));
+        }
+        Command::Gc => {
+            let r = engine.gc().await.map_err(e)?;
+            println!("{}", serde_json::to_string(&r)?);
+        }
+        Command::Serve | Command::Probe(_) | Command::Render(_) => {}
+    }
+    Ok(())
+}

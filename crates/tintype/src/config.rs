@@ -1,0 +1,194 @@
+//! Settings: defaults -> TOML file (`--config`) -> environment -> flags.
+//! Every command reads the same settings, so admin commands address the
+//! same storage as a running server.
+
+use anyhow::Context;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+use tintype_engine::{EngineConfig, Preset, Presets};
+
+/// Flags; each also reads its environment variable.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct Flags {
+    /// Optional TOML configuration file (see tintype.example.toml).
+    #[arg(long, env = "TINTYPE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "TINTYPE_LISTEN", global = true)]
+    pub listen: Option<String>,
+    /// Data directory (SQLite catalog, blobs, temp files) [default: ./tintype-data].
+    #[arg(long, env = "TINTYPE_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Absolute base URL used in responses [default: http://{listen}].
+    #[arg(long, env = "TINTYPE_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// Catalog: sqlite://PATH or postgres://… [default: sqlite file in the data dir].
+    #[arg(long, env = "TINTYPE_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// Blob store: a directory path or s3://bucket?… [default: blobs/ in the data dir].
+    #[arg(long, env = "TINTYPE_BLOB_STORE", global = true)]
+    pub blob_store: Option<String>,
+    /// Largest upload in bytes [default: 10 GiB].
+    #[arg(long, env = "TINTYPE_MAX_UPLOAD_BYTES", global = true)]
+    pub max_upload_bytes: Option<u64>,
+    /// 1 lets URL fetches reach loopback and private addresses (tests only) [default: 0].
+    #[arg(long, env = "TINTYPE_FETCH_ALLOW_PRIVATE", global = true)]
+    pub fetch_allow_private: Option<String>,
+    /// Log filter, e.g. info or tintype=debug [default: info].
+    #[arg(long, env = "TINTYPE_LOG", global = true)]
+    pub log: Option<String>,
+    /// Background job workers in this process [default: 2].
+    #[arg(long, env = "TINTYPE_WORKERS", global = true)]
+    pub workers: Option<usize>,
+}
+
+/// The configuration file; every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Address to listen on.
+    pub listen: Option<String>,
+    /// Data directory.
+    pub data_dir: Option<PathBuf>,
+    /// Absolute base URL used in responses.
+    pub public_url: Option<String>,
+    /// Catalog URL.
+    pub database_url: Option<String>,
+    /// Blob store.
+    pub blob_store: Option<String>,
+    /// Largest upload in bytes.
+    pub max_upload_bytes: Option<u64>,
+    /// Let URL fetches reach non-public addresses.
+    pub fetch_allow_private: Option<bool>,
+    /// Log filter.
+    pub log: Option<String>,
+    /// Background job workers.
+    pub workers: Option<usize>,
+    /// Largest picture in pixels (decompression bombs).
+    pub max_pixels: Option<u64>,
+    /// Largest body a URL fetch may return, in bytes.
+    pub fetch_max_bytes: Option<u64>,
+    /// Time limit of a URL fetch, in seconds.
+    pub fetch_timeout_secs: Option<u64>,
+    /// Redirects a URL fetch may follow.
+    pub fetch_max_redirects: Option<usize>,
+    /// Attempts before a background job is given up.
+    pub job_max_attempts: Option<i64>,
+    /// Seconds before an unpublished diaspora* photo is removed.
+    pub pending_ttl_secs: Option<u64>,
+    /// Extra or replaced variant presets.
+    #[serde(default)]
+    pub presets: Vec<Preset>,
+}
+
+/// The resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub public_url: String,
+    pub database_url: String,
+    pub blob_store: String,
+    pub log: String,
+    pub engine: EngineConfig,
+    pub pending_ttl: Duration,
+}
+
+fn parse_bool(s: &str) -> anyhow::Result<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        other => anyhow::bail!("expected 0 or 1, got {other:?}"),
+    }
+}
+
+impl Settings {
+    pub fn resolve(flags: &Flags) -> anyhow::Result<Settings> {
+        let file: FileConfig = match &flags.config {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let listen = flags
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let data_dir = flags
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./tintype-data"));
+        let public_url = flags
+            .public_url
+            .clone()
+            .or(file.public_url)
+            .unwrap_or_else(|| format!("http://{listen}"));
+        url_check(&public_url)?;
+        let database_url = flags
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("catalog.db").display()));
+        let blob_store = flags
+            .blob_store
+            .clone()
+            .or(file.blob_store)
+            .unwrap_or_else(|| data_dir.join("blobs").display().to_string());
+        let allow_private = match &flags.fetch_allow_private {
+            Some(s) => parse_bool(s).context("TINTYPE_FETCH_ALLOW_PRIVATE")?,
+            None => file.fetch_allow_private.unwrap_or(false),
+        };
+        let mut engine = EngineConfig::new(data_dir.join("tmp"));
+        if let Some(n) = flags.max_upload_bytes.or(file.max_upload_bytes) {
+            engine.max_upload_bytes = n;
+        }
+        if let Some(n) = flags.workers.or(file.workers) {
+            engine.workers = n;
+        }
+        if let Some(n) = file.max_pixels {
+            engine.limits.max_pixels = n;
+        }
+        if let Some(n) = file.job_max_attempts {
+            engine.job_max_attempts = n.max(1);
+        }
+        engine.fetch.allow_private = allow_private;
+        if let Some(n) = file.fetch_max_bytes {
+            engine.fetch.max_bytes = n;
+        }
+        if let Some(n) = file.fetch_timeout_secs {
+            engine.fetch.timeout = Duration::from_secs(n);
+        }
+        if let Some(n) = file.fetch_max_redirects {
+            engine.fetch.max_redirects = n;
+        }
+        engine.presets = Presets::builtin()
+            .with(file.presets)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        Ok(Settings {
+            listen,
+            data_dir,
+            public_url,
+            database_url,
+            blob_store,
+            log: flags
+                .log
+                .clone()
+                .or(file.log)
+                .unwrap_or_else(|| "info".into()),
+            engine,
+            pending_ttl: Duration::from_secs(file.pending_ttl_secs.unwrap_or(24 * 3600)),
+        })
+    }
+}
+
+fn url_check(u: &str) -> anyhow::Result<()> {
+    if !(u.starts_with("http://") || u.starts_with("https://")) {
+        anyhow::bail!("TINTYPE_PUBLIC_URL must be an absolute http(s) URL, got {u:?}");
+    }
+    Ok(())
+}
