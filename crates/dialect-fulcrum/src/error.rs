@@ -1,0 +1,131 @@
+//! The Fulcrum error envelope.
+//!
+//! Validation failures answer `422 {"photo":{"errors":{field:[message]}}}`;
+//! everything else answers `{"error": message}` with the fitting status
+//! (`401 {"error":"Unauthorized"}` for a missing or bad token).
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+use tintype_engine::core::CoreError;
+
+/// Field errors of an upload, in the order they were found.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct FieldErrors(Vec<(&'static str, String)>);
+
+impl FieldErrors {
+    pub fn add(&mut self, field: &'static str, message: impl Into<String>) {
+        let message = message.into();
+        if !self
+            .0
+            .iter()
+            .any(|(f, m)| *f == field && m.as_str() == message)
+        {
+            self.0.push((field, message));
+        }
+    }
+
+    pub fn has(&self, field: &str) -> bool {
+        self.0.iter().any(|(f, _)| *f == field)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn body(&self) -> Value {
+        let mut errors = Map::new();
+        for (field, message) in &self.0 {
+            let entry = errors
+                .entry(field.to_string())
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(list) = entry {
+                list.push(Value::String(message.clone()));
+            }
+        }
+        json!({ "photo": { "errors": errors } })
+    }
+}
+
+#[derive(Debug)]
+pub enum FulcrumError {
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed(&'static str),
+    BadRequest(String),
+    Validation(FieldErrors),
+    /// The file is larger than the configured upload limit.
+    TooLarge(u64),
+    Core(CoreError),
+}
+
+impl From<CoreError> for FulcrumError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::NotFound => FulcrumError::NotFound,
+            CoreError::Unauthorized => FulcrumError::Unauthorized,
+            CoreError::Forbidden(_) => FulcrumError::Forbidden,
+            CoreError::TooLarge { limit } => FulcrumError::TooLarge(limit),
+            other => FulcrumError::Core(other),
+        }
+    }
+}
+
+fn error_body(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({ "error": message }))).into_response()
+}
+
+impl IntoResponse for FulcrumError {
+    fn into_response(self) -> Response {
+        match self {
+            FulcrumError::Unauthorized => error_body(StatusCode::UNAUTHORIZED, "Unauthorized"),
+            FulcrumError::Forbidden => error_body(StatusCode::FORBIDDEN, "Forbidden"),
+            FulcrumError::NotFound => error_body(StatusCode::NOT_FOUND, "Not Found"),
+            FulcrumError::MethodNotAllowed(allow) => {
+                let mut resp = error_body(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+                resp.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(allow));
+                resp
+            }
+            FulcrumError::BadRequest(m) => error_body(StatusCode::BAD_REQUEST, &m),
+            FulcrumError::Validation(errors) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(errors.body())).into_response()
+            }
+            FulcrumError::TooLarge(limit) => {
+                let mut errors = FieldErrors::default();
+                errors.add(
+                    "file",
+                    format!("is too large (the limit is {limit} bytes)"),
+                );
+                (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(errors.body())).into_response()
+            }
+            FulcrumError::Core(e) => {
+                let status = tintype_http::status_of(&e);
+                if status.is_server_error() {
+                    tracing::error!("fulcrum: {e:?}");
+                    error_body(status, "Internal Server Error")
+                } else {
+                    error_body(status, &e.to_string())
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_field_errors_share_one_envelope() {
+        let mut e = FieldErrors::default();
+        e.add("access_key", "must be provided");
+        e.add("file", "must be provided");
+        e.add("file", "must be provided");
+        assert_eq!(
+            e.body(),
+            json!({"photo":{"errors":{"access_key":["must be provided"],"file":["must be provided"]}}})
+        );
+    }
+}

@@ -1,0 +1,316 @@
+//! Reading photos: the list, one photo, its bytes, and its versions.
+
+use crate::error::FulcrumError;
+use crate::wire::{self, record_key, SCOPE};
+use crate::{authorize, valid_access_key};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use tintype_engine::core::{Image, Principal, Record, Scope};
+use tintype_engine::BlobRef;
+use tintype_http::serve::{serve_blob, Caching};
+use tintype_http::AppState;
+
+/// Default and largest page size of the list.
+pub const MAX_PER_PAGE: i64 = 20_000;
+/// Records read at a time when the list is filtered.
+const SCAN_BATCH: i64 = 500;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Suffix {
+    Json,
+    Jpg,
+}
+
+/// `name.json` / `name.jpg` / `name` -> the name and what is asked for.
+fn split_suffix(segment: &str) -> (&str, Suffix) {
+    if let Some(name) = segment.strip_suffix(".json") {
+        (name, Suffix::Json)
+    } else if let Some(name) = segment.strip_suffix(".jpg") {
+        (name, Suffix::Jpg)
+    } else {
+        (segment, Suffix::Json)
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+struct ListQuery {
+    record_id: Option<String>,
+    form_id: Option<String>,
+    processed: Option<bool>,
+    stored: Option<bool>,
+    uploaded: Option<bool>,
+    newest_first: bool,
+    page: i64,
+    per_page: i64,
+}
+
+fn parse_bool(name: &str, v: &str) -> Result<bool, FulcrumError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "t" | "1" | "yes" => Ok(true),
+        "false" | "f" | "0" | "no" => Ok(false),
+        _ => Err(FulcrumError::BadRequest(format!(
+            "{name} must be true or false"
+        ))),
+    }
+}
+
+fn parse_count(name: &str, v: &str, max: i64) -> Result<i64, FulcrumError> {
+    match v.trim().parse::<i64>() {
+        Ok(n) if n >= 1 => Ok(n.min(max)),
+        _ => Err(FulcrumError::BadRequest(format!(
+            "{name} must be a positive integer"
+        ))),
+    }
+}
+
+fn parse_list_query(query: Option<&str>) -> Result<ListQuery, FulcrumError> {
+    let mut q = ListQuery {
+        page: 1,
+        per_page: MAX_PER_PAGE,
+        ..ListQuery::default()
+    };
+    let Some(raw) = query else {
+        return Ok(q);
+    };
+    let non_empty = |v: &str| Some(v.to_string()).filter(|s| !s.is_empty());
+    for (k, v) in url::form_urlencoded::parse(raw.as_bytes()) {
+        match k.as_ref() {
+            "record_id" => q.record_id = non_empty(&v),
+            "form_id" => q.form_id = non_empty(&v),
+            "processed" => q.processed = Some(parse_bool("processed", &v)?),
+            "stored" => q.stored = Some(parse_bool("stored", &v)?),
+            "uploaded" => q.uploaded = Some(parse_bool("uploaded", &v)?),
+            "newest_first" => q.newest_first = v.is_empty() || parse_bool("newest_first", &v)?,
+            "page" => q.page = parse_count("page", &v, 1_000_000)?,
+            "per_page" => q.per_page = parse_count("per_page", &v, MAX_PER_PAGE)?,
+            _ => {}
+        }
+    }
+    Ok(q)
+}
+
+impl ListQuery {
+    fn filtered(&self) -> bool {
+        self.record_id.is_some()
+            || self.form_id.is_some()
+            || self.processed.is_some()
+            || self.stored.is_some()
+            || self.uploaded.is_some()
+    }
+
+    fn matches(&self, record: &Record, image: &Image) -> bool {
+        let data = wire::PhotoData::from_json(&record.data);
+        // A visible photo is always uploaded and stored (see wire::photo).
+        self.record_id
+            .as_ref()
+            .is_none_or(|r| data.record_id.as_ref() == Some(r))
+            && self
+                .form_id
+                .as_ref()
+                .is_none_or(|f| data.form_id.as_ref() == Some(f))
+            && self
+                .processed
+                .is_none_or(|p| p == image.processed_at.is_some())
+            && self.stored.is_none_or(|s| s)
+            && self.uploaded.is_none_or(|u| u)
+    }
+}
+
+/// The image behind a record; `None` when it was deleted meanwhile.
+async fn image_of(state: &AppState, record: &Record) -> Result<Option<Image>, FulcrumError> {
+    let Some(id) = record.image_id.as_deref() else {
+        return Ok(None);
+    };
+    match state.engine.image(id).await {
+        Ok(i) => Ok(Some(i)),
+        Err(tintype_engine::core::CoreError::NotFound) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `GET /api/v2/photos(.json)`
+pub async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, FulcrumError> {
+    let who = authorize(&state, &headers, query.as_deref(), Scope::ImageRead).await?;
+    let q = parse_list_query(query.as_deref())?;
+    let owner = Some(who.user.id);
+    let skip = (q.page - 1).saturating_mul(q.per_page);
+    let mut photos = Vec::new();
+    let total: i64;
+    if q.filtered() {
+        // Filters look at the image too: walk the user's photos in order.
+        let mut matched: i64 = 0;
+        let mut offset: i64 = 0;
+        loop {
+            let batch = state
+                .engine
+                .list_records(SCOPE, owner, q.newest_first, offset, SCAN_BATCH)
+                .await?;
+            let n = batch.len() as i64;
+            for record in batch {
+                let Some(image) = image_of(&state, &record).await? else {
+                    continue;
+                };
+                if !q.matches(&record, &image) {
+                    continue;
+                }
+                if matched >= skip && matched < skip.saturating_add(q.per_page) {
+                    photos.push(wire::photo(&state, &record, &image));
+                }
+                matched += 1;
+            }
+            if n < SCAN_BATCH {
+                break;
+            }
+            offset += n;
+        }
+        total = matched;
+    } else {
+        total = state.engine.count_records(SCOPE, owner).await?;
+        let records = state
+            .engine
+            .list_records(SCOPE, owner, q.newest_first, skip, q.per_page)
+            .await?;
+        for record in records {
+            if let Some(image) = image_of(&state, &record).await? {
+                photos.push(wire::photo(&state, &record, &image));
+            }
+        }
+    }
+    let total_pages = (total + q.per_page - 1) / q.per_page;
+    Ok(Json(json!({
+        "photos": photos,
+        "current_page": q.page,
+        "total_pages": total_pages,
+        "total_count": total,
+        "per_page": q.per_page,
+    }))
+    .into_response())
+}
+
+/// The caller's photo with this access key, or 404.
+async fn find(
+    state: &AppState,
+    who: &Principal,
+    access_key: &str,
+) -> Result<(Record, Image), FulcrumError> {
+    if !valid_access_key(access_key) {
+        return Err(FulcrumError::NotFound);
+    }
+    let record = state
+        .engine
+        .record(SCOPE, &record_key(who.user.id, access_key))
+        .await?
+        .ok_or(FulcrumError::NotFound)?;
+    let image = image_of(state, &record)
+        .await?
+        .ok_or(FulcrumError::NotFound)?;
+    Ok((record, image))
+}
+
+/// `GET /api/v2/photos/{key}(.json|.jpg)`
+pub async fn show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, FulcrumError> {
+    let who = authorize(&state, &headers, query.as_deref(), Scope::ImageRead).await?;
+    let Ok(Path(segment)) = path else {
+        return Err(FulcrumError::NotFound);
+    };
+    let (key, suffix) = split_suffix(&segment);
+    let (record, image) = find(&state, &who, key).await?;
+    Ok(match suffix {
+        Suffix::Json => photo_response(&state, &record, &image),
+        Suffix::Jpg => {
+            serve_blob(
+                &state,
+                &headers,
+                &BlobRef::of_image(&image),
+                Caching::Private,
+                None,
+            )
+            .await
+        }
+    })
+}
+
+/// `GET /api/v2/photos/{key}/{thumbnail|large}(.json|.jpg)`
+pub async fn show_version(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Response, FulcrumError> {
+    let who = authorize(&state, &headers, query.as_deref(), Scope::ImageRead).await?;
+    let Ok(Path((key, segment))) = path else {
+        return Err(FulcrumError::NotFound);
+    };
+    let (version, suffix) = split_suffix(&segment);
+    let preset = wire::preset_of(version).ok_or(FulcrumError::NotFound)?;
+    let (_record, image) = find(&state, &who, &key).await?;
+    // Versions exist once processing made them; they are not rendered on
+    // request here.
+    let variant = state
+        .engine
+        .variants(&image.id)
+        .await?
+        .into_iter()
+        .find(|v| v.preset == preset)
+        .ok_or(FulcrumError::NotFound)?;
+    Ok(match suffix {
+        Suffix::Json => Json(wire::version(&state, &key, version, &variant)).into_response(),
+        Suffix::Jpg => {
+            let blob = BlobRef {
+                sha256: variant.sha256.clone(),
+                size: variant.size.max(0) as u64,
+                content_type: variant.content_type.clone(),
+                modified: variant.created_at,
+            };
+            serve_blob(&state, &headers, &blob, Caching::Private, None).await
+        }
+    })
+}
+
+/// `{"photo": …}`: the answer of `show` and of the upload.
+pub fn photo_response(state: &AppState, record: &Record, image: &Image) -> Response {
+    Json(json!({ "photo": wire::photo(state, record, image) })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suffixes_split() {
+        assert_eq!(split_suffix("abc.json"), ("abc", Suffix::Json));
+        assert_eq!(split_suffix("abc.jpg"), ("abc", Suffix::Jpg));
+        assert_eq!(split_suffix("abc"), ("abc", Suffix::Json));
+        assert_eq!(split_suffix("thumbnail.jpg"), ("thumbnail", Suffix::Jpg));
+    }
+
+    #[test]
+    fn list_query_defaults_and_limits() {
+        let q = parse_list_query(None).unwrap();
+        assert_eq!((q.page, q.per_page, q.newest_first), (1, 20_000, false));
+        let q = parse_list_query(Some(
+            "record_id=r1&processed=false&per_page=50000&page=3&newest_first=true",
+        ))
+        .unwrap();
+        assert_eq!(q.record_id.as_deref(), Some("r1"));
+        assert_eq!(q.processed, Some(false));
+        assert_eq!((q.page, q.per_page, q.newest_first), (3, 20_000, true));
+        assert!(q.filtered());
+        assert!(parse_list_query(Some("processed=maybe")).is_err());
+        assert!(parse_list_query(Some("page=0")).is_err());
+        assert!(parse_list_query(Some("per_page=x")).is_err());
+    }
+}

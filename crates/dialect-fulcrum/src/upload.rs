@@ -1,0 +1,263 @@
+//! `POST /api/v2/photos(.json)`: a multipart upload of one photo.
+//!
+//! The fields may come in any order, so the file is ingested as it streams
+//! by and the form is judged once the body is read. Every failed check is
+//! reported at once (422); if any fails, or the request breaks off, the
+//! image already ingested is deleted again, so no half photo is left.
+
+use crate::error::{FieldErrors, FulcrumError};
+use crate::photos::photo_response;
+use crate::wire::{record_key, PhotoData, SCOPE};
+use crate::{authorize, valid_access_key, MAX_ID_LEN};
+use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::response::Response;
+use serde_json::Map;
+use tintype_engine::core::{CoreError, Image, NewRecord, Principal, Scope};
+use tintype_engine::media::Format;
+use tintype_engine::{Accept, IngestOptions};
+use tintype_http::AppState;
+
+/// Most parts a form may have.
+const MAX_PARTS: usize = 32;
+/// Longest file name kept as the image's name.
+const MAX_NAME_CHARS: usize = 255;
+
+#[derive(Default)]
+struct Form {
+    access_key: Option<String>,
+    record_id: Option<String>,
+    form_id: Option<String>,
+    /// The ingested file, until the photo is committed (or discarded).
+    image: Option<Image>,
+    errors: FieldErrors,
+}
+
+enum Text {
+    Value(String),
+    TooLong,
+    NotUtf8,
+}
+
+async fn read_text(field: &mut axum::extract::multipart::Field<'_>) -> Result<Text, FulcrumError> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| FulcrumError::BadRequest(format!("the form cannot be read: {e}")))?
+    {
+        if buf.len() + chunk.len() > MAX_ID_LEN {
+            return Ok(Text::TooLong);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(match String::from_utf8(buf) {
+        Ok(s) => Text::Value(s.trim().to_string()),
+        Err(_) => Text::NotUtf8,
+    })
+}
+
+/// The last path component of an uploaded file's name, shortened.
+fn clean_name(name: &str) -> Option<String> {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name).trim();
+    let short: String = base.chars().take(MAX_NAME_CHARS).collect();
+    Some(short).filter(|s| !s.is_empty())
+}
+
+fn is_multipart(req: &Request) -> bool {
+    req.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        })
+}
+
+async fn discard(state: &AppState, image: Option<Image>) {
+    if let Some(image) = image {
+        if let Err(e) = state.engine.delete_image(&image.id).await {
+            tracing::warn!("fulcrum: discarding image {}: {e}", image.id);
+        }
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    req: Request,
+) -> Result<Response, FulcrumError> {
+    let who = authorize(&state, req.headers(), req.uri().query(), Scope::ImageWrite).await?;
+    let mut form = Form::default();
+    // A body that is not a form carries neither field: the validation
+    // below says so.
+    if is_multipart(&req) {
+        let mut multipart = Multipart::from_request(req, &state)
+            .await
+            .map_err(|e| FulcrumError::BadRequest(format!("the form cannot be read: {e}")))?;
+        if let Err(e) = read_form(&state, &who, &mut multipart, &mut form).await {
+            discard(&state, form.image.take()).await;
+            return Err(e);
+        }
+    }
+    match commit(&state, &who, &mut form).await {
+        Ok(resp) => Ok(resp),
+        Err(e) => {
+            discard(&state, form.image.take()).await;
+            Err(e)
+        }
+    }
+}
+
+async fn read_form(
+    state: &AppState,
+    who: &Principal,
+    multipart: &mut Multipart,
+    form: &mut Form,
+) -> Result<(), FulcrumError> {
+    let mut parts = 0usize;
+    while let Some(mut field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| FulcrumError::BadRequest(format!("the form cannot be read: {e}")))?
+    {
+        parts += 1;
+        if parts > MAX_PARTS {
+            return Err(FulcrumError::BadRequest(format!(
+                "the form has more than {MAX_PARTS} parts"
+            )));
+        }
+        let name = field.name().unwrap_or_default().to_string();
+        let (slot, label) = match name.as_str() {
+            "photo[file]" => {
+                if form.image.is_some() || form.errors.has("file") {
+                    continue; // only the first file counts
+                }
+                ingest_file(state, who, field, form).await?;
+                continue;
+            }
+            "photo[access_key]" => (&mut form.access_key, "access_key"),
+            "photo[record_id]" => (&mut form.record_id, "record_id"),
+            "photo[form_id]" => (&mut form.form_id, "form_id"),
+            _ => continue,
+        };
+        match read_text(&mut field).await? {
+            Text::Value(v) => *slot = Some(v).filter(|s| !s.is_empty()),
+            Text::TooLong => form.errors.add(
+                label,
+                format!("is too long (maximum is {MAX_ID_LEN} characters)"),
+            ),
+            Text::NotUtf8 => form.errors.add(label, "is invalid"),
+        }
+    }
+    Ok(())
+}
+
+async fn ingest_file(
+    state: &AppState,
+    who: &Principal,
+    field: axum::extract::multipart::Field<'_>,
+    form: &mut Form,
+) -> Result<(), FulcrumError> {
+    let opts = IngestOptions {
+        owner: who.user.id,
+        name: field.file_name().and_then(clean_name),
+        metadata: Map::new(),
+        accept: Accept::Formats(vec![Format::Jpeg, Format::Png, Format::Gif, Format::Webp]),
+        max_bytes: None,
+    };
+    match state.engine.ingest(opts, field).await {
+        Ok(image) => form.image = Some(image),
+        Err(CoreError::Invalid(m)) if m == "the file is empty" => {
+            form.errors.add("file", "must be provided")
+        }
+        Err(CoreError::Unsupported(_)) => form.errors.add("file", "is not an image"),
+        Err(CoreError::Rejected(m)) => {
+            tracing::debug!("fulcrum: upload rejected: {m}");
+            form.errors.add("file", "is too large")
+        }
+        Err(CoreError::Invalid(m)) => return Err(FulcrumError::BadRequest(m)),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+/// Judges the form; when it is valid, ties the image to its access key.
+async fn commit(
+    state: &AppState,
+    who: &Principal,
+    form: &mut Form,
+) -> Result<Response, FulcrumError> {
+    let mut errors = std::mem::take(&mut form.errors);
+    let key = match form.access_key.as_deref() {
+        None => {
+            errors.add("access_key", "must be provided");
+            None
+        }
+        Some(k) if !valid_access_key(k) => {
+            errors.add("access_key", "is invalid");
+            None
+        }
+        Some(k) => Some(k.to_string()),
+    };
+    if form.image.is_none() && !errors.has("file") {
+        errors.add("file", "must be provided");
+    }
+    if let Some(k) = &key {
+        if state
+            .engine
+            .record(SCOPE, &record_key(who.user.id, k))
+            .await?
+            .is_some()
+        {
+            errors.add("access_key", "has already been taken");
+        }
+    }
+    let (Some(key), Some(image), true) = (key, form.image.clone(), errors.is_empty()) else {
+        return Err(FulcrumError::Validation(errors));
+    };
+    let data = PhotoData {
+        access_key: key.clone(),
+        record_id: form.record_id.clone(),
+        form_id: form.form_id.clone(),
+        created_by_id: who.user.id.to_string(),
+        created_by: who.user.name.clone(),
+    };
+    let inserted = state
+        .engine
+        .insert_record(&NewRecord {
+            scope: SCOPE.to_string(),
+            key: record_key(who.user.id, &key),
+            owner_id: Some(who.user.id),
+            image_id: Some(image.id.clone()),
+            data: data.to_json(),
+        })
+        .await?;
+    match inserted {
+        Ok(record) => {
+            form.image = None; // committed: no longer ours to discard
+            Ok(photo_response(state, &record, &image))
+        }
+        Err(_already) => {
+            // Another upload took the key between the check and now.
+            errors.add("access_key", "has already been taken");
+            Err(FulcrumError::Validation(errors))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_lose_their_directories() {
+        assert_eq!(clean_name("C:\\x\\photo.jpg").as_deref(), Some("photo.jpg"));
+        assert_eq!(clean_name("/tmp/a.jpg").as_deref(), Some("a.jpg"));
+        assert_eq!(clean_name("  "), None);
+        assert_eq!(
+            clean_name(&"é".repeat(300)).map(|s| s.chars().count()),
+            Some(255)
+        );
+    }
+}
