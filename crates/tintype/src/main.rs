@@ -116,7 +116,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         _ => {}
     }
     let settings = Settings::resolve(&cli.flags)?;
-    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log)
+    // Admin commands print their result on stdout; only warnings go to stderr.
+    let log = if matches!(cli.command, Command::Serve) || cli.flags.log.is_some() {
+        settings.log.clone()
+    } else {
+        "warn".to_string()
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&log)
         .context("TINTYPE_LOG is not a valid filter")?;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
