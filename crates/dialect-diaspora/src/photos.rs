@@ -1,0 +1,490 @@
+//! The photo endpoints: list, show, upload, delete, and the public size
+//! URLs the photo JSON points at.
+
+use crate::error::{ApiError, ApiResult};
+use crate::wire::{is_guid, parse_bool, parse_time, photo_json, SIZES};
+use crate::{PENDING_SCOPE, PHOTO_SCOPE};
+use axum::extract::multipart::Field;
+use axum::extract::{FromRequest, FromRequestParts, Multipart, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use tintype_engine::core::{to_millis, Image, ImageKind, NewRecord, Principal, Scope, UserId};
+use tintype_engine::media::Format;
+use tintype_engine::{Accept, BlobRef, IngestOptions};
+use tintype_http::auth::TokenSource;
+use tintype_http::serve::{serve_blob, Caching};
+use tintype_http::AppState;
+
+/// Where diaspora clients put their token.
+const SOURCES: &[TokenSource] = &[TokenSource::Bearer, TokenSource::QueryAccessToken];
+
+const DEFAULT_PER_PAGE: i64 = 15;
+const MAX_PER_PAGE: i64 = 100;
+/// Images read from the catalog at a time while looking for photos.
+const SCAN_BATCH: i64 = 100;
+/// Longest accepted value of a form field other than the file.
+const MAX_FIELD_BYTES: usize = 1024;
+
+/// Path parameters whose rejection answers in diaspora's envelope (as a
+/// 404: a path that cannot be decoded names no photo).
+pub(crate) struct PathParams<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for PathParams<T>
+where
+    Path<T>: FromRequestParts<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(PathParams(v)),
+            Err(_) => Err(ApiError::NotFound),
+        }
+    }
+}
+
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::Status(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed".into())
+}
+
+async fn who(st: &AppState, headers: &HeaderMap, query: Option<&str>, scope: Scope) -> ApiResult<Principal> {
+    let p = tintype_http::auth::principal_from(st, headers, query, SOURCES)
+        .await?
+        .ok_or(ApiError::InvalidToken)?;
+    if !p.has(scope) {
+        return Err(ApiError::InsufficientScope);
+    }
+    Ok(p)
+}
+
+/// The caller's photo with this guid: one of their images that was
+/// uploaded as a diaspora photo. Anything else is "not found".
+async fn own_photo(st: &AppState, p: &Principal, guid: &str) -> ApiResult<Image> {
+    if !is_guid(guid) {
+        return Err(ApiError::NotFound);
+    }
+    let image = st.engine.owned_image(p, guid).await?;
+    if st.engine.record(PHOTO_SCOPE, guid).await?.is_none() {
+        return Err(ApiError::NotFound);
+    }
+    Ok(image)
+}
+
+async fn is_photo(st: &AppState, image: &Image) -> ApiResult<bool> {
+    Ok(image.content.kind == ImageKind::Picture
+        && st.engine.record(PHOTO_SCOPE, &image.id).await?.is_some())
+}
+
+// ---- GET /api/v1/photos -------------------------------------------------
+
+/// A position in the newest-first order of a user's images: (created_at in
+/// milliseconds, seq). `seq` breaks ties between photos created in the
+/// same millisecond.
+type Position = (i64, i64);
+
+#[derive(Debug, PartialEq)]
+enum Window {
+    Newest,
+    /// Strictly older than the position.
+    Before(Position),
+    /// Strictly newer than the position (the page closest to it).
+    After(Position),
+}
+
+fn parse_list_query(query: Option<&str>) -> ApiResult<(i64, Window)> {
+    let mut per_page = DEFAULT_PER_PAGE;
+    let (mut before, mut after, mut seq) = (None, None, None);
+    for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "per_page" => {
+                let n: i64 = v.trim().parse().map_err(|_| {
+                    ApiError::bad_request("per_page must be a positive integer")
+                })?;
+                if n < 1 {
+                    return Err(ApiError::bad_request("per_page must be a positive integer"));
+                }
+                per_page = n.min(MAX_PER_PAGE);
+            }
+            "before" => {
+                before = Some(parse_time(&v).ok_or_else(|| {
+                    ApiError::bad_request("before must be an ISO 8601 time")
+                })?)
+            }
+            "after" => {
+                after = Some(parse_time(&v).ok_or_else(|| {
+                    ApiError::bad_request("after must be an ISO 8601 time")
+                })?)
+            }
+            "seq" => {
+                seq = Some(v.trim().parse::<i64>().map_err(|_| {
+                    ApiError::bad_request("seq must be an integer")
+                })?)
+            }
+            _ => {}
+        }
+    }
+    let window = match (before, after) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request("give either before or after, not both"))
+        }
+        // Without a tie-breaker, `before=T` means strictly before T and
+        // `after=T` strictly after T.
+        (Some(t), None) => Window::Before((t, seq.unwrap_or(0))),
+        (None, Some(t)) => Window::After((t, seq.unwrap_or(i64::MAX))),
+        (None, None) => Window::Newest,
+    };
+    Ok((per_page, window))
+}
+
+fn position(i: &Image) -> Position {
+    (to_millis(i.created_at), i.seq)
+}
+
+/// Up to `per_page` photos, newest first, strictly older than `from`
+/// (from the newest when `None`).
+async fn photos_before(
+    st: &AppState,
+    owner: UserId,
+    from: Option<Position>,
+    per_page: usize,
+) -> ApiResult<Vec<Image>> {
+    // The engine's listing cursor is `<created_at ms>.<seq>`, exclusive.
+    let mut cursor = from.map(|(ms, seq)| format!("{ms}.{seq}"));
+    let mut out = Vec::with_capacity(per_page);
+    loop {
+        let page = st
+            .engine
+            .list_images(owner, cursor.as_deref(), SCAN_BATCH)
+            .await?;
+        for image in page.images {
+            if is_photo(st, &image).await? {
+                out.push(image);
+                if out.len() >= per_page {
+                    return Ok(out);
+                }
+            }
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// Up to `per_page` photos strictly newer than `to`, the ones closest to
+/// it, newest first.
+async fn photos_after(
+    st: &AppState,
+    owner: UserId,
+    to: Position,
+    per_page: usize,
+) -> ApiResult<Vec<Image>> {
+    let mut cursor: Option<String> = None;
+    let mut window = VecDeque::with_capacity(per_page + 1);
+    'scan: loop {
+        let page = st
+            .engine
+            .list_images(owner, cursor.as_deref(), SCAN_BATCH)
+            .await?;
+        for image in page.images {
+            if position(&image) <= to {
+                break 'scan;
+            }
+            if is_photo(st, &image).await? {
+                window.push_back(image);
+                if window.len() > per_page {
+                    window.pop_front();
+                }
+            }
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    Ok(window.into_iter().collect())
+}
+
+fn page_link(st: &AppState, per_page: i64, dir: &str, i: &Image) -> String {
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("per_page", &per_page.to_string())
+        .append_pair(dir, &crate::wire::time(i.created_at))
+        .append_pair("seq", &i.seq.to_string())
+        .finish();
+    st.url(&format!("/api/v1/photos?{q}"))
+}
+
+pub(crate) async fn list(State(st): State<AppState>, req: Request) -> ApiResult<Response> {
+    let p = who(&st, req.headers(), req.uri().query(), Scope::ImageRead).await?;
+    let (per_page, window) = parse_list_query(req.uri().query())?;
+    let n = per_page as usize;
+    let photos = match window {
+        Window::Newest => photos_before(&st, p.user.id, None, n).await?,
+        Window::Before(pos) => photos_before(&st, p.user.id, Some(pos), n).await?,
+        Window::After(pos) => photos_after(&st, p.user.id, pos, n).await?,
+    };
+    let body: Vec<Value> = photos.iter().map(|i| photo_json(&st, i)).collect();
+    let mut resp = Json(Value::Array(body)).into_response();
+    if let (Some(first), Some(last)) = (photos.first(), photos.last()) {
+        let link = format!(
+            "<{}>; rel=\"next\", <{}>; rel=\"previous\"",
+            page_link(&st, per_page, "before", last),
+            page_link(&st, per_page, "after", first),
+        );
+        if let Ok(v) = HeaderValue::from_str(&link) {
+            resp.headers_mut().insert(header::LINK, v);
+        }
+    }
+    Ok(resp)
+}
+
+// ---- GET /api/v1/photos/{guid} ------------------------------------------
+
+pub(crate) async fn show(
+    State(st): State<AppState>,
+    PathParams(guid): PathParams<String>,
+    req: Request,
+) -> ApiResult<Json<Value>> {
+    let p = who(&st, req.headers(), req.uri().query(), Scope::ImageRead).await?;
+    let image = own_photo(&st, &p, &guid).await?;
+    Ok(Json(photo_json(&st, &image)))
+}
+
+// ---- DELETE /api/v1/photos/{guid} ---------------------------------------
+
+pub(crate) async fn destroy(
+    State(st): State<AppState>,
+    PathParams(guid): PathParams<String>,
+    req: Request,
+) -> ApiResult<StatusCode> {
+    let p = who(&st, req.headers(), req.uri().query(), Scope::ImageDelete).await?;
+    let image = own_photo(&st, &p, &guid).await?;
+    // The catalog drops the photo's records and clears the owner's profile
+    // picture if it was this photo.
+    st.engine.delete_image(&image.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- GET /api/v1/photos/{guid}/sizes/{size} -----------------------------
+
+/// The bytes of one size of a photo. Anonymous, like diaspora's upload
+/// URLs: whoever has the URL (it holds the unguessable guid) may fetch it.
+pub(crate) async fn size(
+    State(st): State<AppState>,
+    PathParams((guid, size)): PathParams<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    if !is_guid(&guid) || !SIZES.contains(&size.as_str()) {
+        return Err(ApiError::NotFound);
+    }
+    if st.engine.record(PHOTO_SCOPE, &guid).await?.is_none() {
+        return Err(ApiError::NotFound);
+    }
+    let image = st.engine.image(&guid).await?;
+    let blob = if size == "raw" {
+        BlobRef::of_image(&image)
+    } else {
+        let v = st.engine.variant(&image, &size).await?;
+        BlobRef {
+            sha256: v.sha256,
+            size: v.size.max(0) as u64,
+            content_type: v.content_type,
+            modified: v.created_at,
+        }
+    };
+    Ok(serve_blob(&st, &headers, &blob, Caching::Public, None).await)
+}
+
+// ---- POST /api/v1/photos -------------------------------------------------
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Flags {
+    pending: bool,
+    set_profile: bool,
+}
+
+fn apply_flag(flags: &mut Flags, name: &str, value: &str) -> ApiResult<()> {
+    let target = match name {
+        "pending" => &mut flags.pending,
+        "set_profile_picture" | "set_profile_photo" => &mut flags.set_profile,
+        _ => return Ok(()),
+    };
+    *target = parse_bool(value).ok_or_else(|| {
+        ApiError::bad_request(format!("{name} must be true, false, 1 or 0"))
+    })?;
+    Ok(())
+}
+
+async fn small_text(mut field: Field<'_>) -> ApiResult<String> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(|_| ApiError::CreateFailed)? {
+        if buf.len() + chunk.len() > MAX_FIELD_BYTES {
+            return Err(ApiError::bad_request(format!(
+                "form fields are limited to {MAX_FIELD_BYTES} bytes"
+            )));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    String::from_utf8(buf).map_err(|_| ApiError::bad_request("form fields must be UTF-8"))
+}
+
+fn accepted() -> Accept {
+    Accept::Formats(vec![Format::Jpeg, Format::Png, Format::Gif, Format::Webp])
+}
+
+/// Reads every part; the first `image` part is ingested as it streams in
+/// and stored in `image`, so that the caller can remove it if a later
+/// part is bad.
+async fn read_parts(
+    st: &AppState,
+    owner: UserId,
+    mut mp: Multipart,
+    image: &mut Option<Image>,
+    flags: &mut Flags,
+) -> ApiResult<()> {
+    loop {
+        let field = match mp.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => return Ok(()),
+            Err(_) => return Err(ApiError::CreateFailed),
+        };
+        let name = field.name().unwrap_or("").to_string();
+        match name.as_str() {
+            "image" if image.is_none() => {
+                let mut opts = IngestOptions::new(owner);
+                opts.accept = accepted();
+                opts.name = field
+                    .file_name()
+                    .map(|n| n.chars().take(255).collect::<String>())
+                    .filter(|n| !n.is_empty());
+                let stored = st
+                    .engine
+                    .ingest(opts, field)
+                    .await
+                    .map_err(ApiError::on_create)?;
+                *image = Some(stored);
+            }
+            "pending" | "set_profile_picture" | "set_profile_photo" => {
+                let v = small_text(field).await?;
+                apply_flag(flags, &name, &v)?;
+            }
+            _ => {
+                // Other parts (a second image, aspect ids) are read and dropped.
+                let mut f = field;
+                while let Ok(Some(_)) = f.chunk().await {}
+            }
+        }
+    }
+}
+
+/// Makes a stored image a diaspora photo of `p`.
+async fn register(st: &AppState, p: &Principal, image: &Image, flags: Flags) -> ApiResult<()> {
+    let photo = NewRecord {
+        scope: PHOTO_SCOPE.into(),
+        key: image.id.clone(),
+        owner_id: Some(p.user.id),
+        image_id: Some(image.id.clone()),
+        data: json!({"pending": flags.pending}),
+    };
+    if st.engine.insert_record(&photo).await?.is_err() {
+        return Err(ApiError::Internal(format!("photo {} recorded twice", image.id)));
+    }
+    if flags.pending {
+        let pending = NewRecord {
+            scope: PENDING_SCOPE.into(),
+            key: image.id.clone(),
+            owner_id: Some(p.user.id),
+            image_id: Some(image.id.clone()),
+            data: json!({}),
+        };
+        st.engine.put_record(&pending).await?;
+    }
+    if flags.set_profile {
+        st.engine
+            .set_profile_image(p.user.id, Some(&image.id))
+            .await?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn create(State(st): State<AppState>, req: Request) -> ApiResult<Response> {
+    let p = who(&st, req.headers(), req.uri().query(), Scope::ImageWrite).await?;
+    let mut flags = Flags::default();
+    for (k, v) in url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
+        apply_flag(&mut flags, &k, &v)?;
+    }
+    let is_multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.trim().to_ascii_lowercase().starts_with("multipart/form-data"));
+    if !is_multipart {
+        return Err(ApiError::CreateFailed);
+    }
+    let mp = Multipart::from_request(req, &st)
+        .await
+        .map_err(|_| ApiError::CreateFailed)?;
+    let mut image = None;
+    if let Err(e) = read_parts(&st, p.user.id, mp, &mut image, &mut flags).await {
+        discard(&st, image.as_ref()).await;
+        return Err(e);
+    }
+    let Some(image) = image else {
+        return Err(ApiError::CreateFailed);
+    };
+    if let Err(e) = register(&st, &p, &image, flags).await {
+        discard(&st, Some(&image)).await;
+        return Err(e);
+    }
+    Ok(Json(photo_json(&st, &image)).into_response())
+}
+
+/// Removes an image whose upload failed after it was stored.
+async fn discard(st: &AppState, image: Option<&Image>) {
+    if let Some(i) = image {
+        if let Err(e) = st.engine.delete_image(&i.id).await {
+            tracing::error!("diaspora: removing the failed upload {}: {e:?}", i.id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_query_defaults_and_limits() {
+        assert_eq!(parse_list_query(None).ok(), Some((15, Window::Newest)));
+        assert_eq!(
+            parse_list_query(Some("per_page=500")).ok(),
+            Some((100, Window::Newest))
+        );
+        assert!(parse_list_query(Some("per_page=0")).is_err());
+        assert!(parse_list_query(Some("per_page=abc")).is_err());
+        assert!(parse_list_query(Some("before=nope")).is_err());
+        assert!(parse_list_query(Some(
+            "before=2016-11-06T03:43:03.382Z&after=2016-11-06T03:43:03.382Z"
+        ))
+        .is_err());
+    }
+
+    #[test]
+    fn time_cursors_carry_a_tie_breaker() {
+        assert_eq!(
+            parse_list_query(Some("before=2016-11-06T03:43:03.382Z&seq=7")).ok(),
+            Some((15, Window::Before((1_478_403_783_382, 7))))
+        );
+        assert_eq!(
+            parse_list_query(Some("after=2016-11-06T03:43:03.382Z")).ok(),
+            Some((15, Window::After((1_478_403_783_382, i64::MAX))))
+        );
+        assert_eq!(
+            parse_list_query(Some("before=2016-11-06T03:43:03.382Z")).ok(),
+            Some((15, Window::Before((1_478_403_783_382, 0))))
+        );
+    }
+}
