@@ -1,1 +1,107 @@
-//! tintype-popit
+//! tintype-popit: the PopIt API's documents and their images.
+//!
+//! PopIt (`/api/v0.1`) stores free-form Popolo documents in four
+//! collections (persons, organizations, memberships, posts), each with an
+//! `image` and an `images` list of remote URLs or uploaded files. Here a
+//! document is a dialect record (scope `popit.{collection}`, key = its id,
+//! owner = the API key's user, data = the document JSON); an uploaded file
+//! is an ordinary tintype image, ingested as a picture and owned by the same
+//! user (so it shows in the native API too), referenced from its `images`
+//! entry by a hidden field that is never rendered nor taken from a client.
+//!
+//! Choices:
+//! - Reads are anonymous. Writes need a tintype token secret as PopIt's API
+//!   key (`Apikey` header, `apikey` query parameter or `apikey` JSON body
+//!   field) with the scope `image:write`; DELETE routes accept
+//!   `image:write` or `image:delete`.
+//! - A document belongs to the user who created it; another user's key
+//!   (unless admin) may not change or delete it (403).
+//! - Writes to one document are serialised within this process, so an
+//!   upload and a PUT racing on the same document do not lose each other's
+//!   changes.
+//! - Remote image URLs are recorded as given and never fetched.
+
+mod auth;
+mod docs;
+mod error;
+mod images;
+mod wire;
+
+use axum::extract::{Path, Request, State};
+use axum::routing::{get, post, put};
+use axum::Router;
+use error::method_not_allowed;
+use tintype_http::AppState;
+
+pub use error::PopitError;
+
+/// The API prefix PopIt mounts its API at.
+pub const PREFIX: &str = "/api/v0.1";
+
+/// Every PopIt route, with full paths.
+pub fn router() -> Router<AppState> {
+    let mut r = Router::new()
+        .route(
+            "/api/v0.1/{collection}",
+            get(docs::list)
+                .post(docs::create)
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/api/v0.1/{collection}/{id}",
+            get(docs::show)
+                .put(docs::replace)
+                .delete(docs::remove)
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/api/v0.1/{collection}/{id}/image",
+            post(images::upload)
+                .delete(images::remove_all)
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/api/v0.1/{collection}/{id}/image/{image_id}",
+            put(images::replace)
+                .delete(images::remove_one)
+                .fallback(method_not_allowed),
+        )
+        .route("/api/v0.1", axum::routing::any(error::no_route))
+        .route("/api/v0.1/", axum::routing::any(error::no_route));
+    for c in wire::COLLECTIONS {
+        r = r.route(
+            &format!("/{c}/{{id}}/image/{{image_id}}"),
+            get(
+                move |State(st): State<AppState>,
+                      Path((id, image_id)): Path<(String, String)>,
+                      req: Request| images::serve(c, st, id, image_id, req),
+            )
+            .fallback(method_not_allowed),
+        );
+    }
+    r
+}
+
+/// Locks that serialise the writes to one document (striped by a hash of
+/// its collection and id, so the set never grows).
+mod locks {
+    use std::sync::LazyLock;
+    use tokio::sync::{Mutex, MutexGuard};
+
+    const STRIPES: usize = 64;
+    static LOCKS: LazyLock<Vec<Mutex<()>>> =
+        LazyLock::new(|| (0..STRIPES).map(|_| Mutex::new(())).collect());
+
+    pub async fn document(collection: &str, id: &str) -> MutexGuard<'static, ()> {
+        // FNV-1a over "collection/id".
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in collection.bytes().chain([b'/']).chain(id.bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        let i = (h % STRIPES as u64) as usize;
+        // LOCKS always has STRIPES entries and i < STRIPES.
+        let lock = LOCKS.get(i).unwrap_or_else(|| &LOCKS[0]);
+        lock.lock().await
+    }
+}

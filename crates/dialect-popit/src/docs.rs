@@ -1,0 +1,302 @@
+//! Documents: list, read, create, replace, delete.
+
+use crate::auth::{may_change, request_key, writer, Need};
+use crate::error::{json_response, PopitError, PopitResult};
+use crate::wire::{self, collection, parse_json, prepare, render, scope_of, valid_id};
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+use tintype_engine::core::{CoreError, NewRecord, Record, UserId};
+use tintype_http::AppState;
+
+/// The value of a query parameter.
+pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A stored document and its record.
+pub struct Stored {
+    pub record: Record,
+    pub doc: Map<String, Value>,
+}
+
+pub async fn load(st: &AppState, coll: &str, id: &str) -> PopitResult<Option<Stored>> {
+    if !valid_id(id) {
+        return Ok(None);
+    }
+    let Some(record) = st.engine.record(&scope_of(coll), id).await? else {
+        return Ok(None);
+    };
+    let doc = match &record.data {
+        Value::Object(m) => m.clone(),
+        _ => {
+            return Err(PopitError::Internal(format!(
+                "record {coll}/{id} does not hold an object"
+            )))
+        }
+    };
+    Ok(Some(Stored { record, doc }))
+}
+
+pub async fn save(
+    st: &AppState,
+    coll: &str,
+    id: &str,
+    owner: Option<UserId>,
+    doc: Map<String, Value>,
+) -> PopitResult<Map<String, Value>> {
+    let rec = st
+        .engine
+        .put_record(&NewRecord {
+            scope: scope_of(coll),
+            key: id.to_string(),
+            owner_id: owner,
+            image_id: None,
+            data: Value::Object(doc),
+        })
+        .await?;
+    match rec.data {
+        Value::Object(m) => Ok(m),
+        _ => Err(PopitError::Internal("stored document is not an object".into())),
+    }
+}
+
+/// Deletes uploaded files no document references any more.
+pub async fn release(st: &AppState, files: &[String]) {
+    for f in files {
+        match st.engine.delete_image(f).await {
+            Ok(()) | Err(CoreError::NotFound) => {}
+            Err(e) => tracing::warn!("popit: releasing image {f}: {e}"),
+        }
+    }
+}
+
+/// `{"result": doc}`, or the bare document with `include_root=false`.
+pub fn respond(st: &AppState, coll: &str, doc: &Map<String, Value>, query: Option<&str>) -> Response {
+    let rendered = render(&st.public_url, coll, doc);
+    let bare = query_param(query, "include_root").is_some_and(|v| v == "false" || v == "0");
+    if bare {
+        json_response(StatusCode::OK, &rendered)
+    } else {
+        json_response(StatusCode::OK, &json!({ "result": rendered }))
+    }
+}
+
+/// Reads a JSON document body (at most 1 MiB). An empty body is `{}`.
+async fn json_body(req: Request) -> PopitResult<Map<String, Value>> {
+    let bytes = axum::body::to_bytes(req.into_body(), wire::MAX_JSON_BYTES)
+        .await
+        .map_err(|_| {
+            PopitError::Status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the JSON body is larger than 1 MiB".into(),
+            )
+        })?;
+    match parse_json(&bytes)? {
+        Value::Object(m) => Ok(m),
+        _ => Err(PopitError::bad_request("the body must be a JSON object")),
+    }
+}
+
+/// Authenticates a JSON write: the header or query key, else the body's
+/// `apikey` field (removed from the body in any case).
+async fn json_write(
+    st: &AppState,
+    req: Request,
+) -> PopitResult<(tintype_engine::core::Principal, Map<String, Value>)> {
+    let key = request_key(req.headers(), req.uri().query());
+    if let Some(k) = key {
+        let p = writer(st, Some(k), Need::Write).await?;
+        let mut body = json_body(req).await?;
+        body.remove("apikey");
+        return Ok((p, body));
+    }
+    let mut body = match json_body(req).await {
+        Ok(b) => b,
+        Err(_) => return Err(PopitError::Unauthorized),
+    };
+    let key = match body.remove("apikey") {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    };
+    let p = writer(st, key, Need::Write).await?;
+    Ok((p, body))
+}
+
+/// The key of a DELETE: the header or query, else an `apikey` field of a
+/// small JSON body.
+pub async fn delete_key(req: Request) -> Option<String> {
+    if let Some(k) = request_key(req.headers(), req.uri().query()) {
+        return Some(k);
+    }
+    let bytes = axum::body::to_bytes(req.into_body(), 64 * 1024).await.ok()?;
+    match parse_json(&bytes).ok()? {
+        Value::Object(mut m) => match m.remove("apikey") {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn page_param(query: Option<&str>, name: &str, max: i64, default: i64) -> i64 {
+    match query_param(query, name).and_then(|v| v.trim().parse::<i64>().ok()) {
+        Some(n) if (1..=max).contains(&n) => n,
+        _ => default,
+    }
+}
+
+pub async fn list(
+    State(st): State<AppState>,
+    Path(coll): Path<String>,
+    req: Request,
+) -> PopitResult<Response> {
+    let coll = collection(&coll)?;
+    let query = req.uri().query();
+    let page = page_param(query, "page", 1000, 1);
+    let per_page = page_param(query, "per_page", 200, 30);
+    let scope = scope_of(coll);
+    let total = st.engine.count_records(&scope, None).await?;
+    let records = st
+        .engine
+        .list_records(&scope, None, false, (page - 1) * per_page, per_page)
+        .await?;
+    let result: Vec<Value> = records
+        .iter()
+        .filter_map(|r| match &r.data {
+            Value::Object(m) => Some(render(&st.public_url, coll, m)),
+            _ => None,
+        })
+        .collect();
+    let has_more = page * per_page < total;
+    let mut body = Map::new();
+    body.insert("total".into(), json!(total));
+    body.insert("page".into(), json!(page));
+    body.insert("per_page".into(), json!(per_page));
+    body.insert("has_more".into(), json!(has_more));
+    let link = |p: i64| {
+        st.url(&format!(
+            "{}/{coll}?page={p}&per_page={per_page}",
+            crate::PREFIX
+        ))
+    };
+    if has_more {
+        body.insert("next_url".into(), json!(link(page + 1)));
+    }
+    if page > 1 {
+        body.insert("prev_url".into(), json!(link(page - 1)));
+    }
+    body.insert("result".into(), Value::Array(result));
+    Ok(json_response(StatusCode::OK, &Value::Object(body)))
+}
+
+pub async fn show(
+    State(st): State<AppState>,
+    Path((coll, id)): Path<(String, String)>,
+    req: Request,
+) -> PopitResult<Response> {
+    let coll = collection(&coll)?;
+    let stored = load(&st, coll, &id)
+        .await?
+        .ok_or_else(|| PopitError::not_found(format!("id '{id}' not found")))?;
+    Ok(respond(&st, coll, &stored.doc, req.uri().query()))
+}
+
+pub async fn create(
+    State(st): State<AppState>,
+    Path(coll): Path<String>,
+    req: Request,
+) -> PopitResult<Response> {
+    let coll = collection(&coll)?;
+    let query = req.uri().query().map(str::to_string);
+    let (p, body) = json_write(&st, req).await?;
+    let id = match body.get("id") {
+        None | Some(Value::Null) => wire::new_id(),
+        Some(Value::String(s)) if valid_id(s) => s.clone(),
+        Some(_) => {
+            return Err(PopitError::bad_request(format!(
+                "id must be 1-{} letters, digits, '-', '_' or '.'",
+                wire::MAX_ID_LEN
+            )))
+        }
+    };
+    let _guard = crate::locks::document(coll, &id).await;
+    let prepared = prepare(body, &id, None)?;
+    let inserted = st
+        .engine
+        .insert_record(&NewRecord {
+            scope: scope_of(coll),
+            key: id.clone(),
+            owner_id: Some(p.user.id),
+            image_id: None,
+            data: Value::Object(prepared.doc),
+        })
+        .await?;
+    match inserted {
+        Ok(rec) => match rec.data {
+            Value::Object(m) => Ok(respond(&st, coll, &m, query.as_deref())),
+            _ => Err(PopitError::Internal("stored document is not an object".into())),
+        },
+        Err(_) => Err(PopitError::Status(
+            StatusCode::CONFLICT,
+            format!("a document with id '{id}' already exists"),
+        )),
+    }
+}
+
+pub async fn replace(
+    State(st): State<AppState>,
+    Path((coll, id)): Path<(String, String)>,
+    req: Request,
+) -> PopitResult<Response> {
+    let coll = collection(&coll)?;
+    let query = req.uri().query().map(str::to_string);
+    let (p, body) = json_write(&st, req).await?;
+    match body.get("id") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if *s == id => {}
+        Some(_) => {
+            return Err(PopitError::bad_request(
+                "URL id and document id are different",
+            ))
+        }
+    }
+    if !valid_id(&id) {
+        return Err(PopitError::bad_request(format!(
+            "id must be 1-{} letters, digits, '-', '_' or '.'",
+            wire::MAX_ID_LEN
+        )));
+    }
+    let _guard = crate::locks::document(coll, &id).await;
+    let old = load(&st, coll, &id).await?;
+    if let Some(o) = &old {
+        may_change(&p, &o.record)?;
+    }
+    let prepared = prepare(body, &id, old.as_ref().map(|o| &o.doc))?;
+    let owner = old
+        .as_ref()
+        .and_then(|o| o.record.owner_id)
+        .or(Some(p.user.id));
+    let doc = save(&st, coll, &id, owner, prepared.doc).await?;
+    release(&st, &prepared.released).await;
+    Ok(respond(&st, coll, &doc, query.as_deref()))
+}
+
+pub async fn remove(
+    State(st): State<AppState>,
+    Path((coll, id)): Path<(String, String)>,
+    req: Request,
+) -> PopitResult<Response> {
+    let coll = collection(&coll)?;
+    let p = writer(&st, delete_key(req).await, Need::Delete).await?;
+    let _guard = crate::locks::document(coll, &id).await;
+    if let Some(old) = load(&st, coll, &id).await? {
+        may_change(&p, &old.record)?;
+        st.engine.delete_record(&scope_of(coll), &id).await?;
+        release(&st, &wire::files_of(&old.doc)).await;
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
