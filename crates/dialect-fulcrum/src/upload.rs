@@ -116,11 +116,19 @@ async fn read_form(
     form: &mut Form,
 ) -> Result<(), FulcrumError> {
     let mut parts = 0usize;
-    while let Some(mut field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| FulcrumError::BadRequest(format!("the form cannot be read: {e}")))?
-    {
+    loop {
+        let mut field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            // A form without a single part (some clients send only the
+            // closing boundary) carries neither field: validation says so.
+            Err(_) if parts == 0 => break,
+            Err(e) => {
+                return Err(FulcrumError::BadRequest(format!(
+                    "the form cannot be read: {e}"
+                )))
+            }
+        };
         parts += 1;
         if parts > MAX_PARTS {
             return Err(FulcrumError::BadRequest(format!(
