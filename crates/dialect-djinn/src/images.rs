@@ -1,0 +1,749 @@
+//! `/images`: list, create (raw QCOW2 body, multipart, or JSON with a
+//! `download_url`), get (JSON or the disk itself) and delete.
+
+use crate::error::{ApiError, ApiResult, FieldErrors};
+use crate::namespace::{self, Access, Namespace};
+use crate::wire::{name_key, ImageData, Renderer, IMAGE_SCOPE};
+use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Display;
+use tintype_engine::core::{CoreError, Image, NewRecord, Principal, Scope, UserId};
+use tintype_engine::{Accept, IngestOptions};
+use tintype_http::auth::{token_from, TokenSource};
+use tintype_http::serve::{serve_blob, Caching};
+use tintype_http::AppState;
+
+pub const PER_PAGE: usize = 25;
+pub const DISK_CONTENT_TYPE: &str = "application/x-qemu-disk";
+/// Largest JSON body of a create request.
+pub const MAX_JSON_BYTES: usize = 64 * 1024;
+/// Largest text field of a multipart create request.
+pub const MAX_FIELD_BYTES: usize = 4 * 1024;
+/// Most images a listing considers per owner.
+const MAX_LISTED: i64 = 100_000;
+const NAME_MAX: usize = 255;
+
+pub const NAME_REQUIRED: &str = "Name field required";
+pub const NAME_PATTERN: &str = "Name does not match ^[a-zA-Z0-9_\\-]+$";
+pub const NAME_EXISTS: &str = "Name already exists";
+pub const NAMESPACE_DENIED: &str = "Namespace permission denied";
+pub const NAMESPACE_INVALID: &str =
+    "Namespace does not match ^[a-zA-Z0-9_\\-]+(/[a-zA-Z0-9_\\-]+)*(@owner)?$";
+pub const FILE_INVALID: &str = "File not a valid QCOW2 file format";
+pub const FILE_REQUIRED: &str = "File field required";
+pub const URL_SCHEME: &str = "Download_url invalid url scheme";
+
+// ---- request helpers -------------------------------------------------------
+
+fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
+    q.map(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .into_owned()
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn param(pairs: &[(String, String)], name: &str) -> Option<String> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+}
+
+/// The caller: `None` without a token; an unknown or revoked token is
+/// answered like a missing image.
+async fn caller(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> ApiResult<Option<Principal>> {
+    match token_from(headers, query, &[TokenSource::Bearer]) {
+        None => Ok(None),
+        Some(t) => match state.engine.authenticate(&t).await? {
+            Some(p) => Ok(Some(p)),
+            None => Err(ApiError::NotFound),
+        },
+    }
+}
+
+fn require(who: Option<Principal>, scope: Scope) -> ApiResult<Principal> {
+    match who {
+        Some(p) if p.has(scope) => Ok(p),
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+fn image_seq(req: &Request) -> Option<i64> {
+    req.uri()
+        .path()
+        .strip_prefix("/images/")
+        .and_then(|s| s.parse::<i64>().ok())
+        .filter(|n| *n > 0)
+}
+
+/// The Djinn image behind an integer id with its record.
+async fn djinn_image(state: &AppState, seq: i64) -> ApiResult<(Image, ImageData)> {
+    let image = state.engine.image_by_seq(seq).await?;
+    let record = state
+        .engine
+        .records_for_image(&image.id)
+        .await?
+        .into_iter()
+        .find(|r| r.scope == IMAGE_SCOPE)
+        .ok_or(ApiError::NotFound)?;
+    let data = ImageData::from_record(&record)?;
+    Ok((image, data))
+}
+
+// ---- GET /images -------------------------------------------------------------
+
+/// Every image the user can list: their own (including those in their own
+/// namespaces) and those in namespaces they collaborate on, newest first.
+async fn visible(state: &AppState, who: &Principal) -> ApiResult<Vec<ImageData>> {
+    let engine = &state.engine;
+    let uid = who.user.id;
+    let mut records = engine
+        .list_records(IMAGE_SCOPE, Some(uid), true, 0, MAX_LISTED)
+        .await?;
+    let mut by_owner: BTreeMap<UserId, HashSet<i64>> = BTreeMap::new();
+    for root in namespace::collaborations(engine, uid).await? {
+        if let Some(ns) = namespace::by_id(engine, root).await? {
+            if ns.user_id != uid {
+                by_owner.entry(ns.user_id).or_default().insert(ns.id);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (owner, roots) in by_owner {
+        for r in engine
+            .list_records(IMAGE_SCOPE, Some(owner), true, 0, MAX_LISTED)
+            .await?
+        {
+            let in_tree = r
+                .data
+                .get("root_id")
+                .and_then(Value::as_i64)
+                .is_some_and(|root| roots.contains(&root));
+            if in_tree {
+                records.push(r);
+            }
+        }
+    }
+    records.sort_by(|a, b| b.seq.cmp(&a.seq));
+    records.dedup_by_key(|r| r.seq);
+    for r in records {
+        match ImageData::from_record(&r) {
+            Ok(d) => out.push(d),
+            Err(e) => tracing::warn!("djinn: skipping a record: {e}"),
+        }
+    }
+    Ok(out)
+}
+
+fn page_url(state: &AppState, pairs: &[(String, String)], page: usize) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs.iter().filter(|(k, _)| k != "page") {
+        s.append_pair(k, v);
+    }
+    s.append_pair("page", &page.to_string());
+    state.url(&format!("/images?{}", s.finish()))
+}
+
+pub async fn list(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
+    let who = require(
+        caller(&state, req.headers(), req.uri().query()).await?,
+        Scope::ImageRead,
+    )?;
+    let pairs = query_pairs(req.uri().query());
+    let search = param(&pairs, "search")
+        .map(|s| s.to_lowercase())
+        .filter(|s| !s.is_empty());
+    let mut all = visible(&state, &who).await?;
+    if let Some(s) = &search {
+        all.retain(|d| d.name.to_lowercase().contains(s.as_str()));
+    }
+    let pages = all.len().div_ceil(PER_PAGE).max(1);
+    let page = param(&pairs, "page")
+        .and_then(|p| p.trim().parse::<usize>().ok())
+        .unwrap_or(1)
+        .clamp(1, pages);
+    let mut renderer = Renderer::new(&state);
+    let mut items = Vec::new();
+    for d in all.iter().skip((page - 1) * PER_PAGE).take(PER_PAGE) {
+        items.push(renderer.image(d).await?);
+    }
+    let mut resp = (StatusCode::OK, axum::Json(Value::Array(items))).into_response();
+    if pages > 1 {
+        let prev = page.saturating_sub(1).max(1);
+        let next = (page + 1).min(pages);
+        let link = format!(
+            "<{}>; rel=\"prev\", <{}>; rel=\"next\"",
+            page_url(&state, &pairs, prev),
+            page_url(&state, &pairs, next)
+        );
+        if let Ok(v) = HeaderValue::from_str(&link) {
+            resp.headers_mut().insert(header::LINK, v);
+        }
+    }
+    Ok(resp)
+}
+
+// ---- GET /images/{id} --------------------------------------------------------
+
+fn wants_disk(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .any(|t| t == DISK_CONTENT_TYPE || t == "application/octet-stream")
+}
+
+pub async fn get(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
+    // Without a token the caller is anonymous and may read public images;
+    // a token must carry image:read.
+    let who = match caller(&state, req.headers(), req.uri().query()).await? {
+        None => None,
+        Some(p) => Some(require(Some(p), Scope::ImageRead)?),
+    };
+    let seq = image_seq(&req).ok_or(ApiError::NotFound)?;
+    let (image, data) = djinn_image(&state, seq).await?;
+    let access = namespace::access(&state.engine, who.as_ref(), data.user_id, data.root_id).await?;
+    if access < Access::Read {
+        return Err(ApiError::NotFound);
+    }
+    if wants_disk(req.headers()) {
+        let blob = tintype_engine::BlobRef::of_image(&image);
+        return Ok(serve_blob(
+            &state,
+            req.headers(),
+            &blob,
+            Caching::Private,
+            Some(DISK_CONTENT_TYPE),
+        )
+        .await);
+    }
+    let body = Renderer::new(&state).image(&data).await?;
+    Ok((StatusCode::OK, axum::Json(body)).into_response())
+}
+
+// ---- DELETE /images/{id} -----------------------------------------------------
+
+pub async fn delete(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
+    let who = require(
+        caller(&state, req.headers(), req.uri().query()).await?,
+        Scope::ImageDelete,
+    )?;
+    let seq = image_seq(&req).ok_or(ApiError::NotFound)?;
+    let (image, data) = djinn_image(&state, seq).await?;
+    let access = namespace::access(&state.engine, Some(&who), data.user_id, data.root_id).await?;
+    if access < Access::Manage {
+        return Err(ApiError::NotFound);
+    }
+    state.engine.delete_image(&image.id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---- POST /images ------------------------------------------------------------
+
+#[derive(Debug, Default, Clone)]
+struct Params {
+    name: Option<String>,
+    namespace: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+enum Target {
+    None,
+    Existing(Namespace),
+    /// The caller's own namespace, created once the upload is stored.
+    Create(String),
+}
+
+/// What a valid request will do.
+#[derive(Debug, Clone)]
+struct Plan {
+    name: String,
+    /// The image's user: the namespace owner, or the caller.
+    owner: UserId,
+    target: Target,
+}
+
+/// Checks name and namespace; every failure is collected.
+async fn validate(
+    state: &AppState,
+    who: &Principal,
+    params: &Params,
+) -> ApiResult<(FieldErrors, Option<Plan>)> {
+    let engine = &state.engine;
+    let mut errors = FieldErrors::default();
+    let name = params.name.clone().unwrap_or_default();
+    if name.is_empty() {
+        errors.add("name", NAME_REQUIRED);
+    } else if name.len() > NAME_MAX
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        errors.add("name", NAME_PATTERN);
+    }
+
+    let ns_ref = params
+        .namespace
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    let target = match ns_ref {
+        None => Some(Target::None),
+        Some(r) => {
+            let (path, owner_name) = namespace::split_ref(r);
+            if !namespace::valid_path(path) {
+                errors.add("namespace", NAMESPACE_INVALID);
+                None
+            } else {
+                let owner = match owner_name {
+                    None => Some(who.user.clone()),
+                    Some(o) if o == who.user.name => Some(who.user.clone()),
+                    Some(o) => match engine.user(o).await {
+                        Ok(u) => Some(u),
+                        Err(CoreError::NotFound) => None,
+                        Err(e) => return Err(e.into()),
+                    },
+                };
+                match owner {
+                    None => {
+                        errors.add("namespace", NAMESPACE_DENIED);
+                        None
+                    }
+                    Some(owner) => match namespace::find(engine, owner.id, path).await? {
+                        Some(ns) => {
+                            let root = namespace::root_of(engine, &ns).await?;
+                            let allowed = owner.id == who.user.id
+                                || namespace::is_collaborator(engine, root.id, who.user.id).await?;
+                            if allowed {
+                                Some(Target::Existing(ns))
+                            } else {
+                                errors.add("namespace", NAMESPACE_DENIED);
+                                None
+                            }
+                        }
+                        None if owner.id == who.user.id => Some(Target::Create(path.to_string())),
+                        None => {
+                            errors.add("namespace", NAMESPACE_DENIED);
+                            None
+                        }
+                    },
+                }
+            }
+        }
+    };
+
+    let plan = match (errors.has("name"), target) {
+        (false, Some(target)) => {
+            let (ns_id, owner) = match &target {
+                Target::Existing(ns) => (Some(ns.id), ns.user_id),
+                Target::None | Target::Create(_) => (None, who.user.id),
+            };
+            let taken = match &target {
+                Target::Create(_) => false,
+                _ => engine
+                    .record(IMAGE_SCOPE, &name_key(ns_id, owner, &name))
+                    .await?
+                    .is_some(),
+            };
+            if taken {
+                errors.add("name", NAME_EXISTS);
+                None
+            } else {
+                Some(Plan {
+                    name,
+                    owner,
+                    target,
+                })
+            }
+        }
+        _ => None,
+    };
+    Ok((errors, plan))
+}
+
+/// Reads the first bytes of an upload and tells whether they start a QCOW2
+/// version 2 or 3 header. The bytes read are handed back to be replayed.
+async fn peek<S, E>(body: &mut S) -> ApiResult<(Vec<Bytes>, bool)>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: Display,
+{
+    const WANT: usize = 8;
+    let mut chunks = Vec::new();
+    let mut head: Vec<u8> = Vec::with_capacity(WANT);
+    while head.len() < WANT {
+        match body.next().await {
+            Some(Ok(c)) => {
+                let take = (WANT - head.len()).min(c.len());
+                head.extend_from_slice(c.get(..take).unwrap_or_default());
+                chunks.push(c);
+            }
+            Some(Err(e)) => {
+                return Err(ApiError::bad_request(format!(
+                    "Reading the request body failed: {e}"
+                )))
+            }
+            None => break,
+        }
+    }
+    let version = head
+        .get(4..8)
+        .and_then(|v| <[u8; 4]>::try_from(v).ok())
+        .map(u32::from_be_bytes);
+    let ok = head.starts_with(b"QFI\xfb") && matches!(version, Some(2 | 3));
+    Ok((chunks, ok))
+}
+
+/// Streams the (already peeked) upload into the engine as a disk.
+async fn store<S, E>(state: &AppState, owner: UserId, name: &str, body: S) -> ApiResult<Image>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+    E: Display,
+{
+    let opts = IngestOptions {
+        owner,
+        name: Some(name.to_string()),
+        metadata: Map::new(),
+        accept: Accept::Disks,
+        max_bytes: None,
+    };
+    match state.engine.ingest(opts, body).await {
+        Ok(image) => Ok(image),
+        Err(CoreError::Unsupported(m)) => {
+            tracing::debug!("djinn: rejected upload: {m}");
+            Err(ApiError::field("file", FILE_INVALID))
+        }
+        Err(CoreError::Invalid(m)) if m.contains("empty") => {
+            Err(ApiError::field("file", FILE_INVALID))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Peeks, reports every error at once, then streams into the engine.
+async fn check_and_store<S, E>(
+    state: &AppState,
+    mut errors: FieldErrors,
+    plan: Option<Plan>,
+    mut body: S,
+) -> ApiResult<(Image, Plan)>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+    E: Display,
+{
+    let (head, ok) = peek(&mut body).await?;
+    if !ok {
+        errors.add("file", FILE_INVALID);
+    }
+    let plan = match plan {
+        Some(p) if errors.is_empty() => p,
+        _ => return Err(ApiError::Fields(errors)),
+    };
+    let replay = futures::stream::iter(head.into_iter().map(Ok::<Bytes, E>)).chain(body);
+    let image = store(state, plan.owner, &plan.name, replay).await?;
+    Ok((image, plan))
+}
+
+/// Removes an image whose request failed after it was stored.
+async fn discard(state: &AppState, image: &Image) {
+    if let Err(e) = state.engine.delete_image(&image.id).await {
+        tracing::error!(
+            "djinn: removing image {} after a failed request: {e}",
+            image.id
+        );
+    }
+}
+
+/// Creates the namespace if needed and records the image; on failure the
+/// stored image is removed.
+async fn finish(
+    state: &AppState,
+    who: &Principal,
+    plan: Plan,
+    image: Image,
+) -> ApiResult<Response> {
+    let result = record_image(state, who, &plan, &image).await;
+    match result {
+        Ok(data) => {
+            let body = Renderer::new(state).image(&data).await?;
+            Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+        }
+        Err(e) => {
+            discard(state, &image).await;
+            Err(e)
+        }
+    }
+}
+
+async fn record_image(
+    state: &AppState,
+    who: &Principal,
+    plan: &Plan,
+    image: &Image,
+) -> ApiResult<ImageData> {
+    let ns = match &plan.target {
+        Target::None => None,
+        Target::Existing(ns) => Some(ns.clone()),
+        Target::Create(path) => {
+            Some(namespace::ensure(&state.engine, who.user.id, path, None).await?)
+        }
+    };
+    let data = ImageData {
+        id: image.seq,
+        name: plan.name.clone(),
+        author_id: who.user.id,
+        user_id: plan.owner,
+        namespace_id: ns.as_ref().map(|n| n.id),
+        root_id: ns.as_ref().map(|n| n.root_id),
+        created_at: image.created_at,
+    };
+    let rec = NewRecord {
+        scope: IMAGE_SCOPE.into(),
+        key: name_key(data.namespace_id, plan.owner, &plan.name),
+        owner_id: Some(plan.owner),
+        image_id: Some(image.id.clone()),
+        data: serde_json::to_value(&data).map_err(CoreError::internal)?,
+    };
+    match state.engine.insert_record(&rec).await? {
+        Ok(_) => Ok(data),
+        Err(_) => Err(ApiError::field("name", NAME_EXISTS)),
+    }
+}
+
+pub async fn create(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
+    let who = require(
+        caller(&state, req.headers(), req.uri().query()).await?,
+        Scope::ImageWrite,
+    )?;
+    let pairs = query_pairs(req.uri().query());
+    let params = Params {
+        name: param(&pairs, "name"),
+        namespace: param(&pairs, "namespace"),
+    };
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if content_type.starts_with("multipart/form-data") {
+        create_multipart(state, who, params, req).await
+    } else if content_type.starts_with("application/json") {
+        create_json(state, who, params, req).await
+    } else {
+        let (errors, plan) = validate(&state, &who, &params).await?;
+        let body = req.into_body().into_data_stream();
+        let (image, plan) = check_and_store(&state, errors, plan, body).await?;
+        finish(&state, &who, plan, image).await
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct JsonCreate {
+    name: Option<String>,
+    namespace: Option<String>,
+    download_url: Option<String>,
+}
+
+async fn create_json(
+    state: AppState,
+    who: Principal,
+    mut params: Params,
+    req: Request,
+) -> ApiResult<Response> {
+    let bytes = axum::body::to_bytes(req.into_body(), MAX_JSON_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::Message(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Request body too large (at most {MAX_JSON_BYTES} bytes)"),
+            )
+        })?;
+    let body: JsonCreate = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))?;
+    if body.name.is_some() {
+        params.name = body.name;
+    }
+    if body.namespace.is_some() {
+        params.namespace = body.namespace;
+    }
+    let (mut errors, plan) = validate(&state, &who, &params).await?;
+    let url = body.download_url.unwrap_or_default();
+    if url.trim().is_empty() {
+        errors.add("download_url", "Download_url field required");
+    } else {
+        let scheme_ok = url::Url::parse(url.trim())
+            .map(|u| matches!(u.scheme(), "http" | "https"))
+            .unwrap_or(false);
+        if !scheme_ok {
+            errors.add("download_url", URL_SCHEME);
+        }
+    }
+    let plan = match plan {
+        Some(p) if errors.is_empty() => p,
+        _ => return Err(ApiError::Fields(errors)),
+    };
+    let resp = match state.engine.fetch(url.trim()).await {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(ApiError::field(
+                "download_url",
+                format!("Download_url could not be fetched: {e}"),
+            ))
+        }
+    };
+    let (image, plan) =
+        check_and_store(&state, FieldErrors::default(), Some(plan), resp.body).await?;
+    finish(&state, &who, plan, image).await
+}
+
+async fn read_text(field: axum::extract::multipart::Field<'_>) -> ApiResult<String> {
+    let mut field = field;
+    let mut out = Vec::new();
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("Invalid multipart body: {e}")))?
+    {
+        if out.len() + chunk.len() > MAX_FIELD_BYTES {
+            return Err(ApiError::bad_request(format!(
+                "Multipart field too large (at most {MAX_FIELD_BYTES} bytes)"
+            )));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    String::from_utf8(out).map_err(|_| ApiError::bad_request("Multipart field is not UTF-8"))
+}
+
+async fn create_multipart(
+    state: AppState,
+    who: Principal,
+    params: Params,
+    req: Request,
+) -> ApiResult<Response> {
+    let mut mp = Multipart::from_request(req, &state)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("Invalid multipart body: {e}")))?;
+    let mut stored: Option<(Image, Option<Plan>)> = None;
+    let result = multipart_fields(&state, &who, params, &mut mp, &mut stored).await;
+    match result {
+        Ok(resp) => Ok(resp),
+        Err(e) => {
+            if let Some((image, _)) = stored {
+                discard(&state, &image).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Reads the parts in order. A file that arrives after `name` is checked
+/// before it is streamed; one that arrives first is streamed to the
+/// engine and the request checked once every part is read.
+async fn multipart_fields(
+    state: &AppState,
+    who: &Principal,
+    mut params: Params,
+    mp: &mut Multipart,
+    stored: &mut Option<(Image, Option<Plan>)>,
+) -> ApiResult<Response> {
+    let mut file_seen = false;
+    let mut file_ok = true;
+    loop {
+        let field = match mp.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid multipart body: {e}"
+                )))
+            }
+        };
+        match field.name() {
+            Some("name") => params.name = Some(read_text(field).await?),
+            Some("namespace") => params.namespace = Some(read_text(field).await?),
+            Some("file") if !file_seen => {
+                file_seen = true;
+                if params.name.is_some() {
+                    let (errors, plan) = validate(state, who, &params).await?;
+                    let (image, plan) = check_and_store(state, errors, plan, field).await?;
+                    *stored = Some((image, Some(plan)));
+                } else {
+                    // Checked later: store under the caller for now.
+                    let mut field = field;
+                    let (head, ok) = peek(&mut field).await?;
+                    file_ok = ok;
+                    if ok {
+                        let replay = futures::stream::iter(head.into_iter().map(Ok)).chain(field);
+                        let image = store(state, who.user.id, "upload", replay).await?;
+                        *stored = Some((image, None));
+                    }
+                }
+            }
+            _ => {} // other parts are skipped
+        }
+    }
+    match stored.take() {
+        Some((image, Some(plan))) => finish(state, who, plan, image).await,
+        Some((image, None)) => {
+            *stored = Some((image.clone(), None));
+            let (errors, plan) = validate(state, who, &params).await?;
+            let plan = match plan {
+                Some(p) if errors.is_empty() => p,
+                _ => return Err(ApiError::Fields(errors)),
+            };
+            let image = if plan.owner == image.owner_id {
+                state
+                    .engine
+                    .update_image(&image.id, Some(Some(&plan.name)), None)
+                    .await?
+            } else {
+                // The image belongs to the namespace owner: store it again
+                // under them (the blob is shared) and drop the first.
+                let bytes = state.engine.open_blob(&image.content.sha256, None).await?;
+                let again = store(state, plan.owner, &plan.name, bytes).await?;
+                discard(state, &image).await;
+                *stored = Some((again.clone(), None));
+                again
+            };
+            *stored = None;
+            finish(state, who, plan, image).await
+        }
+        None => {
+            let (mut errors, _) = validate(state, who, &params).await?;
+            errors.add(
+                "file",
+                if file_seen && !file_ok {
+                    FILE_INVALID
+                } else {
+                    FILE_REQUIRED
+                },
+            );
+            Err(ApiError::Fields(errors))
+        }
+    }
+}
+
+/// Answers for unsupported methods and malformed paths under `/images`.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
