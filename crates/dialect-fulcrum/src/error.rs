@@ -94,10 +94,7 @@ impl IntoResponse for FulcrumError {
             }
             FulcrumError::TooLarge(limit) => {
                 let mut errors = FieldErrors::default();
-                errors.add(
-                    "file",
-                    format!("is too large (the limit is {limit} bytes)"),
-                );
+                errors.add("file", format!("is too large (the limit is {limit} bytes)"));
                 (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(errors.body())).into_response()
             }
             FulcrumError::Core(e) => {

@@ -83,10 +83,7 @@ async fn discard(state: &AppState, image: Option<Image>) {
     }
 }
 
-pub async fn create(
-    State(state): State<AppState>,
-    req: Request,
-) -> Result<Response, FulcrumError> {
+pub async fn create(State(state): State<AppState>, req: Request) -> Result<Response, FulcrumError> {
     let who = authorize(&state, req.headers(), req.uri().query(), Scope::ImageWrite).await?;
     let mut form = Form::default();
     // A body that is not a form carries neither field: the validation

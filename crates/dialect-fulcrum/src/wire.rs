@@ -70,11 +70,15 @@ pub fn photo(state: &AppState, record: &Record, image: &Image) -> Value {
     let data = PhotoData::from_json(&record.data);
     let key = &data.access_key;
     let base = photo_path(key);
-    let updated_at = [Some(record.updated_at), Some(image.updated_at), image.processed_at]
-        .into_iter()
-        .flatten()
-        .max()
-        .unwrap_or(record.updated_at);
+    let updated_at = [
+        Some(record.updated_at),
+        Some(image.updated_at),
+        image.processed_at,
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .unwrap_or(record.updated_at);
     let exif = image.content.exif.clone().unwrap_or_else(Map::new);
     json!({
         "access_key": key,

@@ -88,8 +88,14 @@ async fn seed_example_photo_has_every_property() {
     }
     assert!(p["updated_at"].as_str() >= p["created_at"].as_str());
     assert!(close(&p["latitude"], 42.0 + 49.0 / 60.0 + 30.8953 / 3600.0));
-    assert!(close(&p["longitude"], -(73.0 + 53.0 / 60.0 + 46.2451 / 3600.0)));
-    assert_eq!((p["latitude"].as_f64().unwrap() * 1e5).round() / 1e5, 42.82525);
+    assert!(close(
+        &p["longitude"],
+        -(73.0 + 53.0 / 60.0 + 46.2451 / 3600.0)
+    ));
+    assert_eq!(
+        (p["latitude"].as_f64().unwrap() * 1e5).round() / 1e5,
+        42.82525
+    );
     assert_eq!(
         p["exif"],
         json!({
@@ -148,15 +154,27 @@ async fn gps_signs_follow_the_hemisphere() {
         ),
     );
     let p = upload(&server, &token, "north-east", &ne).await;
-    assert!(close(&p["latitude"], 48.0 + 51.0 / 60.0 + 29.6 / 3600.0), "{p}");
-    assert!(close(&p["longitude"], 2.0 + 17.0 / 60.0 + 40.2 / 3600.0), "{p}");
+    assert!(
+        close(&p["latitude"], 48.0 + 51.0 / 60.0 + 29.6 / 3600.0),
+        "{p}"
+    );
+    assert!(
+        close(&p["longitude"], 2.0 + 17.0 / 60.0 + 40.2 / 3600.0),
+        "{p}"
+    );
     assert_eq!(p["exif"]["gps_latitude_ref"], "N");
     assert_eq!(p["exif"]["gps_longitude_ref"], "E");
     assert_eq!(p["exif"]["gps_longitude"], json!(["2.0", "17.0", "40.2"]));
 
     let p = upload(&server, &token, "south-west", &sw).await;
-    assert!(close(&p["latitude"], -(22.0 + 57.0 / 60.0 + 7.75 / 3600.0)), "{p}");
-    assert!(close(&p["longitude"], -(43.0 + 12.0 / 60.0 + 39.6 / 3600.0)), "{p}");
+    assert!(
+        close(&p["latitude"], -(22.0 + 57.0 / 60.0 + 7.75 / 3600.0)),
+        "{p}"
+    );
+    assert!(
+        close(&p["longitude"], -(43.0 + 12.0 / 60.0 + 39.6 / 3600.0)),
+        "{p}"
+    );
     assert_eq!(p["exif"]["make"], "tintype");
     assert_eq!(p["exif"]["gps_latitude"], json!(["22.0", "57.0", "7.75"]));
 
@@ -178,7 +196,12 @@ async fn photo_without_exif_has_empty_exif_object() {
 
     // A PNG is accepted too and keeps its own type.
     let bytes = png(30, 20);
-    let (status, body) = post(&server, &token, form(Some("png"), Some((&bytes, "image/png")))).await;
+    let (status, body) = post(
+        &server,
+        &token,
+        form(Some("png"), Some((&bytes, "image/png"))),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["photo"]["content_type"], "image/png");
     assert_eq!(body["photo"]["exif"], json!({}));
@@ -224,8 +247,12 @@ async fn processed_flips_when_the_versions_are_made() {
     assert_eq!(done["photos"][0]["access_key"], "k1");
 
     for (version, w, h) in [("thumbnail", 200, 150), ("large", 1080, 810)] {
-        let (status, meta) =
-            get_json(&server, &token, &format!("/api/v2/photos/k1/{version}.json")).await;
+        let (status, meta) = get_json(
+            &server,
+            &token,
+            &format!("/api/v2/photos/k1/{version}.json"),
+        )
+        .await;
         assert_eq!(status, 200);
         assert_eq!(
             keys(&meta["photo"]),
@@ -267,7 +294,10 @@ async fn validation_errors_answer_422_with_every_failure() {
 
     // The seed's example: access_key missing.
     let (s, b) = post(&server, &token, form(None, Some((&photo, "image/jpeg")))).await;
-    assert_eq!((s, b), (422, errors(json!({"access_key": ["must be provided"]}))));
+    assert_eq!(
+        (s, b),
+        (422, errors(json!({"access_key": ["must be provided"]})))
+    );
 
     let (s, b) = post(&server, &token, form(Some("k"), None)).await;
     assert_eq!((s, b), (422, errors(json!({"file": ["must be provided"]}))));
@@ -282,18 +312,44 @@ async fn validation_errors_answer_422_with_every_failure() {
     );
 
     let text = b"just some words, not a picture".to_vec();
-    let (s, b) = post(&server, &token, form(Some("k"), Some((&text, "image/jpeg")))).await;
+    let (s, b) = post(
+        &server,
+        &token,
+        form(Some("k"), Some((&text, "image/jpeg"))),
+    )
+    .await;
     assert_eq!((s, b), (422, errors(json!({"file": ["is not an image"]}))));
 
-    let (s, b) = post(&server, &token, form(Some("a.b"), Some((&photo, "image/jpeg")))).await;
+    let (s, b) = post(
+        &server,
+        &token,
+        form(Some("a.b"), Some((&photo, "image/jpeg"))),
+    )
+    .await;
     assert_eq!((s, b), (422, errors(json!({"access_key": ["is invalid"]}))));
 
     upload(&server, &token, "taken", &photo).await;
-    let (s, b) = post(&server, &token, form(Some("taken"), Some((&photo, "image/jpeg")))).await;
-    assert_eq!((s, b), (422, errors(json!({"access_key": ["has already been taken"]}))));
+    let (s, b) = post(
+        &server,
+        &token,
+        form(Some("taken"), Some((&photo, "image/jpeg"))),
+    )
+    .await;
+    assert_eq!(
+        (s, b),
+        (
+            422,
+            errors(json!({"access_key": ["has already been taken"]}))
+        )
+    );
 
     // Two failures at once.
-    let (s, b) = post(&server, &token, form(Some("taken"), Some((&text, "image/jpeg")))).await;
+    let (s, b) = post(
+        &server,
+        &token,
+        form(Some("taken"), Some((&text, "image/jpeg"))),
+    )
+    .await;
     assert_eq!(
         (s, b),
         (
@@ -356,7 +412,10 @@ async fn tokens_come_from_the_header_or_the_query() {
         };
         let resp = req.send().await.unwrap();
         assert_eq!(resp.status(), 401, "{method} {path}");
-        assert_eq!(resp.json::<Value>().await.unwrap(), json!({"error": "Unauthorized"}));
+        assert_eq!(
+            resp.json::<Value>().await.unwrap(),
+            json!({"error": "Unauthorized"})
+        );
     }
     let resp = get(&server, "not-a-token", "/api/v2/photos.json").await;
     assert_eq!(resp.status(), 401);
@@ -370,7 +429,12 @@ async fn tokens_come_from_the_header_or_the_query() {
 
     // A read-only token may not upload.
     let photo = jpeg(10, 10);
-    let (s, b) = post(&server, &reader, form(Some("k"), Some((&photo, "image/jpeg")))).await;
+    let (s, b) = post(
+        &server,
+        &reader,
+        form(Some("k"), Some((&photo, "image/jpeg"))),
+    )
+    .await;
     assert_eq!((s, b), (403, json!({"error": "Forbidden"})));
 }
 
@@ -457,7 +521,12 @@ async fn list_filters_paginates_and_keeps_users_apart() {
     let (_, all) = get_json(&server, &alice, "/api/v2/photos.json").await;
     assert_eq!(access_keys(&all), ["p1", "p2", "p3"]);
     assert_eq!(
-        (&all["current_page"], &all["total_pages"], &all["total_count"], &all["per_page"]),
+        (
+            &all["current_page"],
+            &all["total_pages"],
+            &all["total_count"],
+            &all["per_page"]
+        ),
         (&json!(1), &json!(1), &json!(3), &json!(20000))
     );
     let (_, newest) = get_json(&server, &alice, "/api/v2/photos.json?newest_first=true").await;
@@ -465,21 +534,43 @@ async fn list_filters_paginates_and_keeps_users_apart() {
     let (_, r1) = get_json(&server, &alice, "/api/v2/photos.json?record_id=r1").await;
     assert_eq!(access_keys(&r1), ["p1", "p2"]);
     assert_eq!(r1["total_count"], 2);
-    let (_, f1) = get_json(&server, &alice, "/api/v2/photos.json?form_id=f1&record_id=r2").await;
+    let (_, f1) = get_json(
+        &server,
+        &alice,
+        "/api/v2/photos.json?form_id=f1&record_id=r2",
+    )
+    .await;
     assert_eq!(access_keys(&f1), ["p3"]);
-    let (_, stored) = get_json(&server, &alice, "/api/v2/photos.json?stored=true&uploaded=true").await;
+    let (_, stored) = get_json(
+        &server,
+        &alice,
+        "/api/v2/photos.json?stored=true&uploaded=true",
+    )
+    .await;
     assert_eq!(stored["total_count"], 3);
     let (_, none) = get_json(&server, &alice, "/api/v2/photos.json?stored=false").await;
-    assert_eq!((none["total_count"].clone(), access_keys(&none).len()), (json!(0), 0));
+    assert_eq!(
+        (none["total_count"].clone(), access_keys(&none).len()),
+        (json!(0), 0)
+    );
 
     let (_, page2) = get_json(&server, &alice, "/api/v2/photos.json?per_page=2&page=2").await;
     assert_eq!(access_keys(&page2), ["p3"]);
     assert_eq!(
-        (&page2["current_page"], &page2["total_pages"], &page2["total_count"], &page2["per_page"]),
+        (
+            &page2["current_page"],
+            &page2["total_pages"],
+            &page2["total_count"],
+            &page2["per_page"]
+        ),
         (&json!(2), &json!(2), &json!(3), &json!(2))
     );
-    let (_, fpage) =
-        get_json(&server, &alice, "/api/v2/photos.json?record_id=r1&per_page=1&page=2").await;
+    let (_, fpage) = get_json(
+        &server,
+        &alice,
+        "/api/v2/photos.json?record_id=r1&per_page=1&page=2",
+    )
+    .await;
     assert_eq!(access_keys(&fpage), ["p2"]);
     assert_eq!(fpage["total_pages"], 2);
 
@@ -492,5 +583,8 @@ async fn list_filters_paginates_and_keeps_users_apart() {
     assert_eq!(access_keys(&bobs), ["p1"]);
     let (s, _) = get_json(&server, &bob, "/api/v2/photos/p2.json").await;
     assert_eq!(s, 404);
-    assert_eq!(get(&server, &bob, "/api/v2/photos/p2.jpg").await.status(), 404);
+    assert_eq!(
+        get(&server, &bob, "/api/v2/photos/p2.jpg").await.status(),
+        404
+    );
 }
