@@ -158,9 +158,25 @@ async fn open_engine(s: &Settings, workers: bool) -> anyhow::Result<Arc<Engine>>
     Engine::new(catalog, blobs, cfg).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
+/// Registers the dialects' background work and returns their routers.
 fn dialects(engine: &Arc<Engine>, s: &Settings) -> Vec<axum::Router<tintype_http::AppState>> {
-    let _ = (engine, s);
-    vec![]
+    tintype_diaspora::install(
+        engine,
+        tintype_diaspora::Settings {
+            pending_ttl: s.pending_ttl,
+            sweep_interval: (s.pending_ttl / 4).clamp(
+                std::time::Duration::from_secs(10),
+                std::time::Duration::from_secs(3600),
+            ),
+        },
+    );
+    tintype_livingdocs::install(engine, tintype_livingdocs::Settings::default());
+    vec![
+        tintype_popit::router(),
+        tintype_diaspora::router(),
+        tintype_livingdocs::router(),
+        tintype_fulcrum::router(),
+    ]
 }
 
 async fn serve(s: Settings) -> anyhow::Result<()> {
@@ -182,7 +198,10 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         blobs = engine.blobs().backend_name(),
         "tintype is serving"
     );
-    eprintln!("tintype listening on http://{} (public URL {})", s.listen, s.public_url);
+    eprintln!(
+        "tintype listening on http://{} (public URL {})",
+        s.listen, s.public_url
+    );
     tintype_http::serve(listener, app, shutdown_signal())
         .await
         .context("serving")?;
@@ -195,8 +214,7 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         {
             s.recv().await;
         }
@@ -225,7 +243,10 @@ async fn admin(s: Settings, cmd: Command) -> anyhow::Result<()> {
     let e = |err: tintype_engine::core::CoreError| anyhow::anyhow!("{err}");
     match cmd {
         Command::User(UserCommand::Create { name, email }) => {
-            let u = engine.create_user(&name, email.as_deref()).await.map_err(e)?;
+            let u = engine
+                .create_user(&name, email.as_deref())
+                .await
+                .map_err(e)?;
             println!("{}", user_json(&u));
         }
         Command::User(UserCommand::List) => {
