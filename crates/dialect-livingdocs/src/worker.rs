@@ -426,18 +426,13 @@ async fn process_item(
         Err(reason) => return Ok(ItemResult::failed(reason)),
     };
 
-    if let (Some(r), Some(image_id)) = (
-        &existing,
-        existing.as_ref().and_then(|r| r.image_id.clone()),
-    ) {
+    if let Some(image_id) = existing.as_ref().and_then(|r| r.image_id.clone()) {
         match engine.image(&image_id).await {
             Ok(img) if img.owner_id == owner => {
                 return update(&pair, prev.as_ref(), &img, &fetched, last_attempt).await;
             }
-            Ok(_) | Err(CoreError::NotFound) => {
-                // The image is gone: import it anew under the same pair.
-                let _ = r;
-            }
+            // The image is gone: import it anew under the same pair.
+            Ok(_) | Err(CoreError::NotFound) => {}
             Err(e) => return Err(e),
         }
     } else if let (Some(r), Some(d)) = (&existing, &prev) {

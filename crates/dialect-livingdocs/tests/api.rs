@@ -648,3 +648,153 @@ async fn status_of_an_unknown_or_foreign_import_is_404() {
     assert_eq!(v["error_details"]["id"], "is required");
     finished(&s, &alice, &id).await;
 }
+
+// ---------------------------------------------------------------- restart
+
+/// A tintype node over a data directory that outlives it.
+async fn start_node(dir: &std::path::Path) -> (Arc<tintype_engine::Engine>, String) {
+    let catalog =
+        tintype_store::open_catalog(&format!("sqlite://{}", dir.join("catalog.db").display()))
+            .await
+            .expect("catalog");
+    let blobs = tintype_store::open_blob_store(&dir.join("blobs").display().to_string())
+        .await
+        .expect("blobs");
+    let mut config = tintype_engine::EngineConfig::new(dir.join("tmp"));
+    config.fetch.allow_private = true;
+    config.poll_interval = Duration::from_millis(50);
+    config.job_backoff = Duration::from_millis(100);
+    config.job_lease = Duration::from_secs(1);
+    config.workers = 1;
+    let engine = tintype_engine::Engine::new(catalog, blobs, config).expect("engine");
+    tintype_livingdocs::install(&engine, tintype_livingdocs::Settings::default());
+    engine.start_workers();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let app = tintype_http::app(
+        tintype_http::AppState::new(engine.clone(), &base),
+        vec![tintype_livingdocs::router()],
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (engine, base)
+}
+
+#[tokio::test]
+async fn a_job_killed_mid_batch_is_finished_after_restart_without_importing_an_item_twice() {
+    let (src, base) = start_source().await;
+    let dir = tempfile::tempdir().expect("dir");
+
+    // Node A runs in its own runtime, so that dropping the runtime kills
+    // its workers and server mid-job, as a killed process would.
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<(String, String)>();
+    let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<()>();
+    let dir_a = dir.path().to_path_buf();
+    let node_a = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let (engine, base) = start_node(&dir_a).await;
+            engine.create_user("hank", None).await.expect("user");
+            let token = engine
+                .create_token("hank", &[])
+                .await
+                .expect("token")
+                .secret;
+            let _ = ready_tx.send((base, token));
+            let _ = kill_rx.await;
+        });
+        rt.shutdown_background();
+    });
+    let (base_a, token) = ready_rx.await.expect("node A");
+    let r = reqwest::Client::new()
+        .post(format!("{base_a}/api/v1/import/images"))
+        .bearer_auth(&token)
+        .json(&json!({ "systemName": "archive", "images": [
+            item(format!("{base}/files/a.png"), "first", "First"),
+            item(format!("{base}/files/gated.png"), "second", "Second"),
+        ]}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    let id = r.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+
+    // Wait until the first item is recorded and the second is being fetched.
+    let observer = tintype_store::open_catalog(&format!(
+        "sqlite://{}",
+        dir.path().join("catalog.db").display()
+    ))
+    .await
+    .expect("catalog");
+    let scope = tintype_livingdocs::item_scope(&id);
+    let mut first = None;
+    for _ in 0..600 {
+        first = observer.record(&scope, "0").await.expect("record");
+        if first.is_some() && src.hits("gated.png") > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first = first.expect("the first item was done before the kill");
+    assert_eq!(first.data["status"], "success");
+    let first_media = first.data["image_id"].as_str().expect("image").to_string();
+    assert!(observer
+        .record(&scope, "1")
+        .await
+        .expect("record")
+        .is_none());
+
+    let _ = kill_tx.send(());
+    tokio::task::spawn_blocking(move || node_a.join())
+        .await
+        .expect("join")
+        .expect("node A stopped");
+
+    // Node B over the same data takes the job over once A's lease is out.
+    src.open.store(true, Ordering::SeqCst);
+    src.gate.notify_waiters();
+    let (engine_b, base_b) = start_node(dir.path()).await;
+    let mut done = Value::Null;
+    for _ in 0..600 {
+        let v: Value = reqwest::Client::new()
+            .get(format!("{base_b}/api/v1/import/images/status?id={id}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("status")
+            .json()
+            .await
+            .expect("json");
+        if v["finished"] == true {
+            done = v;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(done["state"], "success", "{done}");
+    assert_eq!(done["images"][0]["status"], "success");
+    assert_eq!(done["images"][0]["image"]["mediaId"], first_media.as_str());
+    assert_eq!(done["images"][1]["status"], "success");
+    assert_eq!(done["images"][1]["image"]["width"], 6);
+    assert_eq!(
+        src.hits("a.png"),
+        1,
+        "the finished item was not fetched again"
+    );
+    let user = engine_b.user("hank").await.expect("user");
+    let page = engine_b
+        .list_images(user.id, None, 100)
+        .await
+        .expect("list");
+    assert_eq!(page.images.len(), 2, "no item imported twice");
+}
