@@ -10,13 +10,16 @@
 //!   (`sha256/ab/cd/abcd…`), written by fsync + atomic rename.
 //! - [`S3BlobStore`]: the same keys in an S3-compatible bucket (AWS S3,
 //!   Garage, MinIO), for several nodes sharing one store.
+//! - [`migrate()`]: copies a library between backends (`tintype migrate`).
 //! - [`open_catalog`] / [`open_blob_store`]: choose a backend from a URL.
 
 mod dir;
+pub mod migrate;
 mod s3;
 mod sql;
 
 pub use dir::DirBlobStore;
+pub use migrate::{migrate, MigrateError, MigrateReport, Progress};
 pub use s3::{S3BlobStore, S3Spec};
 pub use sql::SqlCatalog;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tintype_core::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }
@@ -26,8 +26,8 @@ const MIGRATIONS: &[Migration] = &[Migration {
 
 /// The catalog over SQLite or PostgreSQL.
 pub struct SqlCatalog {
-    pool: AnyPool,
-    backend: Backend,
+    pub(crate) pool: AnyPool,
+    pub(crate) backend: Backend,
 }
 
 fn db(e: sqlx::Error) -> CatalogError {
@@ -94,7 +94,7 @@ impl SqlCatalog {
     }
 
     /// Rewrites `?` placeholders into `$1, $2, …` for PostgreSQL.
-    fn q<'a>(&self, sql: &'a str) -> Cow<'a, str> {
+    pub(crate) fn q<'a>(&self, sql: &'a str) -> Cow<'a, str> {
         if self.backend == Backend::Sqlite {
             return Cow::Borrowed(sql);
         }
@@ -114,6 +114,19 @@ impl SqlCatalog {
             }
         }
         Cow::Owned(out)
+    }
+
+    /// Jobs with ids above `after_id`, in id order, at most `limit` of
+    /// them (every state): for operators, tests and `tintype migrate`.
+    pub async fn jobs_after(&self, after_id: i64, limit: i64) -> Result<Vec<Job>, CatalogError> {
+        let sql = format!("SELECT {JOB_COLS} FROM jobs WHERE id > ? ORDER BY id LIMIT ?");
+        let rows = sqlx::query(&self.q(&sql))
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(row_job).collect()
     }
 
     async fn migrate(&self) -> Result<(), CatalogError> {
