@@ -1,7 +1,7 @@
 //! The Fulcrum JSON shapes: the photo, a version of it, and the list page.
 
 use chrono::SecondsFormat;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tintype_engine::core::{Image, Record, Timestamp, Variant};
 use tintype_http::AppState;
 
@@ -79,7 +79,7 @@ pub fn photo(state: &AppState, record: &Record, image: &Image) -> Value {
     .flatten()
     .max()
     .unwrap_or(record.updated_at);
-    let exif = image.content.exif.clone().unwrap_or_else(Map::new);
+    let exif = image.content.exif.clone().unwrap_or_default();
     json!({
         "access_key": key,
         "created_at": timestamp(record.created_at),
