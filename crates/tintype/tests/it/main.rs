@@ -1,0 +1,14 @@
+//! tintype's integration tier: one test binary, one shared harness.
+//!
+//! - `api`, `cli`, `variants`, `crash`: the real `tintype` binary, started
+//!   as a child process on a free loopback port over a temporary data
+//!   directory, driven over HTTP and on its command line.
+//! - `jobs`: the durable job queue, through the engine over a real SQLite
+//!   file and blob directory.
+
+mod api;
+mod cli;
+mod crash;
+mod harness;
+mod jobs;
+mod variants;
