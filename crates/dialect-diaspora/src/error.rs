@@ -73,9 +73,7 @@ impl IntoResponse for ApiError {
                 let mut resp = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
                 resp.headers_mut().insert(
                     header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(
-                        "Bearer realm=\"tintype\", error=\"invalid_token\"",
-                    ),
+                    HeaderValue::from_static("Bearer realm=\"tintype\", error=\"invalid_token\""),
                 );
                 resp
             }

@@ -12,7 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
-use tintype_engine::core::{to_millis, Image, ImageKind, NewRecord, Principal, Scope, UserId};
+use tintype_engine::core::{
+    to_millis, CoreError, Image, ImageKind, NewRecord, Principal, Scope, UserId,
+};
 use tintype_engine::media::Format;
 use tintype_engine::{Accept, BlobRef, IngestOptions};
 use tintype_http::auth::TokenSource;
@@ -51,7 +53,12 @@ pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::Status(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed".into())
 }
 
-async fn who(st: &AppState, headers: &HeaderMap, query: Option<&str>, scope: Scope) -> ApiResult<Principal> {
+async fn who(
+    st: &AppState,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    scope: Scope,
+) -> ApiResult<Principal> {
     let p = tintype_http::auth::principal_from(st, headers, query, SOURCES)
         .await?
         .ok_or(ApiError::InvalidToken)?;
@@ -101,35 +108,42 @@ fn parse_list_query(query: Option<&str>) -> ApiResult<(i64, Window)> {
     for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match k.as_ref() {
             "per_page" => {
-                let n: i64 = v.trim().parse().map_err(|_| {
-                    ApiError::bad_request("per_page must be a positive integer")
-                })?;
+                let n: i64 = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| ApiError::bad_request("per_page must be a positive integer"))?;
                 if n < 1 {
                     return Err(ApiError::bad_request("per_page must be a positive integer"));
                 }
                 per_page = n.min(MAX_PER_PAGE);
             }
             "before" => {
-                before = Some(parse_time(&v).ok_or_else(|| {
-                    ApiError::bad_request("before must be an ISO 8601 time")
-                })?)
+                before = Some(
+                    parse_time(&v)
+                        .ok_or_else(|| ApiError::bad_request("before must be an ISO 8601 time"))?,
+                )
             }
             "after" => {
-                after = Some(parse_time(&v).ok_or_else(|| {
-                    ApiError::bad_request("after must be an ISO 8601 time")
-                })?)
+                after = Some(
+                    parse_time(&v)
+                        .ok_or_else(|| ApiError::bad_request("after must be an ISO 8601 time"))?,
+                )
             }
             "seq" => {
-                seq = Some(v.trim().parse::<i64>().map_err(|_| {
-                    ApiError::bad_request("seq must be an integer")
-                })?)
+                seq = Some(
+                    v.trim()
+                        .parse::<i64>()
+                        .map_err(|_| ApiError::bad_request("seq must be an integer"))?,
+                )
             }
             _ => {}
         }
     }
     let window = match (before, after) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request("give either before or after, not both"))
+            return Err(ApiError::bad_request(
+                "give either before or after, not both",
+            ))
         }
         // Without a tie-breaker, `before=T` means strictly before T and
         // `after=T` strictly after T.
@@ -313,9 +327,8 @@ fn apply_flag(flags: &mut Flags, name: &str, value: &str) -> ApiResult<()> {
         "set_profile_picture" | "set_profile_photo" => &mut flags.set_profile,
         _ => return Ok(()),
     };
-    *target = parse_bool(value).ok_or_else(|| {
-        ApiError::bad_request(format!("{name} must be true, false, 1 or 0"))
-    })?;
+    *target = parse_bool(value)
+        .ok_or_else(|| ApiError::bad_request(format!("{name} must be true, false, 1 or 0")))?;
     Ok(())
 }
 
@@ -391,7 +404,10 @@ async fn register(st: &AppState, p: &Principal, image: &Image, flags: Flags) -> 
         data: json!({"pending": flags.pending}),
     };
     if st.engine.insert_record(&photo).await?.is_err() {
-        return Err(ApiError::Internal(format!("photo {} recorded twice", image.id)));
+        return Err(ApiError::Internal(format!(
+            "photo {} recorded twice",
+            image.id
+        )));
     }
     if flags.pending {
         let pending = NewRecord {
@@ -421,7 +437,11 @@ pub(crate) async fn create(State(st): State<AppState>, req: Request) -> ApiResul
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.trim().to_ascii_lowercase().starts_with("multipart/form-data"));
+        .is_some_and(|c| {
+            c.trim()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        });
     if !is_multipart {
         return Err(ApiError::CreateFailed);
     }
@@ -436,6 +456,21 @@ pub(crate) async fn create(State(st): State<AppState>, req: Request) -> ApiResul
     let Some(image) = image else {
         return Err(ApiError::CreateFailed);
     };
+    // The probe reads headers only; rendering the smallest size now proves
+    // the pixels decode (diaspora, too, makes its versions on upload).
+    if let Err(e) = st.engine.variant(&image, "small").await {
+        discard(&st, Some(&image)).await;
+        return Err(match e {
+            // The decoder reports truncated pixel data as a read error,
+            // which the engine words as "reading the upload: ...": the
+            // file is broken, not the server.
+            CoreError::Internal(m) if m.starts_with("reading the upload") => {
+                tracing::info!("diaspora: undecodable upload: {m}");
+                ApiError::CreateFailed
+            }
+            other => ApiError::on_create(other),
+        });
+    }
     if let Err(e) = register(&st, &p, &image, flags).await {
         discard(&st, Some(&image)).await;
         return Err(e);

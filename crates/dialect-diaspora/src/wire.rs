@@ -24,7 +24,9 @@ pub(crate) fn parse_time(s: &str) -> Option<i64> {
 /// A guid as diaspora makes them (and tintype image ids are): 32 lowercase
 /// hex digits.
 pub(crate) fn is_guid(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Form booleans: `true`/`false`/`1`/`0`.
