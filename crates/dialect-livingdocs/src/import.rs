@@ -2,7 +2,7 @@
 
 use crate::error::ApiError;
 use crate::wire::{self, ItemSpec};
-use crate::{item_scope, settings, IMPORT_SCOPE, JOB_KIND};
+use crate::{item_scope, settings, IMPORT_SCOPE, JOB_KIND, JOB_SCOPE};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -28,8 +28,6 @@ pub(crate) struct ImportData {
     pub started_at: String,
     #[serde(default, rename = "finishedAt")]
     pub finished_at: Option<String>,
-    #[serde(default)]
-    pub job_id: Option<i64>,
     #[serde(default)]
     pub webhook_queued: bool,
 }
@@ -148,7 +146,7 @@ pub(crate) async fn create(
         Err(e) => return Err(e.into()),
     }
 
-    let mut data = ImportData {
+    let data = ImportData {
         system_name: request.system_name,
         webhook: request.webhook,
         context: request.context,
@@ -156,7 +154,6 @@ pub(crate) async fn create(
         state: "started".into(),
         started_at: timestamp_now(),
         finished_at: None,
-        job_id: None,
         webhook_queued: false,
     };
     let data_value = serde_json::to_value(&data).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -195,26 +192,18 @@ pub(crate) async fn create(
             return Err(e.into());
         }
     };
-    data.job_id = Some(job);
-    let data_value = serde_json::to_value(&data).map_err(|e| ApiError::Internal(e.to_string()))?;
-    // The job may already have finished and rewritten the record: only add
-    // the job id to a record that is still as we wrote it.
-    if let Some(current) = state.engine.record(IMPORT_SCOPE, &id).await? {
-        if current.data.get("state").and_then(Value::as_str) == Some("started")
-            && current.data.get("job_id").is_none_or(Value::is_null)
-        {
-            state
-                .engine
-                .put_record(&NewRecord {
-                    scope: IMPORT_SCOPE.into(),
-                    key: id.clone(),
-                    owner_id: Some(owner),
-                    image_id: None,
-                    data: data_value,
-                })
-                .await?;
-        }
-    }
+    // The job id goes to a record of its own: the job may already be
+    // rewriting the import record.
+    state
+        .engine
+        .put_record(&NewRecord {
+            scope: JOB_SCOPE.into(),
+            key: id.clone(),
+            owner_id: Some(owner),
+            image_id: None,
+            data: json!({ "job_id": job }),
+        })
+        .await?;
     tracing::info!(import = %id, job, images = n, "livingdocs import queued");
     Ok(json_ok(json!({ "id": id })))
 }
@@ -268,7 +257,12 @@ pub(crate) async fn status(
         "failed" => return Ok(json_ok(failed)),
         _ => {
             // A job the engine gave up on without the handler finishing it.
-            if let Some(job) = data.job_id {
+            let job = state
+                .engine
+                .record(JOB_SCOPE, &id)
+                .await?
+                .and_then(|r| r.data.get("job_id").and_then(Value::as_i64));
+            if let Some(job) = job {
                 if let Some(j) = state.engine.job(job).await? {
                     if j.state == JobState::Failed {
                         return Ok(json_ok(failed));

@@ -42,6 +42,8 @@ use tintype_http::AppState;
 pub const IMPORT_SCOPE: &str = "livingdocs.import";
 /// Record scope of the (systemName, externalId) pairs.
 pub const EXT_SCOPE: &str = "livingdocs.ext";
+/// Record scope of the engine job behind each import (key: the import id).
+pub const JOB_SCOPE: &str = "livingdocs.import-job";
 /// Engine job kind of an import.
 pub const JOB_KIND: &str = "livingdocs.import";
 
