@@ -135,7 +135,7 @@ async fn visible(state: &AppState, who: &Principal) -> ApiResult<Vec<ImageData>>
             }
         }
     }
-    records.sort_by(|a, b| b.seq.cmp(&a.seq));
+    records.sort_by_key(|r| std::cmp::Reverse(r.seq));
     records.dedup_by_key(|r| r.seq);
     for r in records {
         match ImageData::from_record(&r) {

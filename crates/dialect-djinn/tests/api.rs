@@ -164,16 +164,26 @@ async fn each_validation_error_is_reported() {
     let (status, _) = c.upload(&t, "name=dup", ok()).await;
     assert_eq!(status, 201);
     let (status, got) = c.upload(&t, "name=dup", qcow2("second")).await;
-    assert_eq!((status, got), (400, json!({"name": ["Name already exists"]})));
+    assert_eq!(
+        (status, got),
+        (400, json!({"name": ["Name already exists"]}))
+    );
     let (status, _) = c.upload(&t, "name=dup&namespace=ns1", ok()).await;
     assert_eq!(status, 201, "the same name in a namespace is another name");
     let (status, got) = c.upload(&t, "name=dup&namespace=ns1", ok()).await;
-    assert_eq!((status, got), (400, json!({"name": ["Name already exists"]})));
+    assert_eq!(
+        (status, got),
+        (400, json!({"name": ["Name already exists"]}))
+    );
     let (status, _) = c.upload(&t, "name=dup&namespace=ns2", ok()).await;
     assert_eq!(status, 201);
 
     // download_url must be http or https.
-    for url in ["ftp://example.com/x.qcow2", "file:///etc/passwd", "not a url"] {
+    for url in [
+        "ftp://example.com/x.qcow2",
+        "file:///etc/passwd",
+        "not a url",
+    ] {
         let resp = c
             .http
             .post(c.url("/images"))
@@ -184,7 +194,11 @@ async fn each_validation_error_is_reported() {
             .unwrap();
         assert_eq!(resp.status(), 400);
         let got: Value = resp.json().await.unwrap();
-        assert_eq!(got, json!({"download_url": ["Download_url invalid url scheme"]}), "{url}");
+        assert_eq!(
+            got,
+            json!({"download_url": ["Download_url invalid url scheme"]}),
+            "{url}"
+        );
     }
     let resp = c
         .http
@@ -215,7 +229,13 @@ async fn each_validation_error_is_reported() {
         .unwrap();
     assert_eq!(resp.status(), 400);
     let got: Value = resp.json().await.unwrap();
-    assert!(got["message"].as_str().unwrap().starts_with("Invalid request body"), "{got}");
+    assert!(
+        got["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid request body"),
+        "{got}"
+    );
 
     // Nothing but the three accepted uploads was stored.
     let (_, list) = c.get(Some(&t), "/images").await;
@@ -260,7 +280,10 @@ async fn multipart_uploads_in_any_part_order() {
     let disk = qcow2("multipart");
     let (status, img) = post(
         alice.clone(),
-        form(vec![("name", None, "first"), ("file", Some(disk.clone()), "")]),
+        form(vec![
+            ("name", None, "first"),
+            ("file", Some(disk.clone()), ""),
+        ]),
     )
     .await;
     assert_eq!(status, 201, "{img}");
@@ -286,37 +309,71 @@ async fn multipart_uploads_in_any_part_order() {
         .unwrap();
     let (status, img) = post(
         bob.clone(),
-        form(vec![("file", Some(qcow2("bob")), ""), ("name", None, "bobs"), ("namespace", None, "mp@mpalice")]),
+        form(vec![
+            ("file", Some(qcow2("bob")), ""),
+            ("name", None, "bobs"),
+            ("namespace", None, "mp@mpalice"),
+        ]),
     )
     .await;
     assert_eq!(status, 201, "{img}");
     let alice_id = server.engine.user("mpalice").await.unwrap().id;
     let bob_id = server.engine.user("mpbob").await.unwrap().id;
-    assert_eq!((img["user_id"].as_i64(), img["author_id"].as_i64()), (Some(alice_id), Some(bob_id)));
+    assert_eq!(
+        (img["user_id"].as_i64(), img["author_id"].as_i64()),
+        (Some(alice_id), Some(bob_id))
+    );
     let stored = server.engine.image_by_seq(id_of(&img)).await.unwrap();
     assert_eq!(stored.owner_id, alice_id);
     assert_eq!(stored.name.as_deref(), Some("bobs"));
 
     // Errors, all together, leave nothing behind.
-    let before = server.engine.list_images(alice_id, None, 100).await.unwrap().images.len();
+    let before = server
+        .engine
+        .list_images(alice_id, None, 100)
+        .await
+        .unwrap()
+        .images
+        .len();
     let (status, got) = post(
         alice.clone(),
-        form(vec![("file", Some(qcow2("dupe")), ""), ("name", None, "first")]),
-    )
-    .await;
-    assert_eq!((status, got), (400, json!({"name": ["Name already exists"]})));
-    let (status, got) = post(alice.clone(), form(vec![("name", None, "nofile")])).await;
-    assert_eq!((status, got), (400, json!({"file": ["File field required"]})));
-    let (status, got) = post(
-        alice.clone(),
-        form(vec![("file", Some(b"GIF89a....".to_vec()), ""), ("name", None, "x y")]),
+        form(vec![
+            ("file", Some(qcow2("dupe")), ""),
+            ("name", None, "first"),
+        ]),
     )
     .await;
     assert_eq!(
         (status, got),
-        (400, json!({"name": ["Name does not match ^[a-zA-Z0-9_\\-]+$"], "file": ["File not a valid QCOW2 file format"]}))
+        (400, json!({"name": ["Name already exists"]}))
     );
-    let after = server.engine.list_images(alice_id, None, 100).await.unwrap().images.len();
+    let (status, got) = post(alice.clone(), form(vec![("name", None, "nofile")])).await;
+    assert_eq!(
+        (status, got),
+        (400, json!({"file": ["File field required"]}))
+    );
+    let (status, got) = post(
+        alice.clone(),
+        form(vec![
+            ("file", Some(b"GIF89a....".to_vec()), ""),
+            ("name", None, "x y"),
+        ]),
+    )
+    .await;
+    assert_eq!(
+        (status, got),
+        (
+            400,
+            json!({"name": ["Name does not match ^[a-zA-Z0-9_\\-]+$"], "file": ["File not a valid QCOW2 file format"]})
+        )
+    );
+    let after = server
+        .engine
+        .list_images(alice_id, None, 100)
+        .await
+        .unwrap()
+        .images
+        .len();
     assert_eq!(before, after);
 }
 
@@ -393,7 +450,11 @@ async fn pagination_over_sixty_images_with_search() {
     let t = token(&server, "pager").await;
     let mut ids = Vec::new();
     for i in 0..60 {
-        let name = if i % 2 == 0 { format!("go-dev-{i}") } else { format!("alpine-{i}") };
+        let name = if i % 2 == 0 {
+            format!("go-dev-{i}")
+        } else {
+            format!("alpine-{i}")
+        };
         let (status, img) = c.upload(&t, &format!("name={name}"), qcow2(&name)).await;
         assert_eq!(status, 201, "{img}");
         ids.push(id_of(&img));
@@ -410,9 +471,18 @@ async fn pagination_over_sixty_images_with_search() {
         let c = &c;
         let t = t.clone();
         async move {
-            let resp = c.http.get(c.url(&format!("/images{q}"))).bearer_auth(t).send().await.unwrap();
+            let resp = c
+                .http
+                .get(c.url(&format!("/images{q}")))
+                .bearer_auth(t)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(resp.status(), 200);
-            let link = resp.headers().get("link").map(|v| v.to_str().unwrap().to_string());
+            let link = resp
+                .headers()
+                .get("link")
+                .map(|v| v.to_str().unwrap().to_string());
             let body: Value = resp.json().await.unwrap();
             let got: Vec<i64> = body.as_array().unwrap().iter().map(id_of).collect();
             (got, link)
@@ -468,7 +538,9 @@ async fn access_between_owner_collaborator_and_stranger() {
     let stranger = token(&server, "stranger").await;
     let engine = &server.engine;
 
-    let (status, img) = c.upload(&owner, "name=base&namespace=team", qcow2("team")).await;
+    let (status, img) = c
+        .upload(&owner, "name=base&namespace=team", qcow2("team"))
+        .await;
     assert_eq!(status, 201);
     let path = format!("/images/{}", id_of(&img));
     let (status, personal) = c.upload(&owner, "name=personal", qcow2("personal")).await;
@@ -480,8 +552,13 @@ async fn access_between_owner_collaborator_and_stranger() {
     assert_eq!(c.get(Some(&collab), &path).await, (404, not_found()));
     assert_eq!(c.get(Some(&stranger), &path).await, (404, not_found()));
     assert_eq!(c.get(None, &path).await, (404, not_found()));
-    let (status, got) = c.upload(&collab, "name=x&namespace=team@owner", qcow2("c1")).await;
-    assert_eq!((status, got), (400, json!({"namespace": ["Namespace permission denied"]})));
+    let (status, got) = c
+        .upload(&collab, "name=x&namespace=team@owner", qcow2("c1"))
+        .await;
+    assert_eq!(
+        (status, got),
+        (400, json!({"namespace": ["Namespace permission denied"]}))
+    );
 
     // A collaborator reads, lists, uploads and deletes in the tree.
     let ns = tintype_djinn::admin::namespace_add_collaborator(engine, "team@owner", "collab")
@@ -490,7 +567,9 @@ async fn access_between_owner_collaborator_and_stranger() {
     assert_eq!(ns["collaborators"], json!(["collab"]));
     assert_eq!(c.get(Some(&collab), &path).await.0, 200);
     assert_eq!(c.get(Some(&collab), &personal_path).await.0, 404);
-    let (status, by_collab) = c.upload(&collab, "name=cimg&namespace=team@owner", qcow2("c2")).await;
+    let (status, by_collab) = c
+        .upload(&collab, "name=cimg&namespace=team@owner", qcow2("c2"))
+        .await;
     assert_eq!(status, 201, "{by_collab}");
     let owner_id = engine.user("owner").await.unwrap().id;
     let collab_id = engine.user("collab").await.unwrap().id;
@@ -499,13 +578,19 @@ async fn access_between_owner_collaborator_and_stranger() {
     assert_eq!(by_collab["user"]["username"], "owner");
     assert_eq!(by_collab["author"]["username"], "collab");
     // Sub-namespaces share the root's collaborators.
-    let (status, sub) = c.upload(&owner, "name=deep&namespace=team/ci", qcow2("sub")).await;
+    let (status, sub) = c
+        .upload(&owner, "name=deep&namespace=team/ci", qcow2("sub"))
+        .await;
     assert_eq!(status, 201);
     assert_eq!(sub["namespace"]["parent_id"], img["namespace_id"]);
     assert_eq!(sub["namespace"]["root_id"], img["namespace_id"]);
     assert_eq!(sub["namespace"]["name"], "ci");
     let names = |v: &Value| -> Vec<String> {
-        v.as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap().to_string()).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["name"].as_str().unwrap().to_string())
+            .collect()
     };
     let (_, list) = c.get(Some(&collab), "/images").await;
     assert_eq!(names(&list), vec!["deep", "cimg", "base"]);
@@ -514,19 +599,35 @@ async fn access_between_owner_collaborator_and_stranger() {
     let (_, list) = c.get(Some(&stranger), "/images").await;
     assert_eq!(list, json!([]));
     assert_eq!(c.delete(Some(&stranger), &path).await.0, 404);
-    assert_eq!(c.delete(Some(&collab), &format!("/images/{}", id_of(&by_collab))).await.0, 204);
+    assert_eq!(
+        c.delete(Some(&collab), &format!("/images/{}", id_of(&by_collab)))
+            .await
+            .0,
+        204
+    );
 
     // internal: any signed-in user reads; only owner and collaborators delete.
-    let ns = tintype_djinn::admin::namespace_set_visibility(engine, "team/ci@owner", Visibility::Internal)
-        .await
-        .unwrap();
+    let ns = tintype_djinn::admin::namespace_set_visibility(
+        engine,
+        "team/ci@owner",
+        Visibility::Internal,
+    )
+    .await
+    .unwrap();
     assert_eq!(ns["visibility"], "internal");
     assert_eq!(c.get(Some(&stranger), &path).await.0, 200);
-    assert_eq!(c.get(Some(&stranger), &format!("/images/{}", id_of(&sub))).await.0, 200);
+    assert_eq!(
+        c.get(Some(&stranger), &format!("/images/{}", id_of(&sub)))
+            .await
+            .0,
+        200
+    );
     assert_eq!(c.get(None, &path).await, (404, not_found()));
     assert_eq!(c.delete(Some(&stranger), &path).await.0, 404);
     assert_eq!(c.get(Some(&stranger), &personal_path).await.0, 404);
-    let (status, _) = c.upload(&stranger, "name=s&namespace=team@owner", qcow2("s")).await;
+    let (status, _) = c
+        .upload(&stranger, "name=s&namespace=team@owner", qcow2("s"))
+        .await;
     assert_eq!(status, 400);
     let (_, got) = c.get(Some(&stranger), &path).await;
     assert_eq!(got["namespace"]["visibility"], "internal");
@@ -577,9 +678,21 @@ async fn scopes_are_enforced_per_endpoint() {
     assert_eq!(c.get(Some("tt_nope"), "/images").await, (404, not_found()));
     assert_eq!(c.get(Some(&write), "/images").await, (404, not_found()));
     assert_eq!(c.get(Some(&delete), &path).await, (404, not_found()));
-    assert_eq!(c.upload(&read, "name=r", qcow2("r")).await, (404, not_found()));
-    assert_eq!(c.upload(&delete, "name=r", qcow2("r")).await, (404, not_found()));
-    let resp = c.http.post(c.url("/images?name=anon")).body(qcow2("anon")).send().await.unwrap();
+    assert_eq!(
+        c.upload(&read, "name=r", qcow2("r")).await,
+        (404, not_found())
+    );
+    assert_eq!(
+        c.upload(&delete, "name=r", qcow2("r")).await,
+        (404, not_found())
+    );
+    let resp = c
+        .http
+        .post(c.url("/images?name=anon"))
+        .body(qcow2("anon"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 404);
     assert_eq!(c.delete(Some(&read), &path).await.0, 404);
     assert_eq!(c.delete(Some(&write), &path).await.0, 404);
@@ -592,9 +705,18 @@ async fn scopes_are_enforced_per_endpoint() {
     assert_eq!(c.delete(Some(&delete), &path).await.0, 204);
 
     // Unknown ids and other methods answer in the envelope.
-    assert_eq!(c.get(Some(&read), "/images/999999").await, (404, not_found()));
+    assert_eq!(
+        c.get(Some(&read), "/images/999999").await,
+        (404, not_found())
+    );
     assert_eq!(c.get(Some(&read), "/images/abc").await, (404, not_found()));
-    let resp = c.http.put(c.url("/images")).bearer_auth(&all).send().await.unwrap();
+    let resp = c
+        .http
+        .put(c.url("/images"))
+        .bearer_auth(&all)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 404);
     assert_eq!(resp.json::<Value>().await.unwrap(), not_found());
 }
@@ -611,7 +733,14 @@ async fn disk_download_is_byte_for_byte_with_ranges() {
     assert_eq!(status, 201);
     let url = c.url(&format!("/images/{}", id_of(&img)));
 
-    let resp = c.http.get(&url).bearer_auth(&t).header("Accept", "application/x-qemu-disk").send().await.unwrap();
+    let resp = c
+        .http
+        .get(&url)
+        .bearer_auth(&t)
+        .header("Accept", "application/x-qemu-disk")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let h = resp.headers().clone();
     assert_eq!(h["content-type"], "application/x-qemu-disk");
@@ -661,7 +790,14 @@ async fn disk_download_is_byte_for_byte_with_ranges() {
     assert_eq!(resp.status(), 304);
 
     // Without the disk types in Accept: the JSON object.
-    let resp = c.http.get(&url).bearer_auth(&t).header("Accept", "application/json").send().await.unwrap();
+    let resp = c
+        .http
+        .get(&url)
+        .bearer_auth(&t)
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["name"], "bytes");
@@ -669,7 +805,10 @@ async fn disk_download_is_byte_for_byte_with_ranges() {
 
 #[tokio::test]
 async fn qemu_img_disk_uploads() {
-    let Ok(out) = std::process::Command::new("qemu-img").arg("--version").output() else {
+    let Ok(out) = std::process::Command::new("qemu-img")
+        .arg("--version")
+        .output()
+    else {
         println!("note: qemu-img is not installed; skipping qemu_img_disk_uploads");
         return;
     };
@@ -705,7 +844,11 @@ async fn qemu_img_disk_uploads() {
     assert_eq!(sha256(&resp.bytes().await.unwrap()), sha256(&disk));
 
     // qemu-img checks the disk it made (and the one made in code).
-    let status = std::process::Command::new("qemu-img").arg("check").arg(&path).output().unwrap();
+    let status = std::process::Command::new("qemu-img")
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(status.status.success());
 }
 
@@ -715,26 +858,63 @@ async fn namespace_admin_functions() {
     let e = &server.engine;
     token(&server, "nsowner").await;
     token(&server, "nsother").await;
-    let ns = tintype_djinn::admin::namespace_create(e, "a/b/c@nsowner", Some(Visibility::Internal), Some("deep"))
-        .await
-        .unwrap();
+    let ns = tintype_djinn::admin::namespace_create(
+        e,
+        "a/b/c@nsowner",
+        Some(Visibility::Internal),
+        Some("deep"),
+    )
+    .await
+    .unwrap();
     assert_eq!(ns["path"], "a/b/c");
     assert_eq!(ns["name"], "c");
     assert_eq!(ns["visibility"], "internal");
     assert_eq!(ns["description"], "deep");
     assert_ne!(ns["root_id"], ns["id"]);
-    let list = tintype_djinn::admin::namespace_list(e, Some("nsowner")).await.unwrap();
-    let paths: Vec<&str> = list.as_array().unwrap().iter().map(|n| n["path"].as_str().unwrap()).collect();
+    let list = tintype_djinn::admin::namespace_list(e, Some("nsowner"))
+        .await
+        .unwrap();
+    let paths: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["path"].as_str().unwrap())
+        .collect();
     assert_eq!(paths, vec!["a", "a/b", "a/b/c"]);
     // A visibility for a sub-path that contradicts the root is refused.
-    assert!(tintype_djinn::admin::namespace_create(e, "a/d@nsowner", Some(Visibility::Public), None)
+    assert!(tintype_djinn::admin::namespace_create(
+        e,
+        "a/d@nsowner",
+        Some(Visibility::Public),
+        None
+    )
+    .await
+    .is_err());
+    assert!(tintype_djinn::admin::namespace_create(e, "a@", None, None)
         .await
         .is_err());
-    assert!(tintype_djinn::admin::namespace_create(e, "a@", None, None).await.is_err());
-    assert!(tintype_djinn::admin::namespace_create(e, "a b@nsowner", None, None).await.is_err());
-    assert!(tintype_djinn::admin::namespace_add_collaborator(e, "a@nsowner", "nobody").await.is_err());
-    assert!(tintype_djinn::admin::namespace_add_collaborator(e, "zzz@nsowner", "nsother").await.is_err());
-    let ns = tintype_djinn::admin::namespace_add_collaborator(e, "a/b@nsowner", "nsother").await.unwrap();
+    assert!(
+        tintype_djinn::admin::namespace_create(e, "a b@nsowner", None, None)
+            .await
+            .is_err()
+    );
+    assert!(
+        tintype_djinn::admin::namespace_add_collaborator(e, "a@nsowner", "nobody")
+            .await
+            .is_err()
+    );
+    assert!(
+        tintype_djinn::admin::namespace_add_collaborator(e, "zzz@nsowner", "nsother")
+            .await
+            .is_err()
+    );
+    let ns = tintype_djinn::admin::namespace_add_collaborator(e, "a/b@nsowner", "nsother")
+        .await
+        .unwrap();
     assert_eq!(ns["collaborators"], json!(["nsother"]));
-    assert!(tintype_djinn::admin::namespace_remove_collaborator(e, "a@nsowner", "nsowner").await.is_err());
+    assert!(
+        tintype_djinn::admin::namespace_remove_collaborator(e, "a@nsowner", "nsowner")
+            .await
+            .is_err()
+    );
 }
