@@ -27,10 +27,13 @@ impl Caching {
     }
 }
 
+/// A range that starts past the end of the blob (416).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unsatisfiable;
+
 /// The requested range, if any, checked against `size`.
 /// `Ok(None)`: serve everything (no header, or one we do not honour).
-/// `Err(())`: unsatisfiable (416).
-pub fn parse_range(h: Option<&HeaderValue>, size: u64) -> Result<Option<ByteRange>, ()> {
+pub fn parse_range(h: Option<&HeaderValue>, size: u64) -> Result<Option<ByteRange>, Unsatisfiable> {
     let Some(v) = h.and_then(|v| v.to_str().ok()) else {
         return Ok(None);
     };
@@ -49,7 +52,7 @@ pub fn parse_range(h: Option<&HeaderValue>, size: u64) -> Result<Option<ByteRang
             return Ok(None);
         };
         if n == 0 || size == 0 {
-            return Err(());
+            return Err(Unsatisfiable);
         }
         ByteRange {
             start: size.saturating_sub(n),
@@ -68,7 +71,7 @@ pub fn parse_range(h: Option<&HeaderValue>, size: u64) -> Result<Option<ByteRang
             }
         };
         if start >= size {
-            return Err(());
+            return Err(Unsatisfiable);
         }
         ByteRange { start, end }
     };
@@ -142,7 +145,7 @@ pub async fn serve_blob(
     };
     let range = match parse_range(range_header, blob.size) {
         Ok(r) => r,
-        Err(()) => {
+        Err(Unsatisfiable) => {
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", blob.size)) {
                 headers.insert(header::CONTENT_RANGE, v);
             }
@@ -182,7 +185,7 @@ pub async fn serve_blob(
 mod tests {
     use super::*;
 
-    fn r(s: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    fn r(s: &str, size: u64) -> Result<Option<(u64, u64)>, Unsatisfiable> {
         let v = HeaderValue::from_str(s).unwrap();
         parse_range(Some(&v), size).map(|o| o.map(|r| (r.start, r.end)))
     }
@@ -193,7 +196,7 @@ mod tests {
         assert_eq!(r("bytes=90-", 100), Ok(Some((90, 99))));
         assert_eq!(r("bytes=-10", 100), Ok(Some((90, 99))));
         assert_eq!(r("bytes=50-500", 100), Ok(Some((50, 99))));
-        assert_eq!(r("bytes=100-", 100), Err(()));
+        assert_eq!(r("bytes=100-", 100), Err(Unsatisfiable));
         assert_eq!(r("bytes=0-1,5-6", 100), Ok(None));
         assert_eq!(r("items=0-1", 100), Ok(None));
         assert_eq!(r("bytes=9-1", 100), Ok(None));
