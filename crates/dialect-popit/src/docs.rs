@@ -60,7 +60,9 @@ pub async fn save(
         .await?;
     match rec.data {
         Value::Object(m) => Ok(m),
-        _ => Err(PopitError::Internal("stored document is not an object".into())),
+        _ => Err(PopitError::Internal(
+            "stored document is not an object".into(),
+        )),
     }
 }
 
@@ -75,7 +77,12 @@ pub async fn release(st: &AppState, files: &[String]) {
 }
 
 /// `{"result": doc}`, or the bare document with `include_root=false`.
-pub fn respond(st: &AppState, coll: &str, doc: &Map<String, Value>, query: Option<&str>) -> Response {
+pub fn respond(
+    st: &AppState,
+    coll: &str,
+    doc: &Map<String, Value>,
+    query: Option<&str>,
+) -> Response {
     let rendered = render(&st.public_url, coll, doc);
     let bare = query_param(query, "include_root").is_some_and(|v| v == "false" || v == "0");
     if bare {
@@ -132,7 +139,9 @@ pub async fn delete_key(req: Request) -> Option<String> {
     if let Some(k) = request_key(req.headers(), req.uri().query()) {
         return Some(k);
     }
-    let bytes = axum::body::to_bytes(req.into_body(), 64 * 1024).await.ok()?;
+    let bytes = axum::body::to_bytes(req.into_body(), 64 * 1024)
+        .await
+        .ok()?;
     match parse_json(&bytes).ok()? {
         Value::Object(mut m) => match m.remove("apikey") {
             Some(Value::String(s)) => Some(s),
@@ -238,7 +247,9 @@ pub async fn create(
     match inserted {
         Ok(rec) => match rec.data {
             Value::Object(m) => Ok(respond(&st, coll, &m, query.as_deref())),
-            _ => Err(PopitError::Internal("stored document is not an object".into())),
+            _ => Err(PopitError::Internal(
+                "stored document is not an object".into(),
+            )),
         },
         Err(_) => Err(PopitError::Status(
             StatusCode::CONFLICT,

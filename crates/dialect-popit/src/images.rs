@@ -136,7 +136,12 @@ async fn store_file(st: &AppState, field: Field<'_>, target: &Target) -> PopitRe
     result.map_err(|e| upload_error(e, received.load(Ordering::Relaxed), &mime))
 }
 
-async fn read_form(mp: &mut Multipart, st: &AppState, target: &Target, up: &mut Upload) -> PopitResult<()> {
+async fn read_form(
+    mp: &mut Multipart,
+    st: &AppState,
+    target: &Target,
+    up: &mut Upload,
+) -> PopitResult<()> {
     let mut parts = 0usize;
     loop {
         let field = match mp.next_field().await {
@@ -250,10 +255,7 @@ pub async fn upload(
     let stored = load(&st, coll, &id).await?.ok_or_else(no_doc)?;
     may_change(&p, &stored.record)?;
     let mut metadata = Map::new();
-    metadata.insert(
-        "popit".into(),
-        json!({"collection": coll, "document": id}),
-    );
+    metadata.insert("popit".into(), json!({"collection": coll, "document": id}));
     let up = read_upload(
         &st,
         req,
@@ -333,10 +335,7 @@ pub async fn replace(
         Some(f) => Target::Replace(f),
         None => {
             let mut metadata = Map::new();
-            metadata.insert(
-                "popit".into(),
-                json!({"collection": coll, "document": id}),
-            );
+            metadata.insert("popit".into(), json!({"collection": coll, "document": id}));
             Target::New {
                 owner: p.user.id,
                 metadata,

@@ -67,7 +67,19 @@ pub fn router() -> Router<AppState> {
                 .fallback(method_not_allowed),
         )
         .route("/api/v0.1", axum::routing::any(error::no_route))
-        .route("/api/v0.1/", axum::routing::any(error::no_route));
+        .route("/api/v0.1/", axum::routing::any(error::no_route))
+        .route(
+            "/api/v0.1/{collection}/{id}/{other}",
+            axum::routing::any(error::no_route),
+        )
+        .route(
+            "/api/v0.1/{collection}/{id}/{other}/{*rest}",
+            axum::routing::any(error::no_route),
+        )
+        .route(
+            "/api/v0.1/{collection}/{id}/image/{image_id}/{*rest}",
+            axum::routing::any(error::no_route),
+        );
     for c in wire::COLLECTIONS {
         r = r.route(
             &format!("/{c}/{{id}}/image/{{image_id}}"),

@@ -215,8 +215,8 @@ pub fn prepare(
                     Value::Null => None,
                     _ => {
                         return Err(PopitError::bad_request(format!(
-                            "images[{i}]._id must be 1-{MAX_ID_LEN} letters, digits, '-', '_' or '.'"
-                        )))
+                        "images[{i}]._id must be 1-{MAX_ID_LEN} letters, digits, '-', '_' or '.'"
+                    )))
                     }
                 },
                 (None, None) => None,
@@ -347,7 +347,12 @@ mod tests {
 
     #[test]
     fn image_alone_becomes_an_entry() {
-        let p = prepare(obj(json!({"name": "J", "image": "http://e/i.jpg"})), "d1", None).unwrap();
+        let p = prepare(
+            obj(json!({"name": "J", "image": "http://e/i.jpg"})),
+            "d1",
+            None,
+        )
+        .unwrap();
         let out = render("http://h", "persons", &p.doc);
         assert_eq!(out["image"], "http://e/i.jpg");
         assert_eq!(out["images"][0]["url"], "http://e/i.jpg");
@@ -393,7 +398,12 @@ mod tests {
         assert!(prepare(obj(json!({"images": 3})), "d", None).is_err());
         assert!(prepare(obj(json!({"images": [1]})), "d", None).is_err());
         assert!(prepare(obj(json!({"images": [{"_id": "a/b"}]})), "d", None).is_err());
-        assert!(prepare(obj(json!({"images": [{"_id": "a"}, {"_id": "a"}]})), "d", None).is_err());
+        assert!(prepare(
+            obj(json!({"images": [{"_id": "a"}, {"_id": "a"}]})),
+            "d",
+            None
+        )
+        .is_err());
         assert!(prepare(obj(json!({"image": 5})), "d", None).is_err());
     }
 
@@ -401,7 +411,9 @@ mod tests {
     fn ids_look_like_object_ids() {
         let id = new_id();
         assert_eq!(id.len(), 24);
-        assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         assert!(valid_id("50d1f2e1c03858f9f6000006"));
         assert!(!valid_id(".."));
         assert!(!valid_id("a b"));

@@ -124,8 +124,11 @@ fn portrait_form(notes: &str, source: &str, bytes: Vec<u8>) -> Form {
 }
 
 fn is_object_id(v: &Value) -> bool {
-    v.as_str()
-        .is_some_and(|s| s.len() == 24 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    v.as_str().is_some_and(|s| {
+        s.len() == 24
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 fn keys(v: &Value) -> Vec<String> {
@@ -153,8 +156,10 @@ async fn seed_put_remote_image() {
         .header("Apikey", &p.key)
         .header("Accept", "application/json")
         .header("Content-Type", "application/json")
-        .body(r#"{ "name": "Joe Bloggs",
-              "image": "http://example.org/image.jpg" }"#)
+        .body(
+            r#"{ "name": "Joe Bloggs",
+              "image": "http://example.org/image.jpg" }"#,
+        )
         .send()
         .await
         .unwrap();
@@ -249,7 +254,10 @@ async fn seed_upload_then_serve() {
     assert_eq!(e["source"], "PR office");
     assert_eq!(e["mime_type"], "image/jpeg");
     let created = e["created"].as_str().unwrap();
-    assert!(chrono::DateTime::parse_from_rfc3339(created).is_ok(), "{created}");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(created).is_ok(),
+        "{created}"
+    );
 
     // Served anonymously with the stored type and public caching.
     let r = p.client.get(&url).send().await.unwrap();
@@ -324,7 +332,11 @@ async fn seed_replace_uploaded_image() {
         .client
         .put(p.api(&format!("/persons/{DOC}/image/{iid}")))
         .header("apikey", &p.key)
-        .multipart(portrait_form("Unofficial Portrait", "Paparazzi", second.clone()))
+        .multipart(portrait_form(
+            "Unofficial Portrait",
+            "Paparazzi",
+            second.clone(),
+        ))
         .send()
         .await
         .unwrap();
@@ -359,7 +371,10 @@ async fn seed_delete_one_image() {
             portrait_form("Official Portrait", "PR office", jpeg([5, 5, 5])),
         )
         .await;
-    let iid = v["result"]["images"][0]["_id"].as_str().unwrap().to_string();
+    let iid = v["result"]["images"][0]["_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let r = p
         .client
         .delete(p.api(&format!("/persons/{DOC}/image/{iid}")))
@@ -373,7 +388,9 @@ async fn seed_delete_one_image() {
         v,
         json!({"result": {"id": DOC, "name": "Joe Bloggs", "images": [], "image": null}})
     );
-    let (s, _, _) = p.fetch(&p.url(&format!("/persons/{DOC}/image/{iid}"))).await;
+    let (s, _, _) = p
+        .fetch(&p.url(&format!("/persons/{DOC}/image/{iid}")))
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(p.native_count().await, 0);
 }
@@ -445,7 +462,10 @@ async fn three_images_reordered_removed_replaced_deleted() {
         .iter()
         .map(|e| e["_id"].as_str().unwrap())
         .collect();
-    assert_eq!(order, vec![ids[2].as_str(), ids[1].as_str(), ids[0].as_str()]);
+    assert_eq!(
+        order,
+        vec![ids[2].as_str(), ids[1].as_str(), ids[0].as_str()]
+    );
     assert_eq!(v["result"]["image"], file_url(&ids[2]).as_str());
     assert_eq!(v["result"]["images"][0]["notes"], "picture 2");
     for (i, id) in ids.iter().enumerate() {
@@ -589,7 +609,10 @@ async fn documents_create_read_list_delete() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::CONFLICT);
     let e: Value = r.json().await.unwrap();
-    assert_eq!(e["errors"][0], format!("a document with id '{id}' already exists"));
+    assert_eq!(
+        e["errors"][0],
+        format!("a document with id '{id}' already exists")
+    );
 
     // Memberships and posts are collections too.
     for c in ["memberships", "posts"] {
@@ -642,14 +665,8 @@ async fn listing_paginates() {
         .map(|d| d["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, vec!["P2", "P3"]);
-    assert_eq!(
-        v["next_url"],
-        p.api("/persons?page=3&per_page=2").as_str()
-    );
-    assert_eq!(
-        v["prev_url"],
-        p.api("/persons?page=1&per_page=2").as_str()
-    );
+    assert_eq!(v["next_url"], p.api("/persons?page=3&per_page=2").as_str());
+    assert_eq!(v["prev_url"], p.api("/persons?page=1&per_page=2").as_str());
 
     let (_, v) = p.get_json("/persons?page=3&per_page=2").await;
     assert_eq!(v["has_more"], false);
@@ -717,6 +734,20 @@ async fn errors_of_the_spec() {
         json!({"errors": ["collection 'people' not found"]}),
     )
     .await;
+    // Unknown paths under the API answer in the envelope too.
+    for path in [
+        "/persons/a/b",
+        "/persons/a/b/c/d",
+        "/persons/a/image/b/c",
+        "/persons/a/imagex/b",
+    ] {
+        expect_error(
+            c.get(p.api(path)).send().await.unwrap(),
+            StatusCode::NOT_FOUND,
+            json!({"errors": ["not found"]}),
+        )
+        .await;
+    }
     // Unknown document.
     expect_error(
         c.get(p.api("/persons/nope")).send().await.unwrap(),
@@ -805,10 +836,13 @@ async fn errors_of_the_spec() {
     };
     // No file, an empty file, no multipart at all.
     expect_error(
-        upload(format!("/persons/{DOC}/image"), Form::new().text("notes", "n"))
-            .send()
-            .await
-            .unwrap(),
+        upload(
+            format!("/persons/{DOC}/image"),
+            Form::new().text("notes", "n"),
+        )
+        .send()
+        .await
+        .unwrap(),
         StatusCode::BAD_REQUEST,
         json!({"errors": ["No image sent"]}),
     )
@@ -931,7 +965,10 @@ async fn errors_of_the_spec() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let v: Value = r.json().await.unwrap();
-    assert!(v["errors"][0].as_str().unwrap().starts_with("invalid JSON body"));
+    assert!(v["errors"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("invalid JSON body"));
 }
 
 #[tokio::test]
