@@ -6,7 +6,8 @@
 #   scripts/services.sh [start] [DIR]   start (DIR defaults to a new temp dir)
 #   scripts/services.sh stop [DIR]      stop (DIR defaults to the last started)
 #
-# On success it writes DIR/env and prints it:
+# On success it writes DIR/env (values single-quoted, for the shell) and
+# prints it:
 #   TINTYPE_TEST_DATABASE_URL=postgres://…
 #   TINTYPE_TEST_BLOB_STORE=s3://tintype?endpoint=http://127.0.0.1:PORT&region=garage
 #   AWS_ACCESS_KEY_ID=…
@@ -247,11 +248,12 @@ if [ ! -f "$GDIR/key" ]; then
 fi
 read -r key_id secret <"$GDIR/key"
 
+# Values are single-quoted: the blob store spec holds a '&'.
 cat >"$DIR/env" <<EOF
-TINTYPE_TEST_DATABASE_URL=$DATABASE_URL
-TINTYPE_TEST_BLOB_STORE=s3://$BUCKET?endpoint=http://127.0.0.1:$G_PORT&region=garage
-AWS_ACCESS_KEY_ID=$key_id
-AWS_SECRET_ACCESS_KEY=$secret
+TINTYPE_TEST_DATABASE_URL='$DATABASE_URL'
+TINTYPE_TEST_BLOB_STORE='s3://$BUCKET?endpoint=http://127.0.0.1:$G_PORT&region=garage'
+AWS_ACCESS_KEY_ID='$key_id'
+AWS_SECRET_ACCESS_KEY='$secret'
 EOF
 log "ready in $(($(date +%s) - start_time))s; environment in $DIR/env (use: set -a; . $DIR/env; set +a)"
 log "stop with: $0 stop $DIR"

@@ -273,7 +273,7 @@ async fn two_nodes_share_storage_and_work_and_survive_a_kill_9() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
     let user = format!("two-nodes-{}-{}", stamp.as_millis(), std::process::id());
-    let run_seed = stamp.subsec_nanos() / 1000 + std::process::id();
+    let run_seed = stamp.subsec_micros() + std::process::id();
 
     // Both nodes start together over the same (possibly new) catalog: one
     // migrates under the advisory lock while the other waits.
