@@ -67,3 +67,51 @@ pub async fn run(engine: &Arc<Engine>, cmd: NamespaceCommand) -> anyhow::Result<
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: NamespaceCommand,
+    }
+
+    #[test]
+    fn commands_parse() {
+        let c = Cli::try_parse_from([
+            "namespace",
+            "create",
+            "djinn@alice",
+            "--visibility",
+            "public",
+        ])
+        .unwrap();
+        assert!(matches!(
+            c.cmd,
+            NamespaceCommand::Create { ref namespace, visibility: Some(Visibility::Public), description: None }
+                if namespace == "djinn@alice"
+        ));
+        let c =
+            Cli::try_parse_from(["namespace", "add-collaborator", "djinn@alice", "bob"]).unwrap();
+        assert!(matches!(
+            c.cmd,
+            NamespaceCommand::AddCollaborator { ref user, .. } if user == "bob"
+        ));
+        let c = Cli::try_parse_from(["namespace", "set-visibility", "djinn@alice", "internal"])
+            .unwrap();
+        assert!(matches!(
+            c.cmd,
+            NamespaceCommand::SetVisibility {
+                visibility: Visibility::Internal,
+                ..
+            }
+        ));
+        assert!(
+            Cli::try_parse_from(["namespace", "set-visibility", "djinn@alice", "secret"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["namespace", "remove-collaborator", "djinn@alice"]).is_err());
+    }
+}

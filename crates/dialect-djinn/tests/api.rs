@@ -843,13 +843,28 @@ async fn qemu_img_disk_uploads() {
         .unwrap();
     assert_eq!(sha256(&resp.bytes().await.unwrap()), sha256(&disk));
 
-    // qemu-img checks the disk it made (and the one made in code).
+    // qemu-img checks the disk it made, and reads the one made in code.
     let status = std::process::Command::new("qemu-img")
         .arg("check")
         .arg(&path)
         .output()
         .unwrap();
     assert!(status.status.success());
+    let ours = dir.path().join("ours.qcow2");
+    std::fs::write(&ours, qcow2("")).unwrap();
+    let out = std::process::Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(&ours)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["format"], "qcow2");
+    assert_eq!(info["virtual-size"], 1u64 << 30);
 }
 
 #[tokio::test]
@@ -917,4 +932,108 @@ async fn namespace_admin_functions() {
             .await
             .is_err()
     );
+}
+
+/// The README's curl commands, against a real server (skipped without curl).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_curl_examples_work() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("note: curl is not installed; skipping readme_curl_examples_work");
+        return;
+    }
+    let server = server().await;
+    let t = token(&server, "curl").await;
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("alpine.qcow2");
+    std::fs::write(&disk, qcow2("curl")).unwrap();
+    let auth = format!("Authorization: Bearer {t}");
+    let base = server.base.clone();
+    let run = |args: Vec<String>| {
+        let dir = dir.path().to_path_buf();
+        async move {
+            let out = tokio::process::Command::new("curl")
+                .arg("-s")
+                .args(&args)
+                .current_dir(dir)
+                .output()
+                .await
+                .unwrap();
+            assert!(out.status.success(), "curl {args:?}");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+
+    let out = run(s(&[
+        "-X",
+        "POST",
+        "-H",
+        &auth,
+        "--data-binary",
+        "@alpine.qcow2",
+        &format!("{base}/images?name=alpine"),
+    ]))
+    .await;
+    let img: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(img["name"], "alpine", "{out}");
+    let out = run(s(&[
+        "-X",
+        "POST",
+        "-H",
+        &auth,
+        "--data-binary",
+        "@alpine.qcow2",
+        &format!("{base}/images?name=alpine&namespace=djinn"),
+    ]))
+    .await;
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["namespace"]["path"], "djinn", "{out}");
+    let out = run(s(&[
+        "-X",
+        "POST",
+        "-H",
+        &auth,
+        "-F",
+        "name=alpine-mp",
+        "-F",
+        "namespace=djinn",
+        "-F",
+        "file=@alpine.qcow2",
+        &format!("{base}/images"),
+    ]))
+    .await;
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["name"], "alpine-mp", "{out}");
+    let out = run(s(&["-H", &auth, &format!("{base}/images?search=alp")])).await;
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 3, "{out}");
+    let id = id_of(&img);
+    let out = run(s(&[
+        "-H",
+        &auth,
+        "-H",
+        "Accept: application/x-qemu-disk",
+        "-o",
+        "alpine-copy.qcow2",
+        &format!("{base}/images/{id}"),
+    ]))
+    .await;
+    assert_eq!(out, "");
+    let copy = std::fs::read(dir.path().join("alpine-copy.qcow2")).unwrap();
+    assert_eq!(sha256(&copy), sha256(&qcow2("curl")));
+    let out = run(s(&[
+        "-X",
+        "DELETE",
+        "-w",
+        "%{http_code}",
+        "-H",
+        &auth,
+        &format!("{base}/images/{id}"),
+    ]))
+    .await;
+    assert_eq!(out, "204");
 }
