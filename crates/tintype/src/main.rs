@@ -36,6 +36,9 @@ enum Command {
     Quota(QuotaCommand),
     /// Remove blobs that no image references (safe while serving).
     Gc,
+    /// Manage Djinn namespaces (collaborators, visibility).
+    #[command(subcommand)]
+    Namespace(tintype_djinn::cli::NamespaceCommand),
     /// Print what tintype learns about a file, as JSON.
     Probe(media_cmd::ProbeArgs),
     /// Make variants of a picture into a directory, with the server's code path.
@@ -182,6 +185,7 @@ fn dialects(engine: &Arc<Engine>, s: &Settings) -> Vec<axum::Router<tintype_http
         tintype_diaspora::router(),
         tintype_livingdocs::router(),
         tintype_fulcrum::router(),
+        tintype_djinn::router(),
     ]
 }
 
@@ -326,6 +330,7 @@ async fn admin(s: Settings, cmd: Command) -> anyhow::Result<()> {
             let r = engine.gc().await.map_err(e)?;
             println!("{}", serde_json::to_string(&r)?);
         }
+        Command::Namespace(cmd) => tintype_djinn::cli::run(&engine, cmd).await?,
         Command::Serve | Command::Probe(_) | Command::Render(_) => {}
     }
     Ok(())
