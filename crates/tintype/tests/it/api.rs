@@ -424,7 +424,7 @@ fn over_the_byte_limit_413_and_non_image_415_leave_nothing_behind() {
     let blobs_before = files_under(&data.join("blobs"));
 
     // A real picture over the limit, raw and multipart.
-    let big = png(300, 300, 9);
+    let big = noisy_png(100, 100, 9);
     assert!(big.len() > 20000, "the test picture must exceed the limit");
     let r = c
         .post(s.url("/v1/images?name=big"))

@@ -12,6 +12,11 @@ use std::time::Duration;
 /// Pseudo-random bytes (xorshift), never all the same.
 struct Noise(u64);
 impl Noise {
+    fn next(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        self.fill(&mut b);
+        u64::from_le_bytes(b)
+    }
     fn fill(&mut self, buf: &mut [u8]) {
         for chunk in buf.chunks_mut(8) {
             self.0 ^= self.0 << 13;
@@ -186,12 +191,7 @@ fn kill_9_among_concurrent_uploads_loses_no_acknowledged_image() {
                 let mut i = 0u32;
                 while !stop.load(Ordering::Relaxed) {
                     // A noisy 500x500 PNG: about 750 KB, every one different.
-                    let mut px = vec![0u8; 500 * 500 * 3];
-                    noise.fill(&mut px);
-                    let img = image::RgbImage::from_raw(500, 500, px).unwrap();
-                    let mut out = std::io::Cursor::new(Vec::new());
-                    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
-                    let bytes = out.into_inner();
+                    let bytes = noisy_png(500, 500, noise.next());
                     let sha = sha256_hex(&bytes);
                     let r = c
                         .post(format!("{base}/v1/images?name=t{t}-{i}"))

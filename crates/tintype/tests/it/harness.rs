@@ -312,3 +312,19 @@ pub fn list_all(
     }
     out
 }
+
+/// A PNG of w x h pseudo-random pixels: it hardly compresses (about
+/// 3 bytes a pixel), and every seed gives different bytes.
+pub fn noisy_png(w: u32, h: u32, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let img = image::RgbImage::from_fn(w, h, |_, _| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let b = state.to_le_bytes();
+        image::Rgb([b[0], b[1], b[2]])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
