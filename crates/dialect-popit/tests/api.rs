@@ -569,6 +569,20 @@ async fn upload_index_places_the_entry() {
     assert_eq!(images.len(), 4);
     assert_eq!(images[1]["mime_type"], "image/png");
     assert_eq!(images[2]["url"], "http://a/1.jpg");
+
+    // A bad index is refused and leaves no image behind.
+    let form = Form::new()
+        .part("image", file_part(png([9, 8, 7]), "z.png", "image/png"))
+        .text("index", "middle");
+    let (s, v) = p.upload("/organizations/org1/image", form).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        v,
+        json!({"errors": ["index must be 'first', 'last' or a number"]})
+    );
+    assert_eq!(p.native_count().await, 2);
+    let (_, v) = p.get_json("/organizations/org1").await;
+    assert_eq!(v["result"]["images"].as_array().map(Vec::len), Some(4));
 }
 
 #[tokio::test]
