@@ -38,7 +38,13 @@ impl JobHandler for SweepHandler {
 /// how many it removed. A pending photo that is its owner's profile
 /// picture is in use: it stops being pending and stays.
 pub async fn sweep_pending(engine: &Engine, ttl: Duration) -> Result<usize, CoreError> {
-    let cutoff = now() - chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+    let Some(cutoff) = chrono::Duration::from_std(ttl)
+        .ok()
+        .and_then(|d| now().checked_sub_signed(d))
+    else {
+        // A time to live beyond the calendar: nothing is ever old enough.
+        return Ok(0);
+    };
     let mut removed = 0;
     // Each record looked at is deleted (with its image or alone), so the
     // oldest remaining one is always at offset 0. The bound guards against
