@@ -43,6 +43,16 @@ enum Command {
     Probe(media_cmd::ProbeArgs),
     /// Make variants of a picture into a directory, with the server's code path.
     Render(media_cmd::RenderArgs),
+    /// Copy the whole library (catalog rows and every referenced blob,
+    /// SHA-256 checked) into another, empty catalog and blob store.
+    Migrate {
+        /// Target catalog: sqlite://PATH or postgres://… (must be empty).
+        #[arg(long)]
+        to_database: String,
+        /// Target blob store: a directory or s3://bucket?endpoint=…&region=….
+        #[arg(long)]
+        to_blob_store: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -144,6 +154,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     rt.block_on(async move {
         match cli.command {
             Command::Serve => serve(settings).await,
+            Command::Migrate {
+                to_database,
+                to_blob_store,
+            } => migrate(settings, &to_database, &to_blob_store).await,
             other => admin(settings, other).await,
         }
     })
@@ -235,6 +249,51 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
+}
+
+/// `tintype migrate`: from the configured catalog and blob store into the
+/// given ones; progress on stderr, the report as JSON on stdout.
+async fn migrate(s: Settings, to_database: &str, to_blob_store: &str) -> anyhow::Result<()> {
+    use tintype_store::{Progress, SqlCatalog};
+    let from = SqlCatalog::connect(&s.database_url)
+        .await
+        .with_context(|| format!("opening the catalog {}", s.database_url))?;
+    let from_blobs = tintype_store::open_blob_store(&s.blob_store)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let to = SqlCatalog::connect(to_database)
+        .await
+        .with_context(|| format!("opening the target catalog {to_database}"))?;
+    let to_blobs = tintype_store::open_blob_store(to_blob_store)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    to_blobs
+        .ping()
+        .await
+        .with_context(|| format!("reaching the target blob store {to_blob_store}"))?;
+    let r = tintype_store::migrate(&from, &*from_blobs, &to, &*to_blobs, |p| match p {
+        Progress::Blob { done, total, .. } if done % 100 == 0 || done == total => {
+            eprintln!("blobs: {done}/{total} in the target and verified");
+        }
+        Progress::Rows { table, copied } => eprintln!("{table}: {copied} rows copied"),
+        Progress::Blob { .. } => {}
+    })
+    .await?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "users": r.users,
+            "tokens": r.tokens,
+            "images": r.images,
+            "variants": r.variants,
+            "records": r.records,
+            "jobs": r.jobs,
+            "blobs_copied": r.blobs_copied,
+            "blobs_present": r.blobs_present,
+            "blob_bytes_copied": r.blob_bytes_copied,
+        })
+    );
+    Ok(())
 }
 
 fn user_json(u: &tintype_engine::core::User) -> serde_json::Value {
@@ -331,7 +390,7 @@ async fn admin(s: Settings, cmd: Command) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&r)?);
         }
         Command::Namespace(cmd) => tintype_djinn::cli::run(&engine, cmd).await?,
-        Command::Serve | Command::Probe(_) | Command::Render(_) => {}
+        Command::Serve | Command::Probe(_) | Command::Render(_) | Command::Migrate { .. } => {}
     }
     Ok(())
 }
