@@ -839,3 +839,40 @@ async fn other_methods_answer_in_the_diaspora_envelope() {
         .expect("put");
     error_body(r, StatusCode::METHOD_NOT_ALLOWED, "Method not allowed").await;
 }
+
+#[tokio::test]
+async fn too_large_and_over_quota_uploads_are_refused_and_leave_nothing() {
+    let s = TestServer::start_with(vec![tintype_diaspora::router()], |c| {
+        c.max_upload_bytes = 2_000;
+    })
+    .await;
+    let token = s.user_token("alice", &[]).await;
+    let big = jpeg(300, 300, None);
+    assert!(big.len() > 2_000);
+    let r = upload(&s, &token, form(big, "big.jpg", "image/jpeg")).await;
+    error_body(
+        r,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "Failed to create the photo: the file is larger than 2000 bytes",
+    )
+    .await;
+
+    s.engine.set_quota("alice", 1).await.expect("quota");
+    upload_ok(&s, &token, form(png(4, 4, 1), "a.png", "image/png")).await;
+    let r = upload(&s, &token, form(png(4, 4, 2), "b.png", "image/png")).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["code"], 429);
+    assert!(str_of(&v, "message").starts_with("quota exceeded"), "{v}");
+
+    let user = s.engine.user("alice").await.expect("user");
+    let page = s.engine.list_images(user.id, None, 10).await.expect("list");
+    assert_eq!(page.images.len(), 1);
+    // A time to live beyond the calendar sweeps nothing (and does not panic).
+    assert_eq!(
+        tintype_diaspora::sweep_pending(&s.engine, Duration::MAX)
+            .await
+            .expect("sweep"),
+        0
+    );
+}
