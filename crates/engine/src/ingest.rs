@@ -63,6 +63,9 @@ pub(crate) struct Staged {
 
 pub(crate) fn media_error(e: MediaError) -> CoreError {
     match e {
+        MediaError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            CoreError::Unsupported("corrupt image: the file is truncated".into())
+        }
         MediaError::Io(e) => CoreError::Internal(format!("reading the upload: {e}")),
         MediaError::TooLarge(m) => CoreError::Rejected(format!("too large: {m}")),
         other => CoreError::Unsupported(other.to_string()),
@@ -194,20 +197,28 @@ impl Engine {
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: std::fmt::Display,
     {
+        // Refuse early, before the body is read...
         self.check_quota(opts.owner, 1).await?;
         let staged = self.stage(body, opts.max_bytes, &opts.accept).await?;
         self.commit_blob(&staged).await?;
-        let image = self
-            .catalog
-            .insert_image(&NewImage {
-                id: new_image_id(),
-                owner_id: opts.owner,
-                name: opts.name,
-                content: content_of(&staged),
-                metadata: opts.metadata,
-                created_at: now(),
-            })
-            .await?;
+        // ...and check again with the insert under one lock: concurrent
+        // uploads all pass the early check. (Per process: several nodes
+        // would need the catalog to make the insert conditional.) A refused
+        // upload's blob is left to garbage collection.
+        let image = {
+            let _quota = self.quota_lock.lock().await;
+            self.check_quota(opts.owner, 1).await?;
+            self.catalog
+                .insert_image(&NewImage {
+                    id: new_image_id(),
+                    owner_id: opts.owner,
+                    name: opts.name,
+                    content: content_of(&staged),
+                    metadata: opts.metadata,
+                    created_at: now(),
+                })
+                .await?
+        };
         self.after_content_change(&image).await?;
         Ok(image)
     }
