@@ -101,6 +101,9 @@ pub struct Engine {
     worker_id: String,
     pub metrics: EngineMetrics,
     notify: tokio::sync::Notify,
+    /// Serialises the quota check with the insert it allows, so concurrent
+    /// uploads cannot all pass the same check (per process; see ingest).
+    quota_lock: tokio::sync::Mutex<()>,
 }
 
 impl Engine {
@@ -131,6 +134,7 @@ impl Engine {
             worker_id: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
             metrics: EngineMetrics::default(),
             notify: tokio::sync::Notify::new(),
+            quota_lock: tokio::sync::Mutex::new(()),
         });
         engine.register_handler(variants::RENDER_JOB, Arc::new(variants::RenderHandler));
         engine.register_handler(webhook::WEBHOOK_JOB, Arc::new(webhook::WebhookHandler));

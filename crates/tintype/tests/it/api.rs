@@ -406,6 +406,18 @@ fn scopes_401_403_404_matrix_between_two_users() {
     problem(r, 404);
 }
 
+/// A multipart/form-data body with one `file` part.
+fn multipart_body(boundary: &str, filename: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut b = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    b.extend_from_slice(bytes);
+    b.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    b
+}
+
 /// Rows the catalog has for images, counted through the API of every user.
 fn image_count(c: &reqwest::blocking::Client, s: &Server, token: &str) -> usize {
     list_all(c, s, token, 100).len()
@@ -433,12 +445,13 @@ fn over_the_byte_limit_413_and_non_image_415_leave_nothing_behind() {
         .send()
         .unwrap();
     problem(r, 413);
-    let form =
-        multipart::Form::new().part("file", multipart::Part::bytes(big).file_name("big.png"));
+    // The multipart body is built in memory: the server answers 413 before
+    // reading it all, and reqwest's streamed multipart body races that answer.
     let r = c
         .post(s.url("/v1/images"))
         .bearer_auth(&token)
-        .multipart(form)
+        .header("content-type", "multipart/form-data; boundary=XyZzY")
+        .body(multipart_body("XyZzY", "big.png", &big))
         .send()
         .unwrap();
     problem(r, 413);
@@ -532,4 +545,180 @@ fn first_start_prints_the_admin_token_once_and_it_works() {
         .filter(|l| serde_json::from_str::<Value>(l).unwrap()["name"] == "admin")
         .count();
     assert_eq!(admins, 1);
+}
+
+#[test]
+fn multipart_fields_after_the_file_apply_and_bad_metadata_leaves_no_image() {
+    let (_tmp, s, token) = setup();
+    let c = client();
+    // The file first, then name and metadata.
+    let form = multipart::Form::new()
+        .part(
+            "file",
+            multipart::Part::bytes(png(9, 9, 1)).file_name("x.png"),
+        )
+        .text("name", "late.png")
+        .text("metadata", r#"{"k":"v"}"#)
+        .text("ignored", "whatever");
+    let r = c
+        .post(s.url("/v1/images"))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["name"], "late.png");
+    assert_eq!(v["metadata"], json!({"k": "v"}));
+
+    // Metadata that is not a JSON object, before or after the file: 400, no image.
+    for file_first in [true, false] {
+        let file = multipart::Part::bytes(png(9, 9, 2)).file_name("y.png");
+        let form = if file_first {
+            multipart::Form::new()
+                .part("file", file)
+                .text("metadata", "[1,2]")
+        } else {
+            multipart::Form::new()
+                .text("metadata", "nope")
+                .part("file", file)
+        };
+        let r = c
+            .post(s.url("/v1/images"))
+            .bearer_auth(&token)
+            .multipart(form)
+            .send()
+            .unwrap();
+        problem(r, 400);
+    }
+    // No file part at all: 400.
+    let r = c
+        .post(s.url("/v1/images"))
+        .bearer_auth(&token)
+        .multipart(multipart::Form::new().text("name", "nothing"))
+        .send()
+        .unwrap();
+    problem(r, 400);
+    assert_eq!(image_count(&c, &s, &token), 1);
+}
+
+#[test]
+fn the_same_bytes_twice_are_two_images_over_one_blob() {
+    let (tmp, s, token) = setup();
+    let data = tmp.path().join("data");
+    let c = client();
+    let bytes = png(33, 33, 3);
+    let a = upload_raw(&c, &s, &token, "a", bytes.clone());
+    let b = upload_raw(&c, &s, &token, "b", bytes.clone());
+    assert_ne!(a["id"], b["id"]);
+    assert_eq!(a["sha256"], b["sha256"]);
+    let sha = a["sha256"].as_str().unwrap();
+    let copies = files_under(&data.join("blobs").join("sha256"))
+        .into_iter()
+        .filter(|p| p.file_name().unwrap() == sha)
+        .count();
+    assert_eq!(copies, 1);
+    // Deleting one leaves the other whole.
+    let r = c
+        .delete(s.url(&format!("/v1/images/{}", a["id"].as_str().unwrap())))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = c
+        .get(b["urls"]["original"].as_str().unwrap())
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().unwrap().as_ref(), &bytes[..]);
+    // gc (while serving) keeps the referenced blob.
+    let report: Value = serde_json::from_str(cli_ok(&data, &["gc"]).trim()).unwrap();
+    assert_eq!(report["removed"], 0, "{report}");
+    assert!(blob_path(&data, sha).exists());
+}
+
+#[test]
+fn gc_keeps_young_unreferenced_blobs() {
+    let (tmp, s, token) = setup();
+    let data = tmp.path().join("data");
+    let c = client();
+    let img = upload_raw(&c, &s, &token, "gone", noisy_png(20, 20, 77));
+    let sha = img["sha256"].as_str().unwrap().to_string();
+    let r = c
+        .delete(s.url(&format!("/v1/images/{}", img["id"].as_str().unwrap())))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let out = cli_ok(&data, &["gc"]);
+    let report: Value = serde_json::from_str(out.trim()).expect("gc prints a JSON report");
+    assert!(report["blobs"].as_u64().unwrap() >= 1, "{report}");
+    assert_eq!(
+        report["removed"], 0,
+        "a blob inside the grace period was removed"
+    );
+    assert!(report["kept_young"].as_u64().unwrap() >= 1, "{report}");
+    assert!(blob_path(&data, &sha).exists());
+}
+
+#[test]
+fn the_daily_quota_refuses_the_next_upload_and_stores_nothing() {
+    let (tmp, s, token) = setup();
+    let data = tmp.path().join("data");
+    let c = client();
+    cli_ok(&data, &["quota", "set", "alice", "--images-per-day", "2"]);
+    upload_raw(&c, &s, &token, "1", png(5, 5, 1));
+    upload_raw(&c, &s, &token, "2", png(5, 5, 2));
+    let third = png(5, 5, 3);
+    let r = c
+        .post(s.url("/v1/images?name=3"))
+        .bearer_auth(&token)
+        .body(third.clone())
+        .send()
+        .unwrap();
+    problem(r, 429);
+    assert_eq!(image_count(&c, &s, &token), 2);
+    assert!(!blob_path(&data, &sha256_hex(&third)).exists());
+    // Another user is not limited by alice's quota.
+    let bob = user_with_token(&data, "bob", &[]);
+    upload_raw(&c, &s, &bob, "b", third);
+}
+
+#[test]
+fn concurrent_uploads_do_not_overrun_the_daily_quota() {
+    let (tmp, s, token) = setup();
+    let data = tmp.path().join("data");
+    cli_ok(&data, &["quota", "set", "alice", "--images-per-day", "3"]);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(12));
+    let threads: Vec<_> = (0..12u64)
+        .map(|i| {
+            let (url, token, barrier) =
+                (s.url("/v1/images?name=q"), token.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let body = noisy_png(200, 200, i);
+                let c = client();
+                barrier.wait();
+                c.post(&url)
+                    .bearer_auth(&token)
+                    .body(body)
+                    .send()
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let created = statuses.iter().filter(|s| **s == 201).count();
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 429),
+        "{statuses:?}"
+    );
+    let c = client();
+    assert_eq!(image_count(&c, &s, &token), created);
+    assert!(
+        created <= 3,
+        "{created} uploads got through a quota of 3: {statuses:?}"
+    );
 }
