@@ -172,3 +172,59 @@ async fn s3_multipart_round_trip() {
     store.delete(&sha).await.unwrap();
     assert!(store.head(&sha).await.unwrap().is_none());
 }
+
+/// Peak resident memory of this process, from /proc (Linux only).
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// A 1 GiB blob streams up and down without being held in memory. Slow,
+/// so only on request: `cargo test -p tintype-store --test s3 -- --ignored`.
+#[tokio::test]
+#[ignore]
+async fn s3_a_large_blob_streams_through_in_bounded_memory() {
+    let Some(spec) = spec() else { return };
+    let store = tintype_store::open_blob_store(&spec).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let len: u64 = 1024 * 1024 * 1024;
+    let path = tmp.path().join("big");
+    // Pseudo-random contents (unique per run), written in 1 MiB pieces.
+    let mut h = Sha256::new();
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        let piece = random_bytes(1024 * 1024);
+        for _ in 0..len / piece.len() as u64 {
+            f.write_all(&piece).unwrap();
+            h.update(&piece);
+        }
+        f.flush().unwrap();
+    }
+    let sha = hex::encode(h.finalize());
+    let before = peak_rss_bytes().unwrap_or(0);
+    store.put_file(&sha, &path, len).await.unwrap();
+    let mut s = store.get(&sha, None).await.unwrap();
+    let mut h = Sha256::new();
+    let mut n = 0u64;
+    while let Some(c) = s.next().await {
+        let c = c.unwrap();
+        n += c.len() as u64;
+        h.update(&c);
+    }
+    assert_eq!(n, len);
+    assert_eq!(hex::encode(h.finalize()), sha);
+    let after = peak_rss_bytes().unwrap_or(0);
+    eprintln!(
+        "peak RSS {} MiB before, {} MiB after",
+        before >> 20,
+        after >> 20
+    );
+    assert!(
+        after < before + 256 * 1024 * 1024,
+        "a 1 GiB round trip raised peak memory from {before} to {after} bytes"
+    );
+    store.delete(&sha).await.unwrap();
+}
