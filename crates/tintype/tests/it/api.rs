@@ -722,3 +722,64 @@ fn concurrent_uploads_do_not_overrun_the_daily_quota() {
         "{created} uploads got through a quota of 3: {statuses:?}"
     );
 }
+
+#[test]
+fn originals_answer_head_and_query_tokens_and_variants_honour_etags() {
+    let (_tmp, s, token) = setup();
+    let c = client();
+    let bytes = png(300, 200, 5);
+    let img = upload_raw(&c, &s, &token, "h.png", bytes.clone());
+    let id = img["id"].as_str().unwrap();
+    let original = s.url(&format!("/v1/images/{id}/original"));
+
+    // HEAD: the headers of a GET, no body.
+    let r = c.head(&original).bearer_auth(&token).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-length"],
+        bytes.len().to_string().as_str()
+    );
+    assert_eq!(
+        r.headers()["etag"],
+        format!("\"{}\"", sha256_hex(&bytes)).as_str()
+    );
+    assert!(r.bytes().unwrap().is_empty());
+
+    // ?access_token= (what an <img src> can carry) and X-ApiToken.
+    let r = c
+        .get(format!("{original}?access_token={token}"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().unwrap().as_ref(), &bytes[..]);
+    let r = c
+        .get(&original)
+        .header("X-ApiToken", &token)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // A variant has its own ETag, 304 on a match, and ranges.
+    let vurl = s.url(&format!("/v1/images/{id}/variants/thumbnail"));
+    let r = c.get(&vurl).bearer_auth(&token).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    let body = r.bytes().unwrap();
+    assert_eq!(etag, format!("\"{}\"", sha256_hex(&body)));
+    assert_ne!(etag, format!("\"{}\"", sha256_hex(&bytes)));
+    let r = c
+        .get(&vurl)
+        .bearer_auth(&token)
+        .header("if-none-match", &etag)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    let r = c
+        .get(&vurl)
+        .bearer_auth(&token)
+        .header("range", "bytes=0-3")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.bytes().unwrap().as_ref(), &body[..4]);
+}
