@@ -310,6 +310,10 @@ pub fn list_all(
         }
         out.extend(page);
     }
+    let mut seen = std::collections::HashSet::new();
+    for v in &out {
+        assert!(seen.insert(v["id"].to_string()), "image {} listed twice", v["id"]);
+    }
     out
 }
 
