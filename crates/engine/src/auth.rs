@@ -134,15 +134,23 @@ impl Engine {
     }
 
     /// On the first start with an empty catalog: creates the user `admin`
-    /// and returns an admin token's secret (to be shown once).
+    /// and returns an admin token's secret (to be shown once). A start that
+    /// was interrupted after creating the user but before its token is
+    /// completed on the next start (the admin has no token yet).
     pub async fn bootstrap_admin(&self) -> Result<Option<String>, CoreError> {
-        if self.catalog.count_users().await? > 0 {
-            return Ok(None);
+        if self.catalog.count_users().await? == 0 {
+            match self.create_user("admin", None).await {
+                Ok(_) | Err(CoreError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
-        match self.create_user("admin", None).await {
-            Ok(_) => {}
-            Err(CoreError::Conflict(_)) => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(admin) = self.catalog.user_by_name("admin").await? else {
+            return Ok(None);
+        };
+        if self.catalog.count_users().await? != 1
+            || !self.catalog.list_tokens(admin.id).await?.is_empty()
+        {
+            return Ok(None);
         }
         let mut scopes = Scope::IMAGE.to_vec();
         scopes.push(Scope::Admin);

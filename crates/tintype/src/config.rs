@@ -41,6 +41,9 @@ pub struct Flags {
     /// Background job workers in this process [default: 2].
     #[arg(long, env = "TINTYPE_WORKERS", global = true)]
     pub workers: Option<usize>,
+    /// Seconds a claimed job stays leased before another node may take it [default: 60].
+    #[arg(long, env = "TINTYPE_JOB_LEASE_SECS", global = true)]
+    pub job_lease_secs: Option<u64>,
 }
 
 /// The configuration file; every field is optional.
@@ -75,6 +78,8 @@ pub struct FileConfig {
     pub fetch_max_redirects: Option<usize>,
     /// Attempts before a background job is given up.
     pub job_max_attempts: Option<i64>,
+    /// Seconds a claimed job stays leased before another node may take it.
+    pub job_lease_secs: Option<u64>,
     /// Seconds before an unpublished diaspora* photo is removed.
     pub pending_ttl_secs: Option<u64>,
     /// Extra or replaced variant presets.
@@ -152,6 +157,9 @@ impl Settings {
         }
         if let Some(n) = file.max_pixels {
             engine.limits.max_pixels = n;
+        }
+        if let Some(n) = flags.job_lease_secs.or(file.job_lease_secs) {
+            engine.job_lease = Duration::from_secs(n.max(3));
         }
         if let Some(n) = file.job_max_attempts {
             engine.job_max_attempts = n.max(1);

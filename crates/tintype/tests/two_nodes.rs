@@ -61,7 +61,8 @@ fn command(b: &Backends, data_dir: &Path) -> Command {
     c.env("TINTYPE_DATA_DIR", data_dir)
         .env("TINTYPE_DATABASE_URL", &b.database_url)
         .env("TINTYPE_BLOB_STORE", &b.blob_store)
-        .env("TINTYPE_LOG", "warn");
+        .env("TINTYPE_LOG", "warn")
+        .env("TINTYPE_JOB_LEASE_SECS", "6");
     c
 }
 
@@ -427,7 +428,7 @@ fn two_nodes_share_storage_and_work_and_survive_a_kill_9() {
         node_a.log()
     );
 
-    // The lease (60 s by default) must expire before B may take A's jobs.
+    // The lease (TINTYPE_JOB_LEASE_SECS=6 here) must expire before B may take A's jobs.
     let took = rt.block_on(wait_processed(&cat, &batch, Duration::from_secs(240)));
     eprintln!(
         "batch finished {:?} after the kill ({took:?} of waiting)",

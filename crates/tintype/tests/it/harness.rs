@@ -312,7 +312,11 @@ pub fn list_all(
     }
     let mut seen = std::collections::HashSet::new();
     for v in &out {
-        assert!(seen.insert(v["id"].to_string()), "image {} listed twice", v["id"]);
+        assert!(
+            seen.insert(v["id"].to_string()),
+            "image {} listed twice",
+            v["id"]
+        );
     }
     out
 }
