@@ -31,8 +31,10 @@ impl TestServer {
         adjust: impl FnOnce(&mut EngineConfig),
     ) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = std::env::var("TINTYPE_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("catalog.db").display()));
+        let db = match std::env::var("TINTYPE_TEST_DATABASE_URL") {
+            Ok(url) => fresh_database(&url).await,
+            Err(_) => format!("sqlite://{}", dir.path().join("catalog.db").display()),
+        };
         let blobs_spec = std::env::var("TINTYPE_TEST_BLOB_STORE")
             .unwrap_or_else(|_| dir.path().join("blobs").display().to_string());
         let catalog = tintype_store::open_catalog(&db).await.expect("catalog");
@@ -90,6 +92,24 @@ impl TestServer {
     pub async fn drain_jobs(&self) {
         while self.engine.run_one("test-drain").await.unwrap_or(false) {}
     }
+}
+
+/// A new, empty PostgreSQL database on the server `url` names, so that
+/// tests running at once never see each other's rows.
+async fn fresh_database(url: &str) -> String {
+    use sqlx::Connection;
+    let name = format!("tt_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .expect("connect to the test PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create a test database");
+    let _ = conn.close().await;
+    let mut u = url::Url::parse(url).expect("TINTYPE_TEST_DATABASE_URL is a URL");
+    u.set_path(&format!("/{name}"));
+    u.to_string()
 }
 
 impl Drop for TestServer {
