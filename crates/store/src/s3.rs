@@ -25,7 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts in flight at once during a multipart upload (bounds memory to
 /// about `PART_SIZE * (MAX_PARTS_IN_FLIGHT + 1)`).
-const MAX_PARTS_IN_FLIGHT: usize = 4;
+const MAX_PARTS_IN_FLIGHT: usize = 2;
 
 /// Where an `s3://` spec points.
 #[derive(Debug, Clone, PartialEq, Eq)]
