@@ -222,6 +222,13 @@ for _ in $(seq 100); do
 done
 [ -n "$node_id" ] || die "garage did not answer; see $GDIR/garage.log"
 node_id=${node_id%%@*}
+# `node id` reads the key file; wait until the server answers on RPC too.
+for _ in $(seq 150); do
+    if garage status >/dev/null 2>&1; then break; fi
+    kill -0 "$(cat "$DIR/garage.pid")" 2>/dev/null || die "garage exited; see $GDIR/garage.log"
+    sleep 0.2
+done
+garage status >/dev/null 2>&1 || die "garage RPC did not answer; see $GDIR/garage.log"
 
 # Single-node layout (once per directory).
 if [ ! -f "$GDIR/layout.done" ]; then
