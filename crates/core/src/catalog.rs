@@ -120,7 +120,7 @@ pub trait Catalog: Send + Sync {
     async fn delete_record(&self, scope: &str, key: &str) -> Result<bool, CatalogError>;
 
     // jobs
-    /// Enqueues a job; with a dedup key, returns the existing live job's id
+    /// Enqueues a job; with a dedup key, returns the existing queued job's id
     /// instead of adding a second one.
     async fn enqueue(&self, job: &NewJob) -> Result<i64, CatalogError>;
     /// Claims the next due job of the given kinds (all kinds when empty):

@@ -279,7 +279,8 @@ pub struct NewJob {
     pub payload: Value,
     pub run_at: Timestamp,
     pub max_attempts: i64,
-    /// At most one queued or running job per dedup key.
+    /// At most one queued job per dedup key (a running one does not count:
+    /// work queued after it started must run again).
     pub dedup_key: Option<String>,
 }
 

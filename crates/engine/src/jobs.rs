@@ -35,8 +35,8 @@ impl Engine {
             .unwrap_or_default()
     }
 
-    /// Adds a job to the durable queue. With a dedup key, at most one live
-    /// job per key exists.
+    /// Adds a job to the durable queue. With a dedup key, at most one queued
+    /// job per key exists (a job already running does not absorb new work).
     pub async fn enqueue(
         &self,
         kind: &str,

@@ -20,6 +20,7 @@ impl JobHandler for RenderHandler {
         match engine.render_missing(id).await {
             Ok(()) => JobOutcome::Done,
             Err(CoreError::NotFound) => JobOutcome::Done, // deleted meanwhile
+            Err(CoreError::Conflict(_)) => JobOutcome::Done, // replaced: a new job renders it
             Err(e @ CoreError::Unsupported(_)) | Err(e @ CoreError::Rejected(_)) => {
                 JobOutcome::Fail(e.to_string())
             }
@@ -165,6 +166,14 @@ impl Engine {
         .map_err(CoreError::internal)?
         .map_err(crate::ingest::media_error)?;
         drop(local);
+        // The bytes may have been replaced while we rendered: variants of
+        // the old bytes must not be recorded for the new ones.
+        let current = self.image(&image.id).await?;
+        if current.content.sha256 != image.content.sha256 {
+            return Err(CoreError::Conflict(
+                "the image changed while its variants were rendered".into(),
+            ));
+        }
         let mut out = Vec::with_capacity(rendered.len());
         for (preset, w, h, ct, size, sha, temp) in rendered {
             self.blobs.put_file(&sha, &temp, size as u64).await?;

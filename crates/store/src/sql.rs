@@ -869,33 +869,43 @@ impl Catalog for SqlCatalog {
     }
 
     async fn enqueue(&self, job: &NewJob) -> Result<i64, CatalogError> {
-        let t = to_millis(now());
-        let res = sqlx::query(&self.q(
-            "INSERT INTO jobs (kind, payload, state, attempts, max_attempts, run_at, dedup_key, created_at, updated_at) VALUES (?, ?, 'queued', 0, ?, ?, ?, ?, ?) RETURNING id",
-        ))
-        .bind(&job.kind)
-        .bind(job.payload.to_string())
-        .bind(job.max_attempts)
-        .bind(to_millis(job.run_at))
-        .bind(job.dedup_key.as_deref())
-        .bind(t)
-        .bind(t)
-        .fetch_one(&self.pool)
-        .await;
-        match res {
-            Ok(r) => get(&r, "id"),
-            Err(e) if is_unique_violation(&e) => {
-                let r = sqlx::query(&self.q(
-                    "SELECT id FROM jobs WHERE dedup_key = ? AND state IN ('queued', 'running')",
-                ))
-                .bind(job.dedup_key.as_deref())
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db)?;
-                get(&r, "id")
+        // With a dedup key, a queued job with the same key absorbs this one.
+        // The existing job may be claimed between our insert and our look-up:
+        // then try again.
+        for _ in 0..5 {
+            let t = to_millis(now());
+            let res = sqlx::query(&self.q(
+                "INSERT INTO jobs (kind, payload, state, attempts, max_attempts, run_at, dedup_key, created_at, updated_at) VALUES (?, ?, 'queued', 0, ?, ?, ?, ?, ?) RETURNING id",
+            ))
+            .bind(&job.kind)
+            .bind(job.payload.to_string())
+            .bind(job.max_attempts)
+            .bind(to_millis(job.run_at))
+            .bind(job.dedup_key.as_deref())
+            .bind(t)
+            .bind(t)
+            .fetch_one(&self.pool)
+            .await;
+            match res {
+                Ok(r) => return get(&r, "id"),
+                Err(e) if is_unique_violation(&e) => {
+                    let r = sqlx::query(
+                        &self.q("SELECT id FROM jobs WHERE dedup_key = ? AND state = 'queued'"),
+                    )
+                    .bind(job.dedup_key.as_deref())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db)?;
+                    if let Some(r) = r {
+                        return get(&r, "id");
+                    }
+                }
+                Err(e) => return Err(db(e)),
             }
-            Err(e) => Err(db(e)),
         }
+        Err(CatalogError::Database(
+            "could not enqueue the job: its dedup key stayed contended".into(),
+        ))
     }
 
     async fn claim_job(
@@ -915,7 +925,7 @@ impl Catalog for SqlCatalog {
             Backend::Sqlite => "",
         };
         let sql = format!(
-            "UPDATE jobs SET state = 'running', locked_by = ?, lease_until = ?, attempts = attempts + 1, updated_at = ? \
+            "UPDATE jobs SET state = 'running', locked_by = ?, lease_until = ?, attempts = attempts + 1, dedup_key = NULL, updated_at = ? \
              WHERE id = (SELECT id FROM jobs WHERE ((state = 'queued' AND run_at <= ?) OR (state = 'running' AND lease_until < ?)){kind_filter} \
              ORDER BY run_at, id LIMIT 1{lock}) RETURNING {JOB_COLS}"
         );

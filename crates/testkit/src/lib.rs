@@ -30,6 +30,12 @@ impl TestServer {
         dialects: Vec<axum::Router<AppState>>,
         adjust: impl FnOnce(&mut EngineConfig),
     ) -> TestServer {
+        if let Ok(filter) = std::env::var("TINTYPE_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
         let dir = tempfile::tempdir().expect("temp dir");
         let db = match std::env::var("TINTYPE_TEST_DATABASE_URL") {
             Ok(url) => fresh_database(&url).await,

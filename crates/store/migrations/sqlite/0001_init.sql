@@ -84,4 +84,4 @@ CREATE TABLE jobs (
     updated_at BIGINT NOT NULL
 );
 CREATE INDEX jobs_due ON jobs(state, run_at);
-CREATE UNIQUE INDEX jobs_dedup ON jobs(dedup_key) WHERE dedup_key IS NOT NULL AND state IN ('queued', 'running');
+CREATE UNIQUE INDEX jobs_dedup ON jobs(dedup_key) WHERE dedup_key IS NOT NULL AND state = 'queued';
