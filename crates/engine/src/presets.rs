@@ -97,8 +97,16 @@ impl Presets {
             Preset::new("small", FitMode::Fill, 50, 50),
             Preset::new("medium", FitMode::Fit, 100, 100),
             Preset::new("large", FitMode::Fit, 700, 65_535),
-            Preset::new("thumbnail", FitMode::Fit, 200, 200),
-            Preset::new("large1080", FitMode::Fit, 1080, 1080),
+            // Fulcrum's versions are JPEG whatever the source (transparency
+            // is flattened onto white).
+            Preset {
+                format: OutputChoice::Jpeg,
+                ..Preset::new("thumbnail", FitMode::Fit, 200, 200)
+            },
+            Preset {
+                format: OutputChoice::Jpeg,
+                ..Preset::new("large1080", FitMode::Fit, 1080, 1080)
+            },
         ])
     }
 
