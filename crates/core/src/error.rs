@@ -28,6 +28,14 @@ pub enum CoreError {
     },
     #[error("{0}")]
     Unavailable(String),
+    /// The decode memory budget is in use; try again after the given time.
+    #[error("the server is busy converting pictures; try again in {retry_after_secs} s")]
+    Busy { retry_after_secs: u64 },
+    /// A picture whose conversion needs more memory than the whole budget.
+    #[error(
+        "converting this picture needs {needed} bytes of memory, over the budget of {budget} bytes"
+    )]
+    OverBudget { needed: u64, budget: u64 },
     #[error("internal error")]
     Internal(String),
 }
@@ -46,6 +54,8 @@ impl CoreError {
             CoreError::Rejected(_) => "rejected",
             CoreError::QuotaExceeded { .. } => "quota_exceeded",
             CoreError::Unavailable(_) => "unavailable",
+            CoreError::Busy { .. } => "busy",
+            CoreError::OverBudget { .. } => "over_budget",
             CoreError::Internal(_) => "internal",
         }
     }

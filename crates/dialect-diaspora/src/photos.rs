@@ -302,13 +302,7 @@ pub(crate) async fn size(
     let blob = if size == "raw" {
         BlobRef::of_image(&image)
     } else {
-        let v = st.engine.variant(&image, &size).await?;
-        BlobRef {
-            sha256: v.sha256,
-            size: v.size.max(0) as u64,
-            content_type: v.content_type,
-            modified: v.created_at,
-        }
+        BlobRef::of_variant(&st.engine.variant(&image, &size).await?)
     };
     Ok(serve_blob(&st, &headers, &blob, Caching::Public, None).await)
 }

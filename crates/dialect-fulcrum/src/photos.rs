@@ -269,12 +269,7 @@ pub async fn show_version(
     Ok(match suffix {
         Suffix::Json => Json(wire::version(&state, &key, version, &variant)).into_response(),
         Suffix::Jpg => {
-            let blob = BlobRef {
-                sha256: variant.sha256.clone(),
-                size: variant.size.max(0) as u64,
-                content_type: variant.content_type.clone(),
-                modified: variant.created_at,
-            };
+            let blob = BlobRef::of_variant(&variant);
             serve_blob(&state, &headers, &blob, Caching::Private, None).await
         }
     })

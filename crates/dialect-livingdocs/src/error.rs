@@ -61,6 +61,8 @@ impl From<CoreError> for ApiError {
                 retry_after: 3600,
             },
             CoreError::Unavailable(m) => ApiError::Unavailable(m),
+            e @ CoreError::Busy { .. } => ApiError::Unavailable(e.to_string()),
+            e @ CoreError::OverBudget { .. } => ApiError::invalid("format", e.to_string()),
             CoreError::Internal(m) => ApiError::Internal(m),
         }
     }

@@ -63,8 +63,6 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// `Retry-After` (seconds) sent with the usage-limit answer.
     pub retry_after_secs: u64,
-    /// Bytes of converted WebP kept in memory for `?format=auto`.
-    pub webp_cache_bytes: usize,
 }
 
 impl Default for Settings {
@@ -74,7 +72,6 @@ impl Default for Settings {
             max_images: 1000,
             max_body_bytes: 16 * 1024 * 1024,
             retry_after_secs: 3600,
-            webp_cache_bytes: 64 * 1024 * 1024,
         }
     }
 }

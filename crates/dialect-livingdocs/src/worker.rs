@@ -312,8 +312,14 @@ async fn fetch(engine: &Engine, url: &str) -> Result<Result<Fetched, String>, Co
 /// server's (the job is retried).
 fn item_error(e: &CoreError, last_attempt: bool) -> Option<String> {
     match e {
-        CoreError::Internal(_) | CoreError::Unavailable(_) if !last_attempt => None,
-        CoreError::Internal(_) | CoreError::Unavailable(_) => Some("Could not upload image".into()),
+        CoreError::Internal(_) | CoreError::Unavailable(_) | CoreError::Busy { .. }
+            if !last_attempt =>
+        {
+            None
+        }
+        CoreError::Internal(_) | CoreError::Unavailable(_) | CoreError::Busy { .. } => {
+            Some("Could not upload image".into())
+        }
         CoreError::TooLarge { limit } => Some(format!("the image is larger than {limit} bytes")),
         CoreError::QuotaExceeded {
             limit,

@@ -624,6 +624,58 @@ async fn format_auto_answers_webp_to_clients_that_accept_it() {
 }
 
 #[tokio::test]
+async fn format_auto_asked_by_8_clients_at_once_converts_once() {
+    let (_src, base) = start_source().await;
+    let s = server().await;
+    let token = s.user_token("hana", &[]).await;
+    let body =
+        json!({ "systemName": "a", "images": [item(format!("{base}/files/c.png"), "c", "C")] });
+    let v = finished(&s, &token, &import_id(&s, &token, &body).await).await;
+    let url = v["images"][0]["image"]["url"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    // Let the upload's own variants finish first: only conversions count.
+    for _ in 0..200 {
+        let c = s.engine.job_counts().await.expect("counts");
+        if c.queued + c.running == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = s
+        .engine
+        .metrics
+        .renders
+        .load(std::sync::atomic::Ordering::SeqCst);
+    let gets = (0..8).map(|_| {
+        let url = url.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .get(&url)
+                .header("accept", "image/webp")
+                .send()
+                .await
+                .expect("get");
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.headers()["content-type"], "image/webp");
+            r.bytes().await.expect("body").to_vec()
+        }
+    });
+    let bodies = futures::future::join_all(gets).await;
+    assert!(
+        bodies.iter().all(|b| b == &bodies[0]),
+        "clients got different bytes"
+    );
+    let after = s
+        .engine
+        .metrics
+        .renders
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(after - before, 1, "one picture must be converted once");
+}
+
+#[tokio::test]
 async fn status_of_an_unknown_or_foreign_import_is_404() {
     let (_src, base) = start_source().await;
     let s = server().await;

@@ -15,6 +15,15 @@ pub struct BlobRef {
 }
 
 impl BlobRef {
+    pub fn of_variant(v: &tintype_core::Variant) -> Self {
+        BlobRef {
+            sha256: v.sha256.clone(),
+            size: v.size.max(0) as u64,
+            content_type: v.content_type.clone(),
+            modified: v.created_at,
+        }
+    }
+
     pub fn of_image(i: &Image) -> Self {
         BlobRef {
             sha256: i.content.sha256.clone(),

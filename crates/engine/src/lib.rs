@@ -9,6 +9,7 @@
 //! here knows about HTTP.
 
 mod auth;
+mod budget;
 mod gc;
 mod images;
 mod ingest;
@@ -19,6 +20,7 @@ mod variants;
 mod webhook;
 
 pub use auth::NewTokenSecret;
+pub use budget::{BudgetConfig, BudgetPermit, DecodeBudget};
 pub use gc::GcReport;
 pub use images::{BlobRef, ImagePage};
 pub use ingest::{Accept, IngestOptions};
@@ -60,6 +62,8 @@ pub struct EngineConfig {
     /// Blobs younger than this are never collected (an upload may be about
     /// to reference them).
     pub gc_grace: Duration,
+    /// The decode memory budget shared by every render of this process.
+    pub decode_budget: BudgetConfig,
 }
 
 impl EngineConfig {
@@ -76,6 +80,7 @@ impl EngineConfig {
             poll_interval: Duration::from_millis(250),
             fetch: tintype_fetch::FetchPolicy::default(),
             gc_grace: Duration::from_secs(3600),
+            decode_budget: BudgetConfig::default(),
         }
     }
 }
@@ -104,6 +109,7 @@ pub struct Engine {
     /// Serialises the quota check with the insert it allows, so concurrent
     /// uploads cannot all pass the same check (per process; see ingest).
     quota_lock: tokio::sync::Mutex<()>,
+    budget: DecodeBudget,
 }
 
 impl Engine {
@@ -127,7 +133,6 @@ impl Engine {
         let engine = Arc::new(Engine {
             catalog,
             blobs,
-            config,
             fetcher,
             handlers: RwLock::new(HashMap::new()),
             flights: Mutex::new(HashMap::new()),
@@ -135,6 +140,8 @@ impl Engine {
             metrics: EngineMetrics::default(),
             notify: tokio::sync::Notify::new(),
             quota_lock: tokio::sync::Mutex::new(()),
+            budget: DecodeBudget::new(config.decode_budget.clone()),
+            config,
         });
         engine.register_handler(variants::RENDER_JOB, Arc::new(variants::RenderHandler));
         engine.register_handler(webhook::WEBHOOK_JOB, Arc::new(webhook::WebhookHandler));
@@ -152,6 +159,10 @@ impl Engine {
     }
     pub fn fetcher(&self) -> &tintype_fetch::Fetcher {
         &self.fetcher
+    }
+    /// The decode memory budget every render takes room from.
+    pub fn budget(&self) -> &DecodeBudget {
+        &self.budget
     }
 
     /// Whether the catalog and the blob store answer.

@@ -120,6 +120,17 @@ impl Presets {
                     p.name
                 ));
             }
+            // Names with a dot are kept for full-size conversions (`full.webp`).
+            if !p
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(format!(
+                    "preset {:?}: a name is letters, digits, '_' and '-' only",
+                    p.name
+                ));
+            }
             self.0.retain(|q| q.name != p.name);
             self.0.push(p);
         }

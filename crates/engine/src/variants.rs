@@ -9,6 +9,34 @@ use tintype_core::{now, CoreError, Image, ImageKind, Job, Variant};
 
 pub(crate) const RENDER_JOB: &str = "render";
 
+/// Variant names of full-size conversions (`full.webp`); preset names
+/// cannot contain a dot.
+const CONVERSION_PREFIX: &str = "full.";
+
+/// What one render makes from one decode.
+#[derive(Debug, Clone)]
+enum Rendering {
+    Presets(Vec<Preset>),
+    Full(tintype_media::OutputFormat),
+}
+
+impl Rendering {
+    fn names(&self) -> Vec<String> {
+        match self {
+            Rendering::Presets(p) => p.iter().map(|p| p.name.clone()).collect(),
+            Rendering::Full(f) => vec![format!("{CONVERSION_PREFIX}{}", f.name())],
+        }
+    }
+
+    /// The specs whose memory the render needs (none: the whole picture).
+    fn specs(&self, source: tintype_media::Format) -> Vec<tintype_media::VariantSpec> {
+        match self {
+            Rendering::Presets(p) => p.iter().map(|p| p.spec_for(source)).collect(),
+            Rendering::Full(_) => Vec::new(),
+        }
+    }
+}
+
 pub(crate) struct RenderHandler;
 
 #[async_trait]
@@ -21,9 +49,9 @@ impl JobHandler for RenderHandler {
             Ok(()) => JobOutcome::Done,
             Err(CoreError::NotFound) => JobOutcome::Done, // deleted meanwhile
             Err(CoreError::Conflict(_)) => JobOutcome::Done, // replaced: a new job renders it
-            Err(e @ CoreError::Unsupported(_)) | Err(e @ CoreError::Rejected(_)) => {
-                JobOutcome::Fail(e.to_string())
-            }
+            Err(e @ CoreError::Unsupported(_))
+            | Err(e @ CoreError::Rejected(_))
+            | Err(e @ CoreError::OverBudget { .. }) => JobOutcome::Fail(e.to_string()),
             Err(e) => JobOutcome::Retry(format!("{e}: {e:?}")),
         }
     }
@@ -72,7 +100,7 @@ impl Engine {
             .cloned()
             .collect();
         if !missing.is_empty() {
-            self.render_presets(&image, &missing).await?;
+            self.render(&image, Rendering::Presets(missing)).await?;
         }
         self.catalog.set_processed(image_id, Some(now())).await?;
         Ok(())
@@ -84,15 +112,45 @@ impl Engine {
         let Some(p) = self.config.presets.get(preset).cloned() else {
             return Err(CoreError::NotFound);
         };
+        self.single_flight(image, preset, Rendering::Presets(vec![p]))
+            .await
+    }
+
+    /// The whole picture converted to `format` (orientation applied,
+    /// metadata stripped), kept as a variant named `full.<format>` so it is
+    /// converted once however many ask, through the same single flight and
+    /// decode budget as every variant.
+    pub async fn conversion(
+        &self,
+        image: &Image,
+        format: tintype_media::OutputFormat,
+    ) -> Result<Variant, CoreError> {
+        if format != tintype_media::OutputFormat::Webp {
+            return Err(CoreError::Unsupported(format!(
+                "full-size conversion to {} is not offered",
+                format.name()
+            )));
+        }
+        let name = format!("{CONVERSION_PREFIX}{}", format.name());
+        self.single_flight(image, &name, Rendering::Full(format))
+            .await
+    }
+
+    async fn single_flight(
+        &self,
+        image: &Image,
+        name: &str,
+        rendering: Rendering,
+    ) -> Result<Variant, CoreError> {
         if image.content.kind != ImageKind::Picture {
             return Err(CoreError::Unsupported(
                 "disk images have no variants".into(),
             ));
         }
-        if let Some(v) = self.catalog.variant(&image.id, preset).await? {
+        if let Some(v) = self.catalog.variant(&image.id, name).await? {
             return Ok(v);
         }
-        let key = (image.id.clone(), preset.to_string());
+        let key = (image.id.clone(), name.to_string());
         let cell = {
             let mut flights = self
                 .flights
@@ -103,10 +161,10 @@ impl Engine {
         let result = cell
             .get_or_init(|| async {
                 // Another flight may have finished between our check and now.
-                if let Ok(Some(v)) = self.catalog.variant(&image.id, preset).await {
+                if let Ok(Some(v)) = self.catalog.variant(&image.id, name).await {
                     return Ok(v);
                 }
-                self.render_presets(image, std::slice::from_ref(&p))
+                self.render(image, rendering)
                     .await
                     .and_then(|mut v| v.pop().ok_or(CoreError::Internal("no variant".into())))
             })
@@ -120,30 +178,42 @@ impl Engine {
         result
     }
 
-    /// Renders the presets from one decode and stores them.
-    async fn render_presets(
-        &self,
-        image: &Image,
-        presets: &[Preset],
-    ) -> Result<Vec<Variant>, CoreError> {
+    /// Renders from one decode and stores the results as variants.
+    async fn render(&self, image: &Image, rendering: Rendering) -> Result<Vec<Variant>, CoreError> {
         let local = self
             .blobs
             .local_file(&image.content.sha256, &self.config.tmp_dir)
             .await?;
         let path = local.path().to_path_buf();
         let limits = self.config.limits.clone();
-        let presets_owned = presets.to_vec();
         let tmp_dir = self.config.tmp_dir.clone();
+        let names = rendering.names();
+        // Headers only: what the decode will allocate, before it does.
+        let (probe, specs) = {
+            let (path, limits, rendering) = (path.clone(), limits.clone(), rendering.clone());
+            tokio::task::spawn_blocking(move || {
+                let probe = tintype_media::probe_file(&path, &limits)?;
+                let specs = rendering.specs(probe.format);
+                Ok::<_, tintype_media::MediaError>((probe, specs))
+            })
+            .await
+            .map_err(CoreError::internal)?
+            .map_err(crate::ingest::media_error)?
+        };
+        let _room = self
+            .budget
+            .acquire(tintype_media::render_memory(&probe, &specs))
+            .await?;
         let rendered = tokio::task::spawn_blocking(move || {
-            let probe = tintype_media::probe_file(&path, &limits)?;
-            let specs: Vec<_> = presets_owned
-                .iter()
-                .map(|p| p.spec_for(probe.format))
-                .collect();
-            let out = tintype_media::render_file(&path, &probe, &specs, &limits)?;
+            let out = match rendering {
+                Rendering::Presets(_) => {
+                    tintype_media::render_file(&path, &probe, &specs, &limits)?
+                }
+                Rendering::Full(_) => vec![tintype_media::to_webp(&path, &probe, &limits)?],
+            };
             // Each variant goes to a temp file, hashed, ready for the store.
             let mut staged = Vec::with_capacity(out.len());
-            for (r, p) in out.into_iter().zip(presets_owned.iter()) {
+            for (r, name) in out.into_iter().zip(names.iter()) {
                 let mut f = tempfile::Builder::new()
                     .prefix("variant-")
                     .tempfile_in(&tmp_dir)?;
@@ -151,7 +221,7 @@ impl Engine {
                 f.as_file().sync_all()?;
                 let sha = hex::encode(Sha256::digest(&r.bytes));
                 staged.push((
-                    p.name.clone(),
+                    name.clone(),
                     r.width,
                     r.height,
                     r.content_type,
@@ -194,8 +264,11 @@ impl Engine {
         Ok(out)
     }
 
-    /// The variants an image has so far.
+    /// The variants an image has so far (its presets; full-size
+    /// conversions are served by their own routes).
     pub async fn variants(&self, image_id: &str) -> Result<Vec<Variant>, CoreError> {
-        Ok(self.catalog.variants(image_id).await?)
+        let mut all = self.catalog.variants(image_id).await?;
+        all.retain(|v| !v.preset.starts_with(CONVERSION_PREFIX));
+        Ok(all)
     }
 }

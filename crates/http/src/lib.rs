@@ -51,6 +51,10 @@ pub fn app(state: AppState, dialects: Vec<Router<AppState>>) -> Router {
         router = router.merge(d);
     }
     router
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            retry_after,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
@@ -62,6 +66,28 @@ pub fn app(state: AppState, dialects: Vec<Router<AppState>>) -> Router {
         // Upload size is enforced while streaming, by the engine.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
+}
+
+/// Every 503, in every API's envelope, tells the client when to come back
+/// (the decode budget's wait, at least a second).
+async fn retry_after(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut resp: axum::response::Response,
+) -> axum::response::Response {
+    if resp.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE
+        && !resp.headers().contains_key(axum::http::header::RETRY_AFTER)
+    {
+        let secs = state
+            .engine
+            .config()
+            .decode_budget
+            .wait
+            .as_secs()
+            .clamp(1, 60);
+        resp.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, secs.into());
+    }
+    resp
 }
 
 /// Serves the app until `shutdown` resolves.

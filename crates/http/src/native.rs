@@ -395,11 +395,6 @@ async fn variant(
     let p = who(&st, req.headers(), req.uri().query(), Scope::ImageRead).await?;
     let image = st.engine.owned_image(&p, &id).await?;
     let v = st.engine.variant(&image, &preset).await?;
-    let blob = BlobRef {
-        sha256: v.sha256,
-        size: v.size.max(0) as u64,
-        content_type: v.content_type,
-        modified: v.created_at,
-    };
+    let blob = BlobRef::of_variant(&v);
     Ok(serve_blob(&st, req.headers(), &blob, Caching::Private, None).await)
 }

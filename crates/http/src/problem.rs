@@ -36,7 +36,8 @@ pub fn status_of(e: &CoreError) -> StatusCode {
         CoreError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         CoreError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
         CoreError::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
-        CoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        CoreError::Unavailable(_) | CoreError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        CoreError::OverBudget { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         CoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -19,7 +19,7 @@ mod svg;
 pub use error::MediaError;
 pub use format::{sniff, Format, Kind};
 pub use probe::{probe_bytes, probe_file, DiskInfo, Probe};
-pub use render::{render_file, to_webp, Rendered};
+pub use render::{render_file, render_memory, to_webp, Rendered};
 pub use spec::{parse_size, FitMode, OutputFormat, VariantSpec};
 
 /// Limits checked before any large allocation.

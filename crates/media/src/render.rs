@@ -82,11 +82,7 @@ pub fn render_file(
     }
     let swap = swaps_axes(probe.orientation);
     let plans: Vec<_> = specs.iter().map(|s| plan(s, dw, dh)).collect();
-    // The largest whole-picture size any spec needs, in stored orientation.
-    let need = plans.iter().fold((0.0f64, 0.0f64), |acc, (_, (nw, nh))| {
-        (acc.0.max(*nw), acc.1.max(*nh))
-    });
-    let need = if swap { (need.1, need.0) } else { need };
+    let need = needed_size(specs, dw, dh, swap);
     let decoded = decode(path, probe, limits, need)?;
 
     // Largest output first, so each can come from the previous full-picture result.
@@ -220,14 +216,7 @@ fn decode_jpeg_turbo(
     let w = u32::try_from(header.width).map_err(|_| MediaError::Corrupt("JPEG width".into()))?;
     let h = u32::try_from(header.height).map_err(|_| MediaError::Corrupt("JPEG height".into()))?;
     limits.check(w, h)?;
-    let scaled = |dim: usize, k: usize| (dim * k).div_ceil(8);
-    let k = (1..=8usize)
-        .find(|&k| {
-            scaled(header.width, k) as f64 >= need.0.floor()
-                && scaled(header.height, k) as f64 >= need.1.floor()
-        })
-        .unwrap_or(8);
-    let (out_w, out_h) = (scaled(header.width, k), scaled(header.height, k));
+    let (out_w, out_h) = jpeg_scaled_size(header.width, header.height, need);
     let cmyk = matches!(
         header.colorspace,
         turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK
@@ -266,6 +255,79 @@ fn decode_jpeg_turbo(
         alpha: false,
         data: pixels,
     })
+}
+
+/// The size libjpeg-turbo decodes a `w` x `h` JPEG to with DCT scaling:
+/// the smallest of 1/8, 2/8, ... 8/8 that is still at least `need`.
+fn jpeg_scaled_size(w: usize, h: usize, need: (f64, f64)) -> (usize, usize) {
+    let scaled = |dim: usize, k: usize| (dim * k).div_ceil(8);
+    let k = (1..=8usize)
+        .find(|&k| scaled(w, k) as f64 >= need.0.floor() && scaled(h, k) as f64 >= need.1.floor())
+        .unwrap_or(8);
+    (scaled(w, k), scaled(h, k))
+}
+
+/// The largest whole-picture size, in stored orientation, that any of
+/// `specs` needs from a picture of display size `dw` x `dh`.
+fn needed_size(specs: &[VariantSpec], dw: u32, dh: u32, swap: bool) -> (f64, f64) {
+    let need = specs
+        .iter()
+        .map(|s| plan(s, dw, dh))
+        .fold((0.0f64, 0.0f64), |acc, (_, (nw, nh))| {
+            (acc.0.max(nw), acc.1.max(nh))
+        });
+    if swap {
+        (need.1, need.0)
+    } else {
+        need
+    }
+}
+
+/// The bytes of pixel buffers that [`render_file`] allocates at its peak for
+/// these specs (an upper estimate): the decoded picture (JPEG at its
+/// DCT-scaled size, 4 bytes per pixel plus the colour conversion; other
+/// formats 8 bytes per pixel for the decoder's buffer and the converted
+/// raster; SVG its raster plus its parsed tree), and for each output its
+/// resized, oriented and encoded buffers. `specs` empty: a full-size
+/// conversion ([`to_webp`]).
+pub fn render_memory(probe: &Probe, specs: &[VariantSpec]) -> u64 {
+    let (Some((sw, sh)), Some(dw), Some(dh)) = (probe.stored_size(), probe.width, probe.height)
+    else {
+        return 0;
+    };
+    let swap = swaps_axes(probe.orientation);
+    let full = (f64::from(sw), f64::from(sh));
+    let need = if specs.is_empty() {
+        full
+    } else {
+        needed_size(specs, dw, dh, swap)
+    };
+    let px = |w: f64, h: f64| (w.max(1.0).ceil() as u64).saturating_mul(h.max(1.0).ceil() as u64);
+    let decoded = match probe.format {
+        Format::Jpeg => {
+            let (w, h) = jpeg_scaled_size(sw as usize, sh as usize, need);
+            // CMYK decodes at 4 bytes per pixel and converts to 3.
+            px(w as f64, h as f64).saturating_mul(7)
+        }
+        Format::Svg => {
+            let scale = (need.0 / full.0).max(need.1 / full.1);
+            px(full.0 * scale, full.1 * scale).saturating_mul(4)
+        }
+        Format::Qcow2 => 0,
+        _ => px(full.0, full.1).saturating_mul(8),
+    };
+    let outputs: u64 = if specs.is_empty() {
+        px(full.0, full.1).saturating_mul(12)
+    } else {
+        specs
+            .iter()
+            .map(|s| {
+                let ((ow, oh), _) = plan(s, dw, dh);
+                px(f64::from(ow), f64::from(oh)).saturating_mul(12)
+            })
+            .fold(0u64, u64::saturating_add)
+    };
+    decoded.saturating_add(outputs)
 }
 
 fn decode_with_image(

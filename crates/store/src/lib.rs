@@ -21,7 +21,7 @@ mod sql;
 pub use dir::DirBlobStore;
 pub use migrate::{migrate, MigrateError, MigrateReport, Progress};
 pub use s3::{S3BlobStore, S3Spec};
-pub use sql::SqlCatalog;
+pub use sql::{SqlCatalog, WORKER_STOPPED};
 
 use std::path::Path;
 use std::sync::Arc;

@@ -43,6 +43,9 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     }
 }
 
+/// The error recorded for a job whose lease ran out on its last attempt.
+pub const WORKER_STOPPED: &str = "the worker stopped while running this job";
+
 const IMAGE_COLS: &str = "seq, id, owner_id, name, sha256, size, kind, format, content_type, width, height, orientation, exif, latitude, longitude, metadata, created_at, updated_at, processed_at";
 const USER_COLS: &str =
     "id, name, email, created_at, images_per_day, profile_image_id, webhook_secret";
@@ -915,6 +918,20 @@ impl Catalog for SqlCatalog {
         lease_until: Timestamp,
     ) -> Result<Option<Job>, CatalogError> {
         let t = to_millis(now());
+        // A lease that ran out means the worker stopped (crashed, killed, or
+        // its process died in the job). That attempt counts: a job out of
+        // attempts ends failed here and is never claimed again, so poison
+        // work cannot crash-loop the workers.
+        sqlx::query(&self.q(
+            "UPDATE jobs SET state = 'failed', lease_until = NULL, locked_by = NULL, dedup_key = NULL, last_error = ?, updated_at = ? \
+             WHERE state = 'running' AND lease_until < ? AND attempts >= max_attempts",
+        ))
+        .bind(WORKER_STOPPED)
+        .bind(t)
+        .bind(t)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
         let kind_filter = if kinds.is_empty() {
             String::new()
         } else {

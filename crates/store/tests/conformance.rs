@@ -203,6 +203,40 @@ async fn suite(cat: Arc<dyn Catalog>, tag: &str) {
     let done = cat.job(id).await.unwrap().unwrap();
     assert_eq!(done.state, JobState::Failed);
     assert_eq!(done.last_error.as_deref(), Some("final"));
+
+    // A job whose worker dies in it on every attempt (its lease runs out)
+    // ends failed once its attempts are used, and is never claimed again.
+    let poison = vec![format!("poison-{tag}")];
+    let pid = cat
+        .enqueue(&NewJob {
+            kind: poison[0].clone(),
+            payload: json!({}),
+            run_at: now(),
+            max_attempts: 2,
+            dedup_key: None,
+        })
+        .await
+        .unwrap();
+    for attempt in 1..=2 {
+        let j = cat
+            .claim_job("dies", &poison, now() - chrono::Duration::seconds(1))
+            .await
+            .unwrap()
+            .expect("claimed while attempts remain");
+        assert_eq!((j.id, j.attempts), (pid, attempt));
+    }
+    assert!(cat
+        .claim_job("w4", &poison, now() + chrono::Duration::seconds(60))
+        .await
+        .unwrap()
+        .is_none());
+    let dead = cat.job(pid).await.unwrap().unwrap();
+    assert_eq!(dead.state, JobState::Failed);
+    assert_eq!(dead.attempts, 2);
+    assert_eq!(
+        dead.last_error.as_deref(),
+        Some(tintype_store::WORKER_STOPPED)
+    );
 }
 
 #[tokio::test]

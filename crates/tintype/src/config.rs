@@ -32,6 +32,12 @@ pub struct Flags {
     /// Largest upload in bytes [default: 10 GiB].
     #[arg(long, env = "TINTYPE_MAX_UPLOAD_BYTES", global = true)]
     pub max_upload_bytes: Option<u64>,
+    /// Bytes that all decodes and encodes of this process may hold together [default: 1 GiB].
+    #[arg(long, env = "TINTYPE_MAX_DECODE_MEMORY", global = true)]
+    pub max_decode_memory: Option<u64>,
+    /// Seconds a conversion waits for decode memory before answering 503 [default: 30].
+    #[arg(long, env = "TINTYPE_DECODE_WAIT_SECS", global = true)]
+    pub decode_wait_secs: Option<u64>,
     /// 1 lets URL fetches reach loopback and private addresses (tests only) [default: 0].
     #[arg(long, env = "TINTYPE_FETCH_ALLOW_PRIVATE", global = true)]
     pub fetch_allow_private: Option<String>,
@@ -62,6 +68,12 @@ pub struct FileConfig {
     pub blob_store: Option<String>,
     /// Largest upload in bytes.
     pub max_upload_bytes: Option<u64>,
+    /// Bytes that all decodes and encodes of this process may hold together.
+    pub max_decode_memory: Option<u64>,
+    /// Seconds a conversion waits for decode memory before answering 503.
+    pub decode_wait_secs: Option<u64>,
+    /// Conversions that may wait for decode memory at once; more answer 503.
+    pub decode_queue: Option<usize>,
     /// Let URL fetches reach non-public addresses.
     pub fetch_allow_private: Option<bool>,
     /// Log filter.
@@ -151,6 +163,15 @@ impl Settings {
         let mut engine = EngineConfig::new(data_dir.join("tmp"));
         if let Some(n) = flags.max_upload_bytes.or(file.max_upload_bytes) {
             engine.max_upload_bytes = n;
+        }
+        if let Some(n) = flags.max_decode_memory.or(file.max_decode_memory) {
+            engine.decode_budget.max_bytes = n.max(1 << 20);
+        }
+        if let Some(n) = flags.decode_wait_secs.or(file.decode_wait_secs) {
+            engine.decode_budget.wait = Duration::from_secs(n);
+        }
+        if let Some(n) = file.decode_queue {
+            engine.decode_budget.queue = n;
         }
         if let Some(n) = flags.workers.or(file.workers) {
             engine.workers = n;

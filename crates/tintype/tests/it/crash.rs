@@ -243,3 +243,88 @@ fn kill_9_among_concurrent_uploads_loses_no_acknowledged_image() {
         assert_eq!(img["sha256"], sha.as_str());
     }
 }
+
+/// A source that accepts connections and never answers: an import of it
+/// keeps its worker busy until the server is killed.
+fn stalled_source() -> (std::net::TcpListener, String) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/photo.jpg", l.local_addr().unwrap());
+    (l, url)
+}
+
+#[test]
+fn a_job_whose_worker_dies_on_every_attempt_ends_failed_and_is_never_claimed_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let config = tmp.path().join("tintype.toml");
+    std::fs::write(
+        &config,
+        "job_max_attempts = 2\njob_lease_secs = 3\nfetch_timeout_secs = 600\n",
+    )
+    .unwrap();
+    let (source, url) = stalled_source();
+    let opts = Opts::default()
+        .env("TINTYPE_CONFIG", config.to_str().unwrap())
+        .env("TINTYPE_FETCH_ALLOW_PRIVATE", "1")
+        .env("TINTYPE_WORKERS", "1");
+    let mut s = Server::start(&data, opts.clone());
+    let token = user_with_token(&data, "ivo", &[]);
+    let c = client();
+    let r = c
+        .post(s.url("/api/v1/import/images"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({
+            "systemName": "crash",
+            "images": [{ "url": url, "id": "x1", "fileName": "x1.jpg" }]
+        }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap_or_default());
+    let id = r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let status = |s: &Server| -> Value {
+        c.get(s.url(&format!("/api/v1/import/images/status?id={id}")))
+            .bearer_auth(&token)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    // Each attempt reaches the source (the worker is inside the job), then
+    // the process dies with it.
+    source.set_nonblocking(false).unwrap();
+    let mut held = Vec::new();
+    for attempt in 1..=2 {
+        let (conn, _) = source.accept().expect("the worker fetches the source");
+        held.push(conn);
+        assert_eq!(status(&s)["finished"], false, "attempt {attempt}");
+        s.kill9();
+        s = Server::start(&data, opts.clone());
+    }
+    // The second lease runs out: the job is failed, not claimed a third time.
+    source.set_nonblocking(true).unwrap();
+    let mut v = status(&s);
+    for _ in 0..200 {
+        if v["finished"] == true {
+            break;
+        }
+        assert!(
+            source.accept().is_err(),
+            "the job was claimed again after its last attempt"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        v = status(&s);
+    }
+    assert_eq!(v["finished"], true, "{v}");
+    assert_eq!(v["state"], "failed", "{v}");
+    // The native API is unaffected and the server keeps serving.
+    let r = c
+        .get(s.url("/v1/images"))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

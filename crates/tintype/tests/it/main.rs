@@ -7,6 +7,7 @@
 //!   file and blob directory.
 
 mod api;
+mod budget;
 mod cli;
 mod crash;
 mod harness;
