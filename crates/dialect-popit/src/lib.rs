@@ -9,6 +9,10 @@
 //! user (so it shows in the native API too), referenced from its `images`
 //! entry by a hidden field that is never rendered nor taken from a client.
 //!
+//! `GET /api/v0.1` (with or without a trailing slash) is the API entry
+//! point: `meta` names the absolute URL of each collection, which is how
+//! PopIt's clients (the published Python one among them) find them.
+//!
 //! Choices:
 //! - Reads are anonymous. Writes need a tintype token secret as PopIt's API
 //!   key (`Apikey` header, `apikey` query parameter or `apikey` JSON body
@@ -66,8 +70,14 @@ pub fn router() -> Router<AppState> {
                 .delete(images::remove_one)
                 .fallback(method_not_allowed),
         )
-        .route("/api/v0.1", axum::routing::any(error::no_route))
-        .route("/api/v0.1/", axum::routing::any(error::no_route))
+        .route(
+            "/api/v0.1",
+            get(docs::entry_point).fallback(method_not_allowed),
+        )
+        .route(
+            "/api/v0.1/",
+            get(docs::entry_point).fallback(method_not_allowed),
+        )
         .route(
             "/api/v0.1/{collection}/{id}/{other}",
             axum::routing::any(error::no_route),
