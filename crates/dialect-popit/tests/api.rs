@@ -1104,7 +1104,10 @@ async fn api_root_names_each_collection_by_absolute_url() {
     for root in [p.api(""), p.api("/")] {
         let meta = entry_point(c, &root).await;
         for coll in ["persons", "organizations", "memberships", "posts"] {
-            let url = meta[format!("{coll}_api_url")].as_str().unwrap().to_string();
+            let url = meta[format!("{coll}_api_url")]
+                .as_str()
+                .unwrap()
+                .to_string();
             assert_eq!(url, format!("{}/api/v0.1/{coll}", p.server.base));
             // Each URL is the collection itself.
             let r = c.get(&url).send().await.unwrap();
@@ -1164,4 +1167,61 @@ async fn api_root_urls_are_built_from_the_public_url() {
     );
     let _ = tx.send(());
     served.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_trailing_slash_is_the_same_route() {
+    // PopIt's routing (Express) ignored a trailing slash.
+    let p = start().await;
+    joe(&p).await;
+    let (s, plain) = p.get_json("/persons").await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, slashed) = p.get_json("/persons/").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(slashed, plain);
+    assert_eq!(slashed["total"], 1);
+    let (s, doc) = p.get_json(&format!("/persons/{DOC}/")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(doc["result"]["name"], "Joe Bloggs");
+    // Writes too: an upload, then its replacement and deletion.
+    let (s, v) = p
+        .upload(
+            &format!("/persons/{DOC}/image/"),
+            portrait_form("Official Portrait", "PR office", jpeg([9, 9, 9])),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let iid = v["result"]["images"][0]["_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = p
+        .client
+        .delete(p.api(&format!("/persons/{DOC}/image/{iid}/")))
+        .header("Apikey", &p.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["result"]["images"], json!([]));
+    // Anything else under the prefix answers in PopIt's envelope.
+    for path in [
+        format!("/persons/{DOC}/x/"),
+        format!("/persons/{DOC}/x/y/"),
+        format!("/persons/{DOC}/image/{iid}/z"),
+    ] {
+        expect_error(
+            p.client.get(p.api(&path)).send().await.unwrap(),
+            StatusCode::NOT_FOUND,
+            json!({"errors": ["not found"]}),
+        )
+        .await;
+    }
+    expect_error(
+        p.client.get(p.api("/people/")).send().await.unwrap(),
+        StatusCode::NOT_FOUND,
+        json!({"errors": ["collection 'people' not found"]}),
+    )
+    .await;
 }

@@ -230,7 +230,8 @@ def check_uploads(base, api, pid, oid, jpeg, png):
         files={"image": ("p.jpg", jpeg_bytes, "image/jpeg")}),
         400, {"errors": ["No doc found"]})
     client_error(lambda: person.image.post(
-        files={"image": ("notes.txt", "not a picture at all", "text/plain")}), 400, None)
+        files={"image": ("notes.txt", "not a picture at all", "text/plain")}), 400,
+        {"errors": ["The uploaded image was of non-permitted type: text/plain"]})
     client_error(lambda: person.image("ffffffffffffffffffffffff").put(
         files={"image": ("p.jpg", jpeg_bytes, "image/jpeg")}),
         400, {"errors": ["No image with that id found"]})
