@@ -27,6 +27,54 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import fulcrum' 2>/de
 fi
 export TINTYPE_FULCRUM_PYTHON="$venv/bin/python"
 
+# The published PopIt client for Python (Python 2 only: PopIt-Python 0.1.11,
+# which pins requests 2.6.0), in its own Python 2.7 virtual environment with
+# pinned dependencies. Python 2.7 comes from pyenv (the machine image has
+# 2.7.18; `pyenv install` is tried otherwise). Without it the PopIt client
+# test fails and says why.
+popit_reqs="PopIt-Python==0.1.11 requests==2.6.0 slumber==0.7.1"
+popit_venv="$tools/popit-py27"
+if [ ! -x "$popit_venv/bin/python" ] || [ "$(cat "$popit_venv/.pins" 2>/dev/null)" != "$popit_reqs" ] \
+   || ! "$popit_venv/bin/python" -c 'import popit_api, slumber' 2>/dev/null; then
+  pyenv_root=${PYENV_ROOT:-$HOME/.pyenv}
+  find_py27() {
+    local c
+    for c in "$pyenv_root"/versions/2.7*/bin/python2.7 "$(command -v python2.7 || true)"; do
+      if [ -x "$c" ] && "$c" -c 'import sys; assert sys.version_info[:2] == (2, 7)' 2>/dev/null; then
+        echo "$c"; return 0
+      fi
+    done
+    return 1
+  }
+  py27=$(find_py27 || true)
+  if [ -z "$py27" ] && command -v pyenv >/dev/null; then
+    echo "== installing Python 2.7.18 with pyenv for the PopIt client test"
+    pyenv install --skip-existing 2.7.18 || true
+    py27=$(find_py27 || true)
+  fi
+  if [ -z "$py27" ]; then
+    echo "!! no Python 2.7 found (pyenv or PATH): the PopIt client test will fail" >&2
+  else
+    rm -rf "$popit_venv"
+    export PIP_NO_PYTHON_VERSION_WARNING=1
+    if ! PYTHONPATH="$tools/py27-virtualenv" "$py27" -m virtualenv --version >/dev/null 2>&1; then
+      rm -rf "$tools/py27-virtualenv"
+      "$py27" -m pip install --quiet --disable-pip-version-check \
+        --target "$tools/py27-virtualenv" virtualenv==20.15.1
+    fi
+    VIRTUALENV_OVERRIDE_APP_DATA="$tools/py27-virtualenv-data" PYTHONPATH="$tools/py27-virtualenv" \
+      "$py27" -m virtualenv --quiet --no-download "$popit_venv"
+    # requests first, so that slumber's own requirement does not replace it.
+    "$popit_venv/bin/pip" install --quiet --disable-pip-version-check requests==2.6.0
+    # shellcheck disable=SC2086
+    "$popit_venv/bin/pip" install --quiet --disable-pip-version-check $popit_reqs
+    echo "$popit_reqs" >"$popit_venv/.pins"
+  fi
+fi
+if [ -x "$popit_venv/bin/python" ]; then
+  export TINTYPE_POPIT_PYTHON="$popit_venv/bin/python"
+fi
+
 start=$(date +%s)
 for tier in $tiers; do
   case "$tier" in

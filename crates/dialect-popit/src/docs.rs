@@ -158,6 +158,29 @@ fn page_param(query: Option<&str>, name: &str, max: i64, default: i64) -> i64 {
     }
 }
 
+/// GET `/api/v0.1` and `/api/v0.1/`: the API entry point. `meta` holds the
+/// absolute URL of each collection, under `{collection}_api_url` (clients
+/// read the collection names off these keys), and `image_proxy_url`, which
+/// is empty: tintype runs no image proxy, and the original API answered an
+/// empty string when none was configured.
+pub async fn entry_point(State(st): State<AppState>) -> Response {
+    let mut meta = Map::new();
+    for c in wire::COLLECTIONS {
+        meta.insert(
+            format!("{c}_api_url"),
+            json!(st.url(&format!("{}/{c}", crate::PREFIX))),
+        );
+    }
+    meta.insert("image_proxy_url".into(), json!(""));
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "note": "This is the API entry point - use a '*_api_url' link in 'meta' to search a collection.",
+            "meta": meta,
+        }),
+    )
+}
+
 pub async fn list(
     State(st): State<AppState>,
     Path(coll): Path<String>,

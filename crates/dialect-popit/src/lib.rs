@@ -9,6 +9,10 @@
 //! user (so it shows in the native API too), referenced from its `images`
 //! entry by a hidden field that is never rendered nor taken from a client.
 //!
+//! `GET /api/v0.1` (with or without a trailing slash) is the API entry
+//! point: `meta` names the absolute URL of each collection, which is how
+//! PopIt's clients (the published Python one among them) find them.
+//!
 //! Choices:
 //! - Reads are anonymous. Writes need a tintype token secret as PopIt's API
 //!   key (`Apikey` header, `apikey` query parameter or `apikey` JSON body
@@ -28,7 +32,7 @@ mod images;
 mod wire;
 
 use axum::extract::{Path, Request, State};
-use axum::routing::{get, post, put};
+use axum::routing::{get, post, put, MethodRouter};
 use axum::Router;
 use error::method_not_allowed;
 use tintype_http::AppState;
@@ -38,48 +42,44 @@ pub use error::PopitError;
 /// The API prefix PopIt mounts its API at.
 pub const PREFIX: &str = "/api/v0.1";
 
-/// Every PopIt route, with full paths.
+/// Every PopIt route, with full paths. Like PopIt's (Express, whose routing
+/// ignores a trailing slash), each API route also answers with a trailing
+/// slash; any other path under the prefix is a 404 in PopIt's envelope.
 pub fn router() -> Router<AppState> {
-    let mut r = Router::new()
-        .route(
-            "/api/v0.1/{collection}",
-            get(docs::list)
-                .post(docs::create)
-                .fallback(method_not_allowed),
-        )
-        .route(
-            "/api/v0.1/{collection}/{id}",
-            get(docs::show)
-                .put(docs::replace)
-                .delete(docs::remove)
-                .fallback(method_not_allowed),
-        )
-        .route(
-            "/api/v0.1/{collection}/{id}/image",
-            post(images::upload)
-                .delete(images::remove_all)
-                .fallback(method_not_allowed),
-        )
-        .route(
-            "/api/v0.1/{collection}/{id}/image/{image_id}",
-            put(images::replace)
-                .delete(images::remove_one)
-                .fallback(method_not_allowed),
-        )
-        .route("/api/v0.1", axum::routing::any(error::no_route))
-        .route("/api/v0.1/", axum::routing::any(error::no_route))
-        .route(
-            "/api/v0.1/{collection}/{id}/{other}",
-            axum::routing::any(error::no_route),
-        )
-        .route(
-            "/api/v0.1/{collection}/{id}/{other}/{*rest}",
-            axum::routing::any(error::no_route),
-        )
-        .route(
-            "/api/v0.1/{collection}/{id}/image/{image_id}/{*rest}",
+    let api: [(&str, MethodRouter<AppState>); 5] = [
+        ("", get(docs::entry_point)),
+        ("/{collection}", get(docs::list).post(docs::create)),
+        (
+            "/{collection}/{id}",
+            get(docs::show).put(docs::replace).delete(docs::remove),
+        ),
+        (
+            "/{collection}/{id}/image",
+            post(images::upload).delete(images::remove_all),
+        ),
+        (
+            "/{collection}/{id}/image/{image_id}",
+            put(images::replace).delete(images::remove_one),
+        ),
+    ];
+    let mut r = Router::new();
+    for (path, methods) in api {
+        let methods = methods.fallback(method_not_allowed);
+        r = r
+            .route(&format!("{PREFIX}{path}"), methods.clone())
+            .route(&format!("{PREFIX}{path}/"), methods);
+    }
+    for path in [
+        "/{collection}/{id}/{other}",
+        "/{collection}/{id}/{other}/",
+        "/{collection}/{id}/{other}/{*rest}",
+        "/{collection}/{id}/image/{image_id}/{*rest}",
+    ] {
+        r = r.route(
+            &format!("{PREFIX}{path}"),
             axum::routing::any(error::no_route),
         );
+    }
     for c in wire::COLLECTIONS {
         r = r.route(
             &format!("/{c}/{{id}}/image/{{image_id}}"),

@@ -1068,3 +1068,160 @@ async fn deleting_a_document_releases_its_files() {
     let (s, _, _) = p.fetch(&url).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+/// The entry point's `meta`, checked for its keys; returns it.
+async fn entry_point(c: &Client, url: &str) -> Value {
+    let r = c.get(url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{url}");
+    let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(ct.starts_with("application/json"), "{ct}");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(keys(&v), ["meta", "note"], "{v}");
+    assert_eq!(
+        v["note"],
+        "This is the API entry point - use a '*_api_url' link in 'meta' to search a collection."
+    );
+    assert_eq!(
+        keys(&v["meta"]),
+        [
+            "image_proxy_url",
+            "memberships_api_url",
+            "organizations_api_url",
+            "persons_api_url",
+            "posts_api_url"
+        ],
+        "{v}"
+    );
+    assert_eq!(v["meta"]["image_proxy_url"], "");
+    v["meta"].clone()
+}
+
+#[tokio::test]
+async fn api_root_names_each_collection_by_absolute_url() {
+    let p = start().await;
+    joe(&p).await;
+    let c = &p.client;
+    for root in [p.api(""), p.api("/")] {
+        let meta = entry_point(c, &root).await;
+        for coll in ["persons", "organizations", "memberships", "posts"] {
+            let url = meta[format!("{coll}_api_url")]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert_eq!(url, format!("{}/api/v0.1/{coll}", p.server.base));
+            // Each URL is the collection itself.
+            let r = c.get(&url).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{url}");
+            let list: Value = r.json().await.unwrap();
+            let want = if coll == "persons" { 1 } else { 0 };
+            assert_eq!(list["total"], want, "{url}: {list}");
+        }
+        let (s, listed) = p.get_json("/persons").await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(listed["result"][0]["name"], "Joe Bloggs");
+        // Only GET (and HEAD) is served there.
+        expect_error(
+            c.post(&root)
+                .header("Apikey", &p.key)
+                .json(&json!({"name": "x"}))
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            json!({"errors": ["unsupported method"]}),
+        )
+        .await;
+        let head = c.head(&root).send().await.unwrap();
+        assert_eq!(head.status(), StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn api_root_urls_are_built_from_the_public_url() {
+    // The same engine served a second time, as if behind a proxy whose
+    // public URL has a path and a trailing slash.
+    let p = start().await;
+    let public = "https://popit.example.org/behind/proxy/";
+    let state = tintype_http::AppState::new(p.server.engine.clone(), public);
+    let app = tintype_http::app(state, vec![tintype_popit::router()]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(tintype_http::serve(listener, app, async move {
+        let _ = rx.await;
+    }));
+    for path in ["/api/v0.1", "/api/v0.1/"] {
+        let meta = entry_point(&p.client, &format!("http://{addr}{path}")).await;
+        for coll in ["persons", "organizations", "memberships", "posts"] {
+            assert_eq!(
+                meta[format!("{coll}_api_url")],
+                format!("https://popit.example.org/behind/proxy/api/v0.1/{coll}")
+            );
+        }
+    }
+    // The directly served instance still names its own address.
+    let meta = entry_point(&p.client, &p.api("")).await;
+    assert_eq!(
+        meta["posts_api_url"],
+        format!("{}/api/v0.1/posts", p.server.base)
+    );
+    let _ = tx.send(());
+    served.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_trailing_slash_is_the_same_route() {
+    // PopIt's routing (Express) ignored a trailing slash.
+    let p = start().await;
+    joe(&p).await;
+    let (s, plain) = p.get_json("/persons").await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, slashed) = p.get_json("/persons/").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(slashed, plain);
+    assert_eq!(slashed["total"], 1);
+    let (s, doc) = p.get_json(&format!("/persons/{DOC}/")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(doc["result"]["name"], "Joe Bloggs");
+    // Writes too: an upload, then its replacement and deletion.
+    let (s, v) = p
+        .upload(
+            &format!("/persons/{DOC}/image/"),
+            portrait_form("Official Portrait", "PR office", jpeg([9, 9, 9])),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let iid = v["result"]["images"][0]["_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = p
+        .client
+        .delete(p.api(&format!("/persons/{DOC}/image/{iid}/")))
+        .header("Apikey", &p.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["result"]["images"], json!([]));
+    // Anything else under the prefix answers in PopIt's envelope.
+    for path in [
+        format!("/persons/{DOC}/x/"),
+        format!("/persons/{DOC}/x/y/"),
+        format!("/persons/{DOC}/image/{iid}/z"),
+    ] {
+        expect_error(
+            p.client.get(p.api(&path)).send().await.unwrap(),
+            StatusCode::NOT_FOUND,
+            json!({"errors": ["not found"]}),
+        )
+        .await;
+    }
+    expect_error(
+        p.client.get(p.api("/people/")).send().await.unwrap(),
+        StatusCode::NOT_FOUND,
+        json!({"errors": ["collection 'people' not found"]}),
+    )
+    .await;
+}
