@@ -45,3 +45,33 @@ pub async fn open_blob_store(spec: &str) -> Result<Arc<dyn BlobStore>, String> {
         .map_err(|e| format!("blob directory {path}: {e}"))?;
     Ok(Arc::new(store))
 }
+
+/// Creates a new, empty database named `name` (lower-case letters, digits
+/// and `_`, at most 63) on the PostgreSQL server that `url` names, and
+/// returns the URL of the new database: for tests and benchmarks that need
+/// a catalog of their own on a shared server.
+pub async fn create_postgres_database(url: &str, name: &str) -> Result<String, CatalogError> {
+    use sqlx::Connection;
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit();
+    if !valid {
+        return Err(CatalogError::Database(format!(
+            "not a plain database name: {name:?}"
+        )));
+    }
+    let mut u = url::Url::parse(url)
+        .map_err(|e| CatalogError::Database(format!("database URL: {e}")))?;
+    let db = |e: sqlx::Error| CatalogError::Database(e.to_string());
+    let mut conn = sqlx::PgConnection::connect(url).await.map_err(db)?;
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .map_err(db)?;
+    let _ = conn.close().await;
+    u.set_path(&format!("/{name}"));
+    Ok(u.to_string())
+}

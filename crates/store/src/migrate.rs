@@ -11,7 +11,7 @@
 //!    of them or none. The target catalog must be empty. Queued jobs come
 //!    along; jobs that were running are queued again, without their lease.
 
-use crate::sql::{Backend, SqlCatalog};
+use crate::sql::{Backend, SqlCatalog, Stmt};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
@@ -237,10 +237,7 @@ fn requeue_running(t: &Table, row: &mut [Val]) {
     }
 }
 
-fn bind_val<'q>(
-    q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
-    v: Val,
-) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+fn bind_val(q: Stmt<'static>, v: Val) -> Stmt<'static> {
     match v {
         Val::Int(x) => q.bind(x),
         Val::Text(x) => q.bind(x),
@@ -446,7 +443,6 @@ async fn copy_table(
         "INSERT INTO {} ({col_list}) VALUES ({placeholders})",
         t.name
     );
-    let insert = to.q(&insert).into_owned();
     let key_idx: Vec<usize> = t
         .key
         .iter()
@@ -467,8 +463,7 @@ async fn copy_table(
             "SELECT {col_list} FROM {} {filter} ORDER BY {order} LIMIT {PAGE}",
             t.name
         );
-        let select = from.q(&select).into_owned();
-        let mut q = sqlx::query(&select);
+        let mut q = from.stmt(&select);
         for b in binds {
             q = bind_val(q, b);
         }
@@ -483,7 +478,7 @@ async fn copy_table(
             let mut row = read_row(t, r).map_err(MigrateError::Source)?;
             last_key = Some(key_idx.iter().map(|&i| row[i].clone()).collect());
             requeue_running(t, &mut row);
-            let mut q = sqlx::query(&insert);
+            let mut q = to.stmt(&insert);
             for v in row {
                 q = bind_val(q, v);
             }

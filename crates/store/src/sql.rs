@@ -1,7 +1,48 @@
+//! The catalog over SQLite or PostgreSQL through sqlx's `Any` driver.
+//!
+//! # Parameters on PostgreSQL: one statement, one set of parameter types
+//!
+//! Every statement goes through [`Stmt`], never `sqlx::query(..).bind(..)`
+//! directly. The reason is a trap in how sqlx runs a statement on
+//! PostgreSQL:
+//!
+//! - sqlx prepares each SQL text once per connection and caches it by that
+//!   text alone. The parameter types sent with the `Parse` message are
+//!   those of the values bound the first time; every later execution on
+//!   that connection reuses the statement and sends its values in binary
+//!   for those types, whatever the Rust types bound then.
+//! - A `NULL` travels through the `Any` driver as "NULL of kind K", and
+//!   sqlx 0.8 turns a NULL `f64` (kind `DOUBLE`) into a NULL `f32`, i.e. a
+//!   `float4` parameter (and `REAL` into `float8`: the two are swapped).
+//!
+//! So a photo without GPS stored first on a connection prepared the image
+//! insert with `latitude`/`longitude` as `float4`; the next photo with GPS
+//! on that connection sent 8 bytes of `float8` for a `float4` parameter
+//! and PostgreSQL answered `incorrect binary data format in bind parameter
+//! 13` (a 500). On a fresh database the pattern depended on which pooled
+//! connection served which upload. An explicit cast in the SQL
+//! (`$13::float8`) does not help: it converts *after* the server has read
+//! the parameter with the type that `Parse` declared.
+//!
+//! The fix is general: on PostgreSQL, [`Stmt`] appends a comment naming the
+//! type of every bound value and whether it is NULL (`/* params: tDd… */`).
+//! The statement cache is keyed by the SQL text, so each shape of
+//! parameters gets a prepared statement of its own, declared with exactly
+//! the types it is executed with; a statement is never reused with other
+//! parameter types, for any query and whatever sqlx's NULL mapping. A
+//! statement has few nullable parameters, so few shapes exist (the cache
+//! holds 100 statements per connection and re-prepares beyond). SQLite does
+//! not type parameters and keeps the plain SQL.
+//!
+//! The storage conformance suite (`tests/conformance.rs`) runs every case
+//! both on a fresh catalog and on one long-lived pool that has served all
+//! the others, and binds every nullable column as NULL and as a value in
+//! turn.
+
 use async_trait::async_trait;
 use serde_json::{Map, Value};
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::any::{Any, AnyArguments, AnyPoolOptions, AnyQueryResult, AnyRow};
+use sqlx::{AnyPool, Arguments, Encode, Row, Type, TypeInfo};
 use std::borrow::Cow;
 use std::time::Duration;
 use tintype_core::*;
@@ -96,34 +137,16 @@ impl SqlCatalog {
         Ok(cat)
     }
 
-    /// Rewrites `?` placeholders into `$1, $2, …` for PostgreSQL.
-    pub(crate) fn q<'a>(&self, sql: &'a str) -> Cow<'a, str> {
-        if self.backend == Backend::Sqlite {
-            return Cow::Borrowed(sql);
-        }
-        let mut out = String::with_capacity(sql.len() + 16);
-        let mut n = 0;
-        let mut in_str = false;
-        for c in sql.chars() {
-            if c == '\'' {
-                in_str = !in_str;
-            }
-            if c == '?' && !in_str {
-                n += 1;
-                out.push('$');
-                out.push_str(&n.to_string());
-            } else {
-                out.push(c);
-            }
-        }
-        Cow::Owned(out)
+    /// A statement over `sql` (with `?` placeholders) for this backend.
+    pub(crate) fn stmt<'q>(&self, sql: &str) -> Stmt<'q> {
+        Stmt::new(self.backend, sql)
     }
 
     /// Jobs with ids above `after_id`, in id order, at most `limit` of
     /// them (every state): for operators, tests and `tintype migrate`.
     pub async fn jobs_after(&self, after_id: i64, limit: i64) -> Result<Vec<Job>, CatalogError> {
         let sql = format!("SELECT {JOB_COLS} FROM jobs WHERE id > ? ORDER BY id LIMIT ?");
-        let rows = sqlx::query(&self.q(&sql))
+        let rows = self.stmt(&sql)
             .bind(after_id)
             .bind(limit)
             .fetch_all(&self.pool)
@@ -184,7 +207,7 @@ impl SqlCatalog {
         use sqlx::Connection;
         let mut tx = conn.begin().await?;
         let done: Option<AnyRow> =
-            sqlx::query(&self.q("SELECT version FROM schema_migrations WHERE version = ?"))
+            self.stmt("SELECT version FROM schema_migrations WHERE version = ?")
                 .bind(m.version)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -197,7 +220,7 @@ impl SqlCatalog {
             Backend::Postgres => m.postgres,
         };
         sqlx::raw_sql(sql).execute(&mut *tx).await?;
-        sqlx::query(&self.q("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)"))
+        self.stmt("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
             .bind(m.version)
             .bind(to_millis(now()))
             .execute(&mut *tx)
@@ -206,6 +229,149 @@ impl SqlCatalog {
         tracing::info!(version = m.version, "applied catalog migration");
         Ok(())
     }
+}
+
+/// A value bound to a statement: the few Rust types the catalog binds.
+pub(crate) trait Param<'q>: Encode<'q, Any> + Type<Any> + Send + 'q {
+    fn is_null(&self) -> bool {
+        false
+    }
+}
+
+impl<'q> Param<'q> for i64 {}
+impl<'q> Param<'q> for f64 {}
+impl<'q> Param<'q> for String {}
+impl<'q> Param<'q> for &'q str {}
+impl<'q> Param<'q> for &'q String {}
+impl<'q, T: Param<'q>> Param<'q> for Option<T> {
+    fn is_null(&self) -> bool {
+        self.as_ref().is_none_or(|v| v.is_null())
+    }
+}
+
+/// One letter per parameter type, upper case when the value is NULL.
+fn type_letter<'q, T: Param<'q>>(v: &T) -> char {
+    let c = match T::type_info().name() {
+        "BOOLEAN" => 'b',
+        "SMALLINT" => 'h',
+        "INTEGER" => 'i',
+        "BIGINT" => 'l',
+        "REAL" => 'f',
+        "DOUBLE" => 'd',
+        "TEXT" => 't',
+        "BLOB" => 'y',
+        _ => 'x',
+    };
+    if v.is_null() {
+        c.to_ascii_uppercase()
+    } else {
+        c
+    }
+}
+
+/// A statement with its bound values (see the module docs for why every
+/// query goes through it).
+pub(crate) struct Stmt<'q> {
+    sql: String,
+    postgres: bool,
+    shape: String,
+    args: AnyArguments<'q>,
+    error: Option<sqlx::error::BoxDynError>,
+}
+
+impl<'q> Stmt<'q> {
+    /// `sql` with `?` placeholders, rewritten for `backend`.
+    pub(crate) fn new(backend: Backend, sql: &str) -> Stmt<'q> {
+        Stmt {
+            sql: rewrite_placeholders(backend, sql).into_owned(),
+            postgres: backend == Backend::Postgres,
+            shape: String::new(),
+            args: AnyArguments::default(),
+            error: None,
+        }
+    }
+
+    pub(crate) fn bind<T: Param<'q>>(mut self, v: T) -> Self {
+        if self.postgres {
+            self.shape.push(type_letter(&v));
+        }
+        if let Err(e) = self.args.add(v) {
+            self.error.get_or_insert(e);
+        }
+        self
+    }
+
+    /// The SQL text, keyed on PostgreSQL by the parameters' shape.
+    fn text(&self) -> String {
+        if self.postgres && !self.shape.is_empty() {
+            format!("{} /* params: {} */", self.sql, self.shape)
+        } else {
+            self.sql.clone()
+        }
+    }
+
+    fn parts(self) -> Result<(String, AnyArguments<'q>), sqlx::Error> {
+        let text = self.text();
+        match self.error {
+            Some(e) => Err(sqlx::Error::Encode(e)),
+            None => Ok((text, self.args)),
+        }
+    }
+
+    pub(crate) async fn execute<'c, E>(self, e: E) -> Result<AnyQueryResult, sqlx::Error>
+    where
+        E: sqlx::Executor<'c, Database = Any>,
+    {
+        let (sql, args) = self.parts()?;
+        sqlx::query_with(&sql, args).execute(e).await
+    }
+
+    pub(crate) async fn fetch_one<'c, E>(self, e: E) -> Result<AnyRow, sqlx::Error>
+    where
+        E: sqlx::Executor<'c, Database = Any>,
+    {
+        let (sql, args) = self.parts()?;
+        sqlx::query_with(&sql, args).fetch_one(e).await
+    }
+
+    pub(crate) async fn fetch_optional<'c, E>(self, e: E) -> Result<Option<AnyRow>, sqlx::Error>
+    where
+        E: sqlx::Executor<'c, Database = Any>,
+    {
+        let (sql, args) = self.parts()?;
+        sqlx::query_with(&sql, args).fetch_optional(e).await
+    }
+
+    pub(crate) async fn fetch_all<'c, E>(self, e: E) -> Result<Vec<AnyRow>, sqlx::Error>
+    where
+        E: sqlx::Executor<'c, Database = Any>,
+    {
+        let (sql, args) = self.parts()?;
+        sqlx::query_with(&sql, args).fetch_all(e).await
+    }
+}
+
+/// Rewrites `?` placeholders into `$1, $2, …` for PostgreSQL.
+fn rewrite_placeholders(backend: Backend, sql: &str) -> Cow<'_, str> {
+    if backend == Backend::Sqlite {
+        return Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    let mut in_str = false;
+    for c in sql.chars() {
+        if c == '\'' {
+            in_str = !in_str;
+        }
+        if c == '?' && !in_str {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 fn get<'r, T>(row: &'r AnyRow, col: &str) -> Result<T, CatalogError>
@@ -359,7 +525,7 @@ impl Catalog for SqlCatalog {
         let sql = format!(
             "INSERT INTO users (name, email, created_at, images_per_day, webhook_secret) VALUES (?, ?, ?, 0, ?) RETURNING {USER_COLS}"
         );
-        match sqlx::query(&self.q(&sql))
+        match self.stmt(&sql)
             .bind(name)
             .bind(email)
             .bind(to_millis(now()))
@@ -375,7 +541,7 @@ impl Catalog for SqlCatalog {
 
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, CatalogError> {
         let sql = format!("SELECT {USER_COLS} FROM users WHERE id = ?");
-        let r = sqlx::query(&self.q(&sql))
+        let r = self.stmt(&sql)
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -385,7 +551,7 @@ impl Catalog for SqlCatalog {
 
     async fn user_by_name(&self, name: &str) -> Result<Option<User>, CatalogError> {
         let sql = format!("SELECT {USER_COLS} FROM users WHERE name = ?");
-        let r = sqlx::query(&self.q(&sql))
+        let r = self.stmt(&sql)
             .bind(name)
             .fetch_optional(&self.pool)
             .await
@@ -408,7 +574,7 @@ impl Catalog for SqlCatalog {
     }
 
     async fn set_quota(&self, id: UserId, images_per_day: i64) -> Result<bool, CatalogError> {
-        let r = sqlx::query(&self.q("UPDATE users SET images_per_day = ? WHERE id = ?"))
+        let r = self.stmt("UPDATE users SET images_per_day = ? WHERE id = ?")
             .bind(images_per_day)
             .bind(id)
             .execute(&self.pool)
@@ -422,7 +588,7 @@ impl Catalog for SqlCatalog {
         id: UserId,
         image_id: Option<&str>,
     ) -> Result<bool, CatalogError> {
-        let r = sqlx::query(&self.q("UPDATE users SET profile_image_id = ? WHERE id = ?"))
+        let r = self.stmt("UPDATE users SET profile_image_id = ? WHERE id = ?")
             .bind(image_id)
             .bind(id)
             .execute(&self.pool)
@@ -433,9 +599,9 @@ impl Catalog for SqlCatalog {
 
     async fn create_token(&self, token: &Token, secret_hash: &str) -> Result<(), CatalogError> {
         let scopes: Vec<&str> = token.scopes.iter().map(|s| s.as_str()).collect();
-        sqlx::query(&self.q(
+        self.stmt(
             "INSERT INTO tokens (id, user_id, secret_hash, scopes, created_at, revoked) VALUES (?, ?, ?, ?, ?, 0)",
-        ))
+        )
         .bind(&token.id)
         .bind(token.user_id)
         .bind(secret_hash)
@@ -448,9 +614,9 @@ impl Catalog for SqlCatalog {
     }
 
     async fn token_by_hash(&self, secret_hash: &str) -> Result<Option<Token>, CatalogError> {
-        let r = sqlx::query(&self.q(
+        let r = self.stmt(
             "SELECT id, user_id, scopes, created_at, revoked FROM tokens WHERE secret_hash = ?",
-        ))
+        )
         .bind(secret_hash)
         .fetch_optional(&self.pool)
         .await
@@ -459,9 +625,9 @@ impl Catalog for SqlCatalog {
     }
 
     async fn list_tokens(&self, user: UserId) -> Result<Vec<Token>, CatalogError> {
-        let rows = sqlx::query(&self.q(
+        let rows = self.stmt(
             "SELECT id, user_id, scopes, created_at, revoked FROM tokens WHERE user_id = ? ORDER BY created_at, id",
-        ))
+        )
         .bind(user)
         .fetch_all(&self.pool)
         .await
@@ -470,7 +636,7 @@ impl Catalog for SqlCatalog {
     }
 
     async fn revoke_token(&self, token_id: &str) -> Result<bool, CatalogError> {
-        let r = sqlx::query(&self.q("UPDATE tokens SET revoked = 1 WHERE id = ?"))
+        let r = self.stmt("UPDATE tokens SET revoked = 1 WHERE id = ?")
             .bind(token_id)
             .execute(&self.pool)
             .await
@@ -484,7 +650,7 @@ impl Catalog for SqlCatalog {
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {IMAGE_COLS}"
         );
         let c = &i.content;
-        let r = sqlx::query(&self.q(&sql))
+        let r = self.stmt(&sql)
             .bind(&i.id)
             .bind(i.owner_id)
             .bind(i.name.as_deref())
@@ -510,7 +676,7 @@ impl Catalog for SqlCatalog {
 
     async fn image_by_id(&self, id: &str) -> Result<Option<Image>, CatalogError> {
         let sql = format!("SELECT {IMAGE_COLS} FROM images WHERE id = ?");
-        let r = sqlx::query(&self.q(&sql))
+        let r = self.stmt(&sql)
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -520,7 +686,7 @@ impl Catalog for SqlCatalog {
 
     async fn image_by_seq(&self, seq: i64) -> Result<Option<Image>, CatalogError> {
         let sql = format!("SELECT {IMAGE_COLS} FROM images WHERE seq = ?");
-        let r = sqlx::query(&self.q(&sql))
+        let r = self.stmt(&sql)
             .bind(seq)
             .fetch_optional(&self.pool)
             .await
@@ -539,7 +705,7 @@ impl Catalog for SqlCatalog {
                 let sql = format!(
                     "SELECT {IMAGE_COLS} FROM images WHERE owner_id = ? ORDER BY created_at DESC, seq DESC LIMIT ?"
                 );
-                sqlx::query(&self.q(&sql))
+                self.stmt(&sql)
                     .bind(owner)
                     .bind(limit)
                     .fetch_all(&self.pool)
@@ -549,7 +715,7 @@ impl Catalog for SqlCatalog {
                 let sql = format!(
                     "SELECT {IMAGE_COLS} FROM images WHERE owner_id = ? AND (created_at < ? OR (created_at = ? AND seq < ?)) ORDER BY created_at DESC, seq DESC LIMIT ?"
                 );
-                sqlx::query(&self.q(&sql))
+                self.stmt(&sql)
                     .bind(owner)
                     .bind(c.created_at_ms)
                     .bind(c.created_at_ms)
@@ -570,7 +736,7 @@ impl Catalog for SqlCatalog {
         metadata: Option<&Map<String, Value>>,
     ) -> Result<Option<Image>, CatalogError> {
         if let Some(n) = name {
-            sqlx::query(&self.q("UPDATE images SET name = ?, updated_at = ? WHERE id = ?"))
+            self.stmt("UPDATE images SET name = ?, updated_at = ? WHERE id = ?")
                 .bind(n)
                 .bind(to_millis(now()))
                 .bind(id)
@@ -579,7 +745,7 @@ impl Catalog for SqlCatalog {
                 .map_err(db)?;
         }
         if let Some(m) = metadata {
-            sqlx::query(&self.q("UPDATE images SET metadata = ?, updated_at = ? WHERE id = ?"))
+            self.stmt("UPDATE images SET metadata = ?, updated_at = ? WHERE id = ?")
                 .bind(map_text(m))
                 .bind(to_millis(now()))
                 .bind(id)
@@ -596,9 +762,9 @@ impl Catalog for SqlCatalog {
         c: &Content,
     ) -> Result<Option<Image>, CatalogError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let r = sqlx::query(&self.q(
+        let r = self.stmt(
             "UPDATE images SET sha256 = ?, size = ?, kind = ?, format = ?, content_type = ?, width = ?, height = ?, orientation = ?, exif = ?, latitude = ?, longitude = ?, updated_at = ?, processed_at = NULL WHERE id = ?",
-        ))
+        )
         .bind(&c.sha256)
         .bind(c.size)
         .bind(c.kind.as_str())
@@ -619,7 +785,7 @@ impl Catalog for SqlCatalog {
             tx.rollback().await.map_err(db)?;
             return Ok(None);
         }
-        sqlx::query(&self.q("DELETE FROM variants WHERE image_id = ?"))
+        self.stmt("DELETE FROM variants WHERE image_id = ?")
             .bind(id)
             .execute(&mut *tx)
             .await
@@ -635,13 +801,13 @@ impl Catalog for SqlCatalog {
             "DELETE FROM records WHERE image_id = ?",
             "UPDATE users SET profile_image_id = NULL WHERE profile_image_id = ?",
         ] {
-            sqlx::query(&self.q(sql))
+            self.stmt(sql)
                 .bind(id)
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
         }
-        let r = sqlx::query(&self.q("DELETE FROM images WHERE id = ?"))
+        let r = self.stmt("DELETE FROM images WHERE id = ?")
             .bind(id)
             .execute(&mut *tx)
             .await
@@ -655,8 +821,7 @@ impl Catalog for SqlCatalog {
         owner: UserId,
         since: Timestamp,
     ) -> Result<i64, CatalogError> {
-        let r = sqlx::query(
-            &self.q("SELECT COUNT(*) AS n FROM images WHERE owner_id = ? AND created_at >= ?"),
+        let r = self.stmt("SELECT COUNT(*) AS n FROM images WHERE owner_id = ? AND created_at >= ?",
         )
         .bind(owner)
         .bind(to_millis(since))
@@ -667,7 +832,7 @@ impl Catalog for SqlCatalog {
     }
 
     async fn set_processed(&self, id: &str, at: Option<Timestamp>) -> Result<(), CatalogError> {
-        sqlx::query(&self.q("UPDATE images SET processed_at = ? WHERE id = ?"))
+        self.stmt("UPDATE images SET processed_at = ? WHERE id = ?")
             .bind(at.map(to_millis))
             .bind(id)
             .execute(&self.pool)
@@ -679,7 +844,7 @@ impl Catalog for SqlCatalog {
     async fn put_variant(&self, v: &Variant) -> Result<(), CatalogError> {
         let sql = "INSERT INTO variants (image_id, preset, sha256, content_type, width, height, size, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
                    ON CONFLICT (image_id, preset) DO UPDATE SET sha256 = excluded.sha256, content_type = excluded.content_type, width = excluded.width, height = excluded.height, size = excluded.size, created_at = excluded.created_at";
-        sqlx::query(&self.q(sql))
+        self.stmt(sql)
             .bind(&v.image_id)
             .bind(&v.preset)
             .bind(&v.sha256)
@@ -696,7 +861,7 @@ impl Catalog for SqlCatalog {
 
     async fn variant(&self, image_id: &str, preset: &str) -> Result<Option<Variant>, CatalogError> {
         let sql = format!("SELECT {VARIANT_COLS} FROM variants WHERE image_id = ? AND preset = ?");
-        let r = sqlx::query(&self.q(&sql))
+        let r = self.stmt(&sql)
             .bind(image_id)
             .bind(preset)
             .fetch_optional(&self.pool)
@@ -707,7 +872,7 @@ impl Catalog for SqlCatalog {
 
     async fn variants(&self, image_id: &str) -> Result<Vec<Variant>, CatalogError> {
         let sql = format!("SELECT {VARIANT_COLS} FROM variants WHERE image_id = ? ORDER BY preset");
-        let rows = sqlx::query(&self.q(&sql))
+        let rows = self.stmt(&sql)
             .bind(image_id)
             .fetch_all(&self.pool)
             .await
@@ -716,9 +881,9 @@ impl Catalog for SqlCatalog {
     }
 
     async fn blob_referenced(&self, sha256: &str) -> Result<bool, CatalogError> {
-        let r = sqlx::query(&self.q(
+        let r = self.stmt(
             "SELECT (SELECT COUNT(*) FROM images WHERE sha256 = ?) + (SELECT COUNT(*) FROM variants WHERE sha256 = ?) AS n",
-        ))
+        )
         .bind(sha256)
         .bind(sha256)
         .fetch_one(&self.pool)
@@ -735,7 +900,7 @@ impl Catalog for SqlCatalog {
         let sql = format!(
             "INSERT INTO records (scope, key, owner_id, image_id, data, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {RECORD_COLS}"
         );
-        match sqlx::query(&self.q(&sql))
+        match self.stmt(&sql)
             .bind(&r.scope)
             .bind(&r.key)
             .bind(r.owner_id)
@@ -759,7 +924,7 @@ impl Catalog for SqlCatalog {
              ON CONFLICT (scope, key) DO UPDATE SET owner_id = excluded.owner_id, image_id = excluded.image_id, data = excluded.data, updated_at = excluded.updated_at \
              RETURNING {RECORD_COLS}"
         );
-        let row = sqlx::query(&self.q(&sql))
+        let row = self.stmt(&sql)
             .bind(&r.scope)
             .bind(&r.key)
             .bind(r.owner_id)
@@ -775,7 +940,7 @@ impl Catalog for SqlCatalog {
 
     async fn record(&self, scope: &str, key: &str) -> Result<Option<Record>, CatalogError> {
         let sql = format!("SELECT {RECORD_COLS} FROM records WHERE scope = ? AND key = ?");
-        let r = sqlx::query(&self.q(&sql))
+        let r = self.stmt(&sql)
             .bind(scope)
             .bind(key)
             .fetch_optional(&self.pool)
@@ -786,7 +951,7 @@ impl Catalog for SqlCatalog {
 
     async fn record_by_seq(&self, scope: &str, seq: i64) -> Result<Option<Record>, CatalogError> {
         let sql = format!("SELECT {RECORD_COLS} FROM records WHERE scope = ? AND seq = ?");
-        let r = sqlx::query(&self.q(&sql))
+        let r = self.stmt(&sql)
             .bind(scope)
             .bind(seq)
             .fetch_optional(&self.pool)
@@ -797,7 +962,7 @@ impl Catalog for SqlCatalog {
 
     async fn records_for_image(&self, image_id: &str) -> Result<Vec<Record>, CatalogError> {
         let sql = format!("SELECT {RECORD_COLS} FROM records WHERE image_id = ? ORDER BY seq");
-        let rows = sqlx::query(&self.q(&sql))
+        let rows = self.stmt(&sql)
             .bind(image_id)
             .fetch_all(&self.pool)
             .await
@@ -817,7 +982,7 @@ impl Catalog for SqlCatalog {
         let rows = match owner {
             Some(o) => {
                 let sql = format!("SELECT {RECORD_COLS} FROM records WHERE scope = ? AND owner_id = ? ORDER BY seq {order} LIMIT ? OFFSET ?");
-                sqlx::query(&self.q(&sql))
+                self.stmt(&sql)
                     .bind(scope)
                     .bind(o)
                     .bind(limit)
@@ -827,7 +992,7 @@ impl Catalog for SqlCatalog {
             }
             None => {
                 let sql = format!("SELECT {RECORD_COLS} FROM records WHERE scope = ? ORDER BY seq {order} LIMIT ? OFFSET ?");
-                sqlx::query(&self.q(&sql))
+                self.stmt(&sql)
                     .bind(scope)
                     .bind(limit)
                     .bind(offset)
@@ -842,8 +1007,7 @@ impl Catalog for SqlCatalog {
     async fn count_records(&self, scope: &str, owner: Option<UserId>) -> Result<i64, CatalogError> {
         let r = match owner {
             Some(o) => {
-                sqlx::query(
-                    &self.q("SELECT COUNT(*) AS n FROM records WHERE scope = ? AND owner_id = ?"),
+                self.stmt("SELECT COUNT(*) AS n FROM records WHERE scope = ? AND owner_id = ?",
                 )
                 .bind(scope)
                 .bind(o)
@@ -851,7 +1015,7 @@ impl Catalog for SqlCatalog {
                 .await
             }
             None => {
-                sqlx::query(&self.q("SELECT COUNT(*) AS n FROM records WHERE scope = ?"))
+                self.stmt("SELECT COUNT(*) AS n FROM records WHERE scope = ?")
                     .bind(scope)
                     .fetch_one(&self.pool)
                     .await
@@ -862,7 +1026,7 @@ impl Catalog for SqlCatalog {
     }
 
     async fn delete_record(&self, scope: &str, key: &str) -> Result<bool, CatalogError> {
-        let r = sqlx::query(&self.q("DELETE FROM records WHERE scope = ? AND key = ?"))
+        let r = self.stmt("DELETE FROM records WHERE scope = ? AND key = ?")
             .bind(scope)
             .bind(key)
             .execute(&self.pool)
@@ -877,9 +1041,9 @@ impl Catalog for SqlCatalog {
         // then try again.
         for _ in 0..5 {
             let t = to_millis(now());
-            let res = sqlx::query(&self.q(
+            let res = self.stmt(
                 "INSERT INTO jobs (kind, payload, state, attempts, max_attempts, run_at, dedup_key, created_at, updated_at) VALUES (?, ?, 'queued', 0, ?, ?, ?, ?, ?) RETURNING id",
-            ))
+            )
             .bind(&job.kind)
             .bind(job.payload.to_string())
             .bind(job.max_attempts)
@@ -892,8 +1056,7 @@ impl Catalog for SqlCatalog {
             match res {
                 Ok(r) => return get(&r, "id"),
                 Err(e) if is_unique_violation(&e) => {
-                    let r = sqlx::query(
-                        &self.q("SELECT id FROM jobs WHERE dedup_key = ? AND state = 'queued'"),
+                    let r = self.stmt("SELECT id FROM jobs WHERE dedup_key = ? AND state = 'queued'",
                     )
                     .bind(job.dedup_key.as_deref())
                     .fetch_optional(&self.pool)
@@ -946,8 +1109,8 @@ impl Catalog for SqlCatalog {
              WHERE id = (SELECT id FROM jobs WHERE ((state = 'queued' AND run_at <= ?) OR (state = 'running' AND lease_until < ?)){kind_filter} \
              ORDER BY run_at, id LIMIT 1{lock}) RETURNING {JOB_COLS}"
         );
-        let sql = self.q(&sql);
-        let mut q = sqlx::query(&sql)
+        let mut q = self
+            .stmt(&sql)
             .bind(worker)
             .bind(to_millis(lease_until))
             .bind(t)
@@ -966,9 +1129,9 @@ impl Catalog for SqlCatalog {
         worker: &str,
         lease_until: Timestamp,
     ) -> Result<bool, CatalogError> {
-        let r = sqlx::query(&self.q(
+        let r = self.stmt(
             "UPDATE jobs SET lease_until = ? WHERE id = ? AND locked_by = ? AND state = 'running'",
-        ))
+        )
         .bind(to_millis(lease_until))
         .bind(id)
         .bind(worker)
@@ -979,9 +1142,9 @@ impl Catalog for SqlCatalog {
     }
 
     async fn complete_job(&self, id: i64, worker: &str) -> Result<bool, CatalogError> {
-        let r = sqlx::query(&self.q(
+        let r = self.stmt(
             "UPDATE jobs SET state = 'done', lease_until = NULL, dedup_key = NULL, updated_at = ? WHERE id = ? AND locked_by = ? AND state = 'running'",
-        ))
+        )
         .bind(to_millis(now()))
         .bind(id)
         .bind(worker)
@@ -1000,9 +1163,9 @@ impl Catalog for SqlCatalog {
     ) -> Result<bool, CatalogError> {
         let r = match retry_at {
             Some(at) => {
-                sqlx::query(&self.q(
+                self.stmt(
                     "UPDATE jobs SET state = 'queued', run_at = ?, lease_until = NULL, locked_by = NULL, last_error = ?, updated_at = ? WHERE id = ? AND locked_by = ? AND state = 'running'",
-                ))
+                )
                 .bind(to_millis(at))
                 .bind(error)
                 .bind(to_millis(now()))
@@ -1012,9 +1175,9 @@ impl Catalog for SqlCatalog {
                 .await
             }
             None => {
-                sqlx::query(&self.q(
+                self.stmt(
                     "UPDATE jobs SET state = 'failed', lease_until = NULL, dedup_key = NULL, last_error = ?, updated_at = ? WHERE id = ? AND locked_by = ? AND state = 'running'",
-                ))
+                )
                 .bind(error)
                 .bind(to_millis(now()))
                 .bind(id)
@@ -1029,7 +1192,7 @@ impl Catalog for SqlCatalog {
 
     async fn job(&self, id: i64) -> Result<Option<Job>, CatalogError> {
         let sql = format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?");
-        let r = sqlx::query(&self.q(&sql))
+        let r = self.stmt(&sql)
             .bind(id)
             .fetch_optional(&self.pool)
             .await
