@@ -63,8 +63,8 @@ pub async fn create_postgres_database(url: &str, name: &str) -> Result<String, C
             "not a plain database name: {name:?}"
         )));
     }
-    let mut u = url::Url::parse(url)
-        .map_err(|e| CatalogError::Database(format!("database URL: {e}")))?;
+    let mut u =
+        url::Url::parse(url).map_err(|e| CatalogError::Database(format!("database URL: {e}")))?;
     let db = |e: sqlx::Error| CatalogError::Database(e.to_string());
     let mut conn = sqlx::PgConnection::connect(url).await.map_err(db)?;
     sqlx::raw_sql(&format!("CREATE DATABASE {name}"))

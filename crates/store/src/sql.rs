@@ -146,7 +146,8 @@ impl SqlCatalog {
     /// them (every state): for operators, tests and `tintype migrate`.
     pub async fn jobs_after(&self, after_id: i64, limit: i64) -> Result<Vec<Job>, CatalogError> {
         let sql = format!("SELECT {JOB_COLS} FROM jobs WHERE id > ? ORDER BY id LIMIT ?");
-        let rows = self.stmt(&sql)
+        let rows = self
+            .stmt(&sql)
             .bind(after_id)
             .bind(limit)
             .fetch_all(&self.pool)
@@ -206,11 +207,11 @@ impl SqlCatalog {
     ) -> Result<(), sqlx::Error> {
         use sqlx::Connection;
         let mut tx = conn.begin().await?;
-        let done: Option<AnyRow> =
-            self.stmt("SELECT version FROM schema_migrations WHERE version = ?")
-                .bind(m.version)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let done: Option<AnyRow> = self
+            .stmt("SELECT version FROM schema_migrations WHERE version = ?")
+            .bind(m.version)
+            .fetch_optional(&mut *tx)
+            .await?;
         if done.is_some() {
             tx.rollback().await?;
             return Ok(());
@@ -525,7 +526,8 @@ impl Catalog for SqlCatalog {
         let sql = format!(
             "INSERT INTO users (name, email, created_at, images_per_day, webhook_secret) VALUES (?, ?, ?, 0, ?) RETURNING {USER_COLS}"
         );
-        match self.stmt(&sql)
+        match self
+            .stmt(&sql)
             .bind(name)
             .bind(email)
             .bind(to_millis(now()))
@@ -541,7 +543,8 @@ impl Catalog for SqlCatalog {
 
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, CatalogError> {
         let sql = format!("SELECT {USER_COLS} FROM users WHERE id = ?");
-        let r = self.stmt(&sql)
+        let r = self
+            .stmt(&sql)
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -551,7 +554,8 @@ impl Catalog for SqlCatalog {
 
     async fn user_by_name(&self, name: &str) -> Result<Option<User>, CatalogError> {
         let sql = format!("SELECT {USER_COLS} FROM users WHERE name = ?");
-        let r = self.stmt(&sql)
+        let r = self
+            .stmt(&sql)
             .bind(name)
             .fetch_optional(&self.pool)
             .await
@@ -574,7 +578,8 @@ impl Catalog for SqlCatalog {
     }
 
     async fn set_quota(&self, id: UserId, images_per_day: i64) -> Result<bool, CatalogError> {
-        let r = self.stmt("UPDATE users SET images_per_day = ? WHERE id = ?")
+        let r = self
+            .stmt("UPDATE users SET images_per_day = ? WHERE id = ?")
             .bind(images_per_day)
             .bind(id)
             .execute(&self.pool)
@@ -588,7 +593,8 @@ impl Catalog for SqlCatalog {
         id: UserId,
         image_id: Option<&str>,
     ) -> Result<bool, CatalogError> {
-        let r = self.stmt("UPDATE users SET profile_image_id = ? WHERE id = ?")
+        let r = self
+            .stmt("UPDATE users SET profile_image_id = ? WHERE id = ?")
             .bind(image_id)
             .bind(id)
             .execute(&self.pool)
@@ -614,13 +620,14 @@ impl Catalog for SqlCatalog {
     }
 
     async fn token_by_hash(&self, secret_hash: &str) -> Result<Option<Token>, CatalogError> {
-        let r = self.stmt(
-            "SELECT id, user_id, scopes, created_at, revoked FROM tokens WHERE secret_hash = ?",
-        )
-        .bind(secret_hash)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
+        let r = self
+            .stmt(
+                "SELECT id, user_id, scopes, created_at, revoked FROM tokens WHERE secret_hash = ?",
+            )
+            .bind(secret_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
         r.as_ref().map(row_token).transpose()
     }
 
@@ -636,7 +643,8 @@ impl Catalog for SqlCatalog {
     }
 
     async fn revoke_token(&self, token_id: &str) -> Result<bool, CatalogError> {
-        let r = self.stmt("UPDATE tokens SET revoked = 1 WHERE id = ?")
+        let r = self
+            .stmt("UPDATE tokens SET revoked = 1 WHERE id = ?")
             .bind(token_id)
             .execute(&self.pool)
             .await
@@ -650,7 +658,8 @@ impl Catalog for SqlCatalog {
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {IMAGE_COLS}"
         );
         let c = &i.content;
-        let r = self.stmt(&sql)
+        let r = self
+            .stmt(&sql)
             .bind(&i.id)
             .bind(i.owner_id)
             .bind(i.name.as_deref())
@@ -676,7 +685,8 @@ impl Catalog for SqlCatalog {
 
     async fn image_by_id(&self, id: &str) -> Result<Option<Image>, CatalogError> {
         let sql = format!("SELECT {IMAGE_COLS} FROM images WHERE id = ?");
-        let r = self.stmt(&sql)
+        let r = self
+            .stmt(&sql)
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -686,7 +696,8 @@ impl Catalog for SqlCatalog {
 
     async fn image_by_seq(&self, seq: i64) -> Result<Option<Image>, CatalogError> {
         let sql = format!("SELECT {IMAGE_COLS} FROM images WHERE seq = ?");
-        let r = self.stmt(&sql)
+        let r = self
+            .stmt(&sql)
             .bind(seq)
             .fetch_optional(&self.pool)
             .await
@@ -807,7 +818,8 @@ impl Catalog for SqlCatalog {
                 .await
                 .map_err(db)?;
         }
-        let r = self.stmt("DELETE FROM images WHERE id = ?")
+        let r = self
+            .stmt("DELETE FROM images WHERE id = ?")
             .bind(id)
             .execute(&mut *tx)
             .await
@@ -821,13 +833,13 @@ impl Catalog for SqlCatalog {
         owner: UserId,
         since: Timestamp,
     ) -> Result<i64, CatalogError> {
-        let r = self.stmt("SELECT COUNT(*) AS n FROM images WHERE owner_id = ? AND created_at >= ?",
-        )
-        .bind(owner)
-        .bind(to_millis(since))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db)?;
+        let r = self
+            .stmt("SELECT COUNT(*) AS n FROM images WHERE owner_id = ? AND created_at >= ?")
+            .bind(owner)
+            .bind(to_millis(since))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
         get(&r, "n")
     }
 
@@ -861,7 +873,8 @@ impl Catalog for SqlCatalog {
 
     async fn variant(&self, image_id: &str, preset: &str) -> Result<Option<Variant>, CatalogError> {
         let sql = format!("SELECT {VARIANT_COLS} FROM variants WHERE image_id = ? AND preset = ?");
-        let r = self.stmt(&sql)
+        let r = self
+            .stmt(&sql)
             .bind(image_id)
             .bind(preset)
             .fetch_optional(&self.pool)
@@ -872,7 +885,8 @@ impl Catalog for SqlCatalog {
 
     async fn variants(&self, image_id: &str) -> Result<Vec<Variant>, CatalogError> {
         let sql = format!("SELECT {VARIANT_COLS} FROM variants WHERE image_id = ? ORDER BY preset");
-        let rows = self.stmt(&sql)
+        let rows = self
+            .stmt(&sql)
             .bind(image_id)
             .fetch_all(&self.pool)
             .await
@@ -900,7 +914,8 @@ impl Catalog for SqlCatalog {
         let sql = format!(
             "INSERT INTO records (scope, key, owner_id, image_id, data, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {RECORD_COLS}"
         );
-        match self.stmt(&sql)
+        match self
+            .stmt(&sql)
             .bind(&r.scope)
             .bind(&r.key)
             .bind(r.owner_id)
@@ -924,7 +939,8 @@ impl Catalog for SqlCatalog {
              ON CONFLICT (scope, key) DO UPDATE SET owner_id = excluded.owner_id, image_id = excluded.image_id, data = excluded.data, updated_at = excluded.updated_at \
              RETURNING {RECORD_COLS}"
         );
-        let row = self.stmt(&sql)
+        let row = self
+            .stmt(&sql)
             .bind(&r.scope)
             .bind(&r.key)
             .bind(r.owner_id)
@@ -940,7 +956,8 @@ impl Catalog for SqlCatalog {
 
     async fn record(&self, scope: &str, key: &str) -> Result<Option<Record>, CatalogError> {
         let sql = format!("SELECT {RECORD_COLS} FROM records WHERE scope = ? AND key = ?");
-        let r = self.stmt(&sql)
+        let r = self
+            .stmt(&sql)
             .bind(scope)
             .bind(key)
             .fetch_optional(&self.pool)
@@ -951,7 +968,8 @@ impl Catalog for SqlCatalog {
 
     async fn record_by_seq(&self, scope: &str, seq: i64) -> Result<Option<Record>, CatalogError> {
         let sql = format!("SELECT {RECORD_COLS} FROM records WHERE scope = ? AND seq = ?");
-        let r = self.stmt(&sql)
+        let r = self
+            .stmt(&sql)
             .bind(scope)
             .bind(seq)
             .fetch_optional(&self.pool)
@@ -962,7 +980,8 @@ impl Catalog for SqlCatalog {
 
     async fn records_for_image(&self, image_id: &str) -> Result<Vec<Record>, CatalogError> {
         let sql = format!("SELECT {RECORD_COLS} FROM records WHERE image_id = ? ORDER BY seq");
-        let rows = self.stmt(&sql)
+        let rows = self
+            .stmt(&sql)
             .bind(image_id)
             .fetch_all(&self.pool)
             .await
@@ -1007,12 +1026,11 @@ impl Catalog for SqlCatalog {
     async fn count_records(&self, scope: &str, owner: Option<UserId>) -> Result<i64, CatalogError> {
         let r = match owner {
             Some(o) => {
-                self.stmt("SELECT COUNT(*) AS n FROM records WHERE scope = ? AND owner_id = ?",
-                )
-                .bind(scope)
-                .bind(o)
-                .fetch_one(&self.pool)
-                .await
+                self.stmt("SELECT COUNT(*) AS n FROM records WHERE scope = ? AND owner_id = ?")
+                    .bind(scope)
+                    .bind(o)
+                    .fetch_one(&self.pool)
+                    .await
             }
             None => {
                 self.stmt("SELECT COUNT(*) AS n FROM records WHERE scope = ?")
@@ -1026,7 +1044,8 @@ impl Catalog for SqlCatalog {
     }
 
     async fn delete_record(&self, scope: &str, key: &str) -> Result<bool, CatalogError> {
-        let r = self.stmt("DELETE FROM records WHERE scope = ? AND key = ?")
+        let r = self
+            .stmt("DELETE FROM records WHERE scope = ? AND key = ?")
             .bind(scope)
             .bind(key)
             .execute(&self.pool)
@@ -1056,12 +1075,12 @@ impl Catalog for SqlCatalog {
             match res {
                 Ok(r) => return get(&r, "id"),
                 Err(e) if is_unique_violation(&e) => {
-                    let r = self.stmt("SELECT id FROM jobs WHERE dedup_key = ? AND state = 'queued'",
-                    )
-                    .bind(job.dedup_key.as_deref())
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(db)?;
+                    let r = self
+                        .stmt("SELECT id FROM jobs WHERE dedup_key = ? AND state = 'queued'")
+                        .bind(job.dedup_key.as_deref())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db)?;
                     if let Some(r) = r {
                         return get(&r, "id");
                     }
@@ -1192,7 +1211,8 @@ impl Catalog for SqlCatalog {
 
     async fn job(&self, id: i64) -> Result<Option<Job>, CatalogError> {
         let sql = format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?");
-        let r = self.stmt(&sql)
+        let r = self
+            .stmt(&sql)
             .bind(id)
             .fetch_optional(&self.pool)
             .await

@@ -248,7 +248,6 @@ async fn jobs(cat: Arc<dyn Catalog>, tag: &str) {
     );
 }
 
-
 /// Every nullable column bound as NULL and as a value, alternately, on the
 /// same pool: a statement first prepared with a NULL must still take a value
 /// later (and the other way round). PostgreSQL once answered `incorrect
@@ -278,7 +277,10 @@ async fn nullable_parameters(cat: Arc<dyn Catalog>, tag: &str) {
     };
     let full = |sha: &str, k: i64| Content {
         orientation: Some(6),
-        exif: Some(serde_json::Map::from_iter([("model".to_string(), json!("p"))])),
+        exif: Some(serde_json::Map::from_iter([(
+            "model".to_string(),
+            json!("p"),
+        )])),
         latitude: Some(-33.866_666_666_666_67 + k as f64),
         longitude: Some(151.2 - k as f64),
         width: Some(64),
@@ -333,7 +335,12 @@ async fn nullable_parameters(cat: Arc<dyn Catalog>, tag: &str) {
         let profile = (round % 2 == 0).then_some(id.as_str());
         assert!(cat.set_profile_image(user.id, profile).await.unwrap());
         assert_eq!(
-            cat.user_by_id(user.id).await.unwrap().unwrap().profile_image_id.as_deref(),
+            cat.user_by_id(user.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .profile_image_id
+                .as_deref(),
             profile
         );
         let rec = NewRecord {
@@ -344,14 +351,24 @@ async fn nullable_parameters(cat: Arc<dyn Catalog>, tag: &str) {
             data: json!({"round": round}),
         };
         let r = cat.insert_record(&rec).await.unwrap().unwrap();
-        assert_eq!((r.owner_id, r.image_id.clone()), (rec.owner_id, rec.image_id.clone()));
+        assert_eq!(
+            (r.owner_id, r.image_id.clone()),
+            (rec.owner_id, rec.image_id.clone())
+        );
         let flipped = NewRecord {
             owner_id: rec.owner_id.xor(Some(user.id)),
-            image_id: if rec.image_id.is_some() { None } else { Some(id.clone()) },
+            image_id: if rec.image_id.is_some() {
+                None
+            } else {
+                Some(id.clone())
+            },
             ..rec.clone()
         };
         let r = cat.upsert_record(&flipped).await.unwrap();
-        assert_eq!((r.owner_id, r.image_id), (flipped.owner_id, flipped.image_id));
+        assert_eq!(
+            (r.owner_id, r.image_id),
+            (flipped.owner_id, flipped.image_id)
+        );
         let job = cat
             .enqueue(&NewJob {
                 kind: format!("nulls-{tag}"),
@@ -365,7 +382,9 @@ async fn nullable_parameters(cat: Arc<dyn Catalog>, tag: &str) {
         assert!(cat.job(job).await.unwrap().is_some());
     }
     assert_eq!(
-        cat.count_records(&format!("nulls.{tag}"), None).await.unwrap(),
+        cat.count_records(&format!("nulls.{tag}"), None)
+            .await
+            .unwrap(),
         6
     );
 }
@@ -375,7 +394,9 @@ type Case = fn(Arc<dyn Catalog>, String) -> futures::future::BoxFuture<'static, 
 /// Every case of the suite, by name.
 fn cases() -> Vec<(&'static str, Case)> {
     vec![
-        ("users_and_tokens", |c, t| Box::pin(async move { users_and_tokens(c, &t).await })),
+        ("users_and_tokens", |c, t| {
+            Box::pin(async move { users_and_tokens(c, &t).await })
+        }),
         ("images_variants_records", |c, t| {
             Box::pin(async move { images_variants_records(c, &t).await })
         }),

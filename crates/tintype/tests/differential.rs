@@ -210,7 +210,11 @@ impl std::fmt::Debug for Blob {
 /// hemisphere, altitude, and now and then odd values (zero denominators,
 /// huge numbers, empty strings).
 fn random_photo(rng: &mut Rng) -> Blob {
-    let (w, h) = if rng.chance(50) { (64, 48) } else { (8 + rng.below(72) as u32, 8 + rng.below(72) as u32) };
+    let (w, h) = if rng.chance(50) {
+        (64, 48)
+    } else {
+        (8 + rng.below(72) as u32, 8 + rng.below(72) as u32)
+    };
     let tint = rng.below(256) as u8;
     if rng.chance(25) {
         return Blob {
@@ -224,17 +228,32 @@ fn random_photo(rng: &mut Rng) -> Blob {
     let mut exif = vec![];
     let mut gps = vec![];
     if rng.chance(60) {
-        let o = if odd { *rng.pick(&[0u16, 9, 65535]) } else { 1 + rng.below(8) as u16 };
+        let o = if odd {
+            *rng.pick(&[0u16, 9, 65535])
+        } else {
+            1 + rng.below(8) as u16
+        };
         ifd0.push((0x0112, Tv::Short(o)));
         what.push_str(&format!(" orientation {o}"));
     }
     if rng.chance(60) {
-        let make = if odd { String::new() } else { rng.pick(&["Canon", "samsung", "Apple"]).to_string() };
+        let make = if odd {
+            String::new()
+        } else {
+            rng.pick(&["Canon", "samsung", "Apple"]).to_string()
+        };
         ifd0.push((0x010F, Tv::Ascii(make)));
         ifd0.push((0x0110, Tv::Ascii(format!("M{}", rng.below(100)))));
     }
     if rng.chance(40) {
-        exif.push((0x9003, Tv::Ascii(if odd { String::new() } else { "2024:05:06 07:08:09".into() })));
+        exif.push((
+            0x9003,
+            Tv::Ascii(if odd {
+                String::new()
+            } else {
+                "2024:05:06 07:08:09".into()
+            }),
+        ));
         let den = if odd { 0 } else { 1 + rng.below(1000) as u32 };
         exif.push((0x829A, Tv::Rational(vec![(1, den)])));
     }
@@ -246,8 +265,16 @@ fn random_photo(rng: &mut Rng) -> Blob {
             (Tv::Rational(vec![v, (30, 1), (0, 1)]), dms(8, 15, 0))
         } else {
             (
-                dms(rng.below(90) as u32, rng.below(60) as u32, rng.below(6000) as u32),
-                dms(rng.below(180) as u32, rng.below(60) as u32, rng.below(6000) as u32),
+                dms(
+                    rng.below(90) as u32,
+                    rng.below(60) as u32,
+                    rng.below(6000) as u32,
+                ),
+                dms(
+                    rng.below(180) as u32,
+                    rng.below(60) as u32,
+                    rng.below(6000) as u32,
+                ),
             )
         };
         gps.push((0x0001, Tv::Ascii(lat_ref.into())));
@@ -257,7 +284,11 @@ fn random_photo(rng: &mut Rng) -> Blob {
         what.push_str(&format!(" GPS {lat_ref}/{lon_ref}"));
         if rng.chance(50) {
             gps.push((0x0005, Tv::Byte(rng.below(2) as u8)));
-            let alt = if odd { (u32::MAX, 0) } else { (rng.below(100_000) as u32, 10) };
+            let alt = if odd {
+                (u32::MAX, 0)
+            } else {
+                (rng.below(100_000) as u32, 10)
+            };
             gps.push((0x0006, Tv::Rational(vec![alt])));
             what.push_str(" altitude");
         }
@@ -325,7 +356,8 @@ fn command(b: &Backend, data_dir: &Path) -> Command {
             c.env(k, v);
         }
     }
-    c.env("TINTYPE_DATA_DIR", data_dir).env("TINTYPE_LOG", "warn");
+    c.env("TINTYPE_DATA_DIR", data_dir)
+        .env("TINTYPE_LOG", "warn");
     if let Some(u) = &b.database_url {
         c.env("TINTYPE_DATABASE_URL", u);
     }
@@ -389,7 +421,11 @@ impl Node {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("{}: tintype serve never became healthy:\n{}", b.label, n.stderr());
+        panic!(
+            "{}: tintype serve never became healthy:\n{}",
+            b.label,
+            n.stderr()
+        );
     }
 
     fn stderr(&self) -> String {
@@ -445,7 +481,11 @@ impl Side {
         let mut tokens = vec![];
         for u in USERS {
             cli_ok(&b, dir.path(), &["user", "create", u]);
-            tokens.push(cli_ok(&b, dir.path(), &["token", "create", u]).trim().to_string());
+            tokens.push(
+                cli_ok(&b, dir.path(), &["token", "create", u])
+                    .trim()
+                    .to_string(),
+            );
         }
         let node = Node::start(&b, dir.path());
         let http = Client::builder()
@@ -490,7 +530,11 @@ fn sides() -> Option<(Side, Side)> {
     let blob_store = std::env::var("TINTYPE_TEST_BLOB_STORE").ok();
     eprintln!(
         "differential: SQLite + directory against PostgreSQL + {}",
-        if blob_store.is_some() { "S3" } else { "directory" }
+        if blob_store.is_some() {
+            "S3"
+        } else {
+            "directory"
+        }
     );
     let lite = Side::start(Backend {
         label: "sqlite",
@@ -550,7 +594,10 @@ impl Norm {
         // numeric path segments of our own URLs (Djinn image ids)
         if s.starts_with("<base>/images/") {
             let tail = s["<base>/images/".len()..].to_string();
-            let (num, rest) = tail.split_at(tail.find(|c: char| !c.is_ascii_digit()).unwrap_or(tail.len()));
+            let (num, rest) = tail.split_at(
+                tail.find(|c: char| !c.is_ascii_digit())
+                    .unwrap_or(tail.len()),
+            );
             if let Ok(v) = num.parse::<i64>() {
                 s = format!("<base>/images/{}{rest}", self.int("disk", v));
             }
@@ -587,7 +634,11 @@ impl Norm {
                 Some(i) => Value::String(self.int(&format!("{path}.{key}"), i)),
                 None => v.clone(),
             },
-            Value::Array(a) => Value::Array(a.iter().map(|x| self.value(&format!("{path}.{key}[]"), "", x)).collect()),
+            Value::Array(a) => Value::Array(
+                a.iter()
+                    .map(|x| self.value(&format!("{path}.{key}[]"), "", x))
+                    .collect(),
+            ),
             Value::Object(o) => {
                 let mut m = Map::new();
                 for (k, x) in o {
@@ -607,29 +658,111 @@ impl Norm {
 
 #[derive(Debug, Clone)]
 enum Op {
-    NativeUpload { user: usize, photo: Blob, name: Option<String>, metadata: Option<Value>, raw: bool },
-    NativeGet { user: usize, img: usize },
-    NativeOriginal { user: usize, img: usize },
-    NativePatch { user: usize, img: usize, body: Value },
-    NativeDelete { user: usize, img: usize },
-    NativeList { user: usize, limit: u64 },
-    Me { user: usize },
-    DiasporaUpload { user: usize, photo: Blob, pending: bool, profile: bool },
-    DiasporaList { user: usize, per_page: u64 },
-    DiasporaGet { user: usize, img: usize },
-    DiasporaDelete { user: usize, img: usize },
-    FulcrumUpload { user: usize, photo: Blob, key: String, record: Option<String> },
-    FulcrumList { user: usize, record: Option<String>, per_page: u64, page: u64, newest_first: bool },
-    FulcrumGet { user: usize, key: String },
-    DjinnUpload { user: usize, disk: Blob, name: String, namespace: Option<String> },
-    DjinnList { user: usize, search: Option<String> },
-    DjinnGet { user: usize, img: usize },
-    DjinnDelete { user: usize, img: usize },
-    PopitPut { user: usize, doc: String, body: Value },
-    PopitUpload { user: usize, doc: String, photo: Blob, notes: String },
-    PopitGet { doc: String },
-    PopitList { per_page: u64 },
-    PopitDelete { user: usize, doc: String },
+    NativeUpload {
+        user: usize,
+        photo: Blob,
+        name: Option<String>,
+        metadata: Option<Value>,
+        raw: bool,
+    },
+    NativeGet {
+        user: usize,
+        img: usize,
+    },
+    NativeOriginal {
+        user: usize,
+        img: usize,
+    },
+    NativePatch {
+        user: usize,
+        img: usize,
+        body: Value,
+    },
+    NativeDelete {
+        user: usize,
+        img: usize,
+    },
+    NativeList {
+        user: usize,
+        limit: u64,
+    },
+    Me {
+        user: usize,
+    },
+    DiasporaUpload {
+        user: usize,
+        photo: Blob,
+        pending: bool,
+        profile: bool,
+    },
+    DiasporaList {
+        user: usize,
+        per_page: u64,
+    },
+    DiasporaGet {
+        user: usize,
+        img: usize,
+    },
+    DiasporaDelete {
+        user: usize,
+        img: usize,
+    },
+    FulcrumUpload {
+        user: usize,
+        photo: Blob,
+        key: String,
+        record: Option<String>,
+    },
+    FulcrumList {
+        user: usize,
+        record: Option<String>,
+        per_page: u64,
+        page: u64,
+        newest_first: bool,
+    },
+    FulcrumGet {
+        user: usize,
+        key: String,
+    },
+    DjinnUpload {
+        user: usize,
+        disk: Blob,
+        name: String,
+        namespace: Option<String>,
+    },
+    DjinnList {
+        user: usize,
+        search: Option<String>,
+    },
+    DjinnGet {
+        user: usize,
+        img: usize,
+    },
+    DjinnDelete {
+        user: usize,
+        img: usize,
+    },
+    PopitPut {
+        user: usize,
+        doc: String,
+        body: Value,
+    },
+    PopitUpload {
+        user: usize,
+        doc: String,
+        photo: Blob,
+        notes: String,
+    },
+    PopitGet {
+        doc: String,
+    },
+    PopitList {
+        per_page: u64,
+    },
+    PopitDelete {
+        user: usize,
+        doc: String,
+    },
 }
 
 fn random_op(rng: &mut Rng, n_images: usize, n_disks: usize, docs: &mut Vec<String>) -> Op {
@@ -642,7 +775,9 @@ fn random_op(rng: &mut Rng, n_images: usize, n_disks: usize, docs: &mut Vec<Stri
             user,
             photo: random_photo(rng),
             name: rng.chance(50).then(|| format!("photo {}", rng.below(50))),
-            metadata: rng.chance(30).then(|| json!({"album": rng.below(5), "tags": ["a", rng.hex(3)]})),
+            metadata: rng
+                .chance(30)
+                .then(|| json!({"album": rng.below(5), "tags": ["a", rng.hex(3)]})),
             raw: rng.chance(30),
         },
         18..=23 => Op::NativeGet { user, img },
@@ -657,7 +792,10 @@ fn random_op(rng: &mut Rng, n_images: usize, n_disks: usize, docs: &mut Vec<Stri
             },
         },
         32..=35 => Op::NativeDelete { user, img },
-        36..=41 => Op::NativeList { user, limit: 1 + rng.below(40) },
+        36..=41 => Op::NativeList {
+            user,
+            limit: 1 + rng.below(40),
+        },
         42..=43 => Op::Me { user },
         44..=50 => Op::DiasporaUpload {
             user,
@@ -665,7 +803,10 @@ fn random_op(rng: &mut Rng, n_images: usize, n_disks: usize, docs: &mut Vec<Stri
             pending: rng.chance(30),
             profile: rng.chance(20),
         },
-        51..=54 => Op::DiasporaList { user, per_page: 1 + rng.below(30) },
+        51..=54 => Op::DiasporaList {
+            user,
+            per_page: 1 + rng.below(30),
+        },
         55..=56 => Op::DiasporaGet { user, img },
         57..=58 => Op::DiasporaDelete { user, img },
         59..=66 => Op::FulcrumUpload {
@@ -681,22 +822,36 @@ fn random_op(rng: &mut Rng, n_images: usize, n_disks: usize, docs: &mut Vec<Stri
             page: 1 + rng.below(2),
             newest_first: rng.chance(50),
         },
-        71..=72 => Op::FulcrumGet { user, key: format!("ak-{}", rng.below(40)) },
+        71..=72 => Op::FulcrumGet {
+            user,
+            key: format!("ak-{}", rng.below(40)),
+        },
         73..=78 => {
             let tag = rng.hex(8);
             let disk = if rng.chance(10) {
-                Blob { what: "not a disk".into(), bytes: b"not a qcow2 file".to_vec() }
+                Blob {
+                    what: "not a disk".into(),
+                    bytes: b"not a qcow2 file".to_vec(),
+                }
             } else {
-                Blob { what: format!("qcow2 {tag}"), bytes: qcow2(&tag) }
+                Blob {
+                    what: format!("qcow2 {tag}"),
+                    bytes: qcow2(&tag),
+                }
             };
             Op::DjinnUpload {
                 user,
                 disk,
                 name: format!("disk{}", rng.below(12)),
-                namespace: rng.chance(40).then(|| rng.pick(&["ci", "ci/arm", "base"]).to_string()),
+                namespace: rng
+                    .chance(40)
+                    .then(|| rng.pick(&["ci", "ci/arm", "base"]).to_string()),
             }
         }
-        79..=81 => Op::DjinnList { user, search: rng.chance(30).then(|| "disk1".to_string()) },
+        79..=81 => Op::DjinnList {
+            user,
+            search: rng.chance(30).then(|| "disk1".to_string()),
+        },
         82..=83 => Op::DjinnGet { user, img: disk_i },
         84..=85 => Op::DjinnDelete { user, img: disk_i },
         86..=89 => {
@@ -720,9 +875,16 @@ fn random_op(rng: &mut Rng, n_images: usize, n_disks: usize, docs: &mut Vec<Stri
             photo: random_photo(rng),
             notes: format!("note {}", rng.below(10)),
         },
-        93..=95 if !docs.is_empty() => Op::PopitGet { doc: rng.pick(docs).clone() },
-        96..=97 => Op::PopitList { per_page: 1 + rng.below(20) },
-        98..=99 if !docs.is_empty() => Op::PopitDelete { user, doc: rng.pick(docs).clone() },
+        93..=95 if !docs.is_empty() => Op::PopitGet {
+            doc: rng.pick(docs).clone(),
+        },
+        96..=97 => Op::PopitList {
+            per_page: 1 + rng.below(20),
+        },
+        98..=99 if !docs.is_empty() => Op::PopitDelete {
+            user,
+            doc: rng.pick(docs).clone(),
+        },
         _ => Op::NativeList { user, limit: 50 },
     }
 }
@@ -740,9 +902,9 @@ fn send(rb: RequestBuilder) -> Answer {
     let body = if bytes.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-            json!({"bytes": bytes.len(), "sha256": hex::encode(Sha256::digest(&bytes))})
-        })
+        serde_json::from_slice(&bytes).unwrap_or_else(
+            |_| json!({"bytes": bytes.len(), "sha256": hex::encode(Sha256::digest(&bytes))}),
+        )
     };
     Answer { status, body }
 }
@@ -757,7 +919,13 @@ fn part(b: &Blob, file_name: &str, mime: &str) -> Part {
 fn run(s: &mut Side, op: &Op) -> Answer {
     let bearer = |s: &Side, u: usize| format!("Bearer {}", s.tokens[u]);
     let a = match op {
-        Op::NativeUpload { user, photo, name, metadata, raw } => {
+        Op::NativeUpload {
+            user,
+            photo,
+            name,
+            metadata,
+            raw,
+        } => {
             let rb = if *raw {
                 let mut url = s.url("/v1/images");
                 if let Some(n) = name {
@@ -802,8 +970,17 @@ fn run(s: &mut Side, op: &Op) -> Answer {
                 .get(s.url(&format!("/v1/images?limit={limit}")))
                 .header("Authorization", bearer(s, *user)),
         ),
-        Op::Me { user } => send(s.http.get(s.url("/v1/user")).header("Authorization", bearer(s, *user))),
-        Op::DiasporaUpload { user, photo, pending, profile } => {
+        Op::Me { user } => send(
+            s.http
+                .get(s.url("/v1/user"))
+                .header("Authorization", bearer(s, *user)),
+        ),
+        Op::DiasporaUpload {
+            user,
+            photo,
+            pending,
+            profile,
+        } => {
             let f = Form::new()
                 .part("image", part(photo, "p.jpg", "image/jpeg"))
                 .text("pending", pending.to_string())
@@ -830,7 +1007,12 @@ fn run(s: &mut Side, op: &Op) -> Answer {
                 .delete(s.url(&format!("/api/v1/photos/{}", s.image(*img))))
                 .header("Authorization", bearer(s, *user)),
         ),
-        Op::FulcrumUpload { user, photo, key, record } => {
+        Op::FulcrumUpload {
+            user,
+            photo,
+            key,
+            record,
+        } => {
             let mut f = Form::new()
                 .text("photo[access_key]", key.clone())
                 .part("photo[file]", part(photo, "photo.jpg", "image/jpeg"));
@@ -844,7 +1026,13 @@ fn run(s: &mut Side, op: &Op) -> Answer {
                     .multipart(f),
             )
         }
-        Op::FulcrumList { user, record, per_page, page, newest_first } => {
+        Op::FulcrumList {
+            user,
+            record,
+            per_page,
+            page,
+            newest_first,
+        } => {
             let mut q = format!("/api/v2/photos.json?per_page={per_page}&page={page}");
             if *newest_first {
                 q.push_str("&newest_first=true");
@@ -859,7 +1047,12 @@ fn run(s: &mut Side, op: &Op) -> Answer {
                 .get(s.url(&format!("/api/v2/photos/{key}.json")))
                 .header("X-ApiToken", &s.tokens[*user]),
         ),
-        Op::DjinnUpload { user, disk, name, namespace } => {
+        Op::DjinnUpload {
+            user,
+            disk,
+            name,
+            namespace,
+        } => {
             let mut url = s.url(&format!("/images?name={name}"));
             if let Some(ns) = namespace {
                 url.push_str(&format!("&namespace={ns}"));
@@ -894,7 +1087,12 @@ fn run(s: &mut Side, op: &Op) -> Answer {
                 .header("Apikey", &s.tokens[*user])
                 .json(body),
         ),
-        Op::PopitUpload { user, doc, photo, notes } => {
+        Op::PopitUpload {
+            user,
+            doc,
+            photo,
+            notes,
+        } => {
             let f = Form::new()
                 .part("image", part(photo, "p.jpg", "image/jpeg"))
                 .text("notes", notes.clone());
@@ -906,9 +1104,10 @@ fn run(s: &mut Side, op: &Op) -> Answer {
             )
         }
         Op::PopitGet { doc } => send(s.http.get(s.url(&format!("/api/v0.1/persons/{doc}")))),
-        Op::PopitList { per_page } => {
-            send(s.http.get(s.url(&format!("/api/v0.1/persons?page=1&per_page={per_page}"))))
-        }
+        Op::PopitList { per_page } => send(
+            s.http
+                .get(s.url(&format!("/api/v0.1/persons?page=1&per_page={per_page}"))),
+        ),
         Op::PopitDelete { user, doc } => send(
             s.http
                 .delete(s.url(&format!("/api/v0.1/persons/{doc}")))
@@ -989,11 +1188,15 @@ fn sqlite_and_postgres_answer_every_request_alike() {
     let mut rng = Rng(seed);
     let mut docs = vec![];
     let mut statuses: std::collections::BTreeMap<u16, u64> = Default::default();
+    let mut kinds: std::collections::BTreeMap<String, u64> = Default::default();
     let t0 = Instant::now();
     for i in 0..ops as usize {
         let op = random_op(&mut rng, lite.images.len(), lite.disks.len(), &mut docs);
         let st = both(&mut lite, &mut pg, i, &op, seed);
         *statuses.entry(st).or_default() += 1;
+        let kind = format!("{op:?}");
+        let kind = kind.split([' ', '{']).next().unwrap_or("").to_string();
+        *kinds.entry(kind).or_default() += 1;
     }
     // a final sweep through every listing, for every user
     let mut i = ops as usize;
@@ -1001,8 +1204,17 @@ fn sqlite_and_postgres_answer_every_request_alike() {
         for op in [
             Op::NativeList { user, limit: 1000 },
             Op::Me { user },
-            Op::DiasporaList { user, per_page: 100 },
-            Op::FulcrumList { user, record: None, per_page: 1000, page: 1, newest_first: false },
+            Op::DiasporaList {
+                user,
+                per_page: 100,
+            },
+            Op::FulcrumList {
+                user,
+                record: None,
+                per_page: 1000,
+                page: 1,
+                newest_first: false,
+            },
             Op::DjinnList { user, search: None },
             Op::PopitList { per_page: 200 },
         ] {
@@ -1013,12 +1225,16 @@ fn sqlite_and_postgres_answer_every_request_alike() {
     let secs = t0.elapsed().as_secs_f64();
     eprintln!(
         "differential: {i} operations on each server alike in {secs:.1} s \
-         ({:.0} operation pairs/s); statuses {statuses:?}; {} images, {} disks",
+         ({:.0} operation pairs/s); statuses {statuses:?}; operations {kinds:?}; \
+         {} images, {} disks",
         i as f64 / secs.max(1e-9),
         lite.images.len(),
         lite.disks.len()
     );
-    assert!(lite.images.len() > 5, "the sequence created too few images to mean much");
+    assert!(
+        lite.images.len() > 5,
+        "the sequence created too few images to mean much"
+    );
 }
 
 /// The photos of issue 19, uploaded one after the other through the native
@@ -1053,9 +1269,15 @@ fn the_issue_photos_upload_alike_one_after_another() {
         ("no EXIF", None),
         ("GPS N/E", Some(tiff(vec![], vec![], ne()))),
         ("orientation 6", Some(tiff(ifd0_6.clone(), vec![], vec![]))),
-        ("GPS S/W + altitude + orientation 6", Some(tiff(ifd0_6, vec![], altitude(sw(), 1000)))),
+        (
+            "GPS S/W + altitude + orientation 6",
+            Some(tiff(ifd0_6, vec![], altitude(sw(), 1000))),
+        ),
         ("GPS S/W", Some(tiff(vec![], vec![], sw()))),
-        ("GPS N/E + altitude 12.5 m", Some(tiff(vec![], vec![], altitude(ne(), 125)))),
+        (
+            "GPS N/E + altitude 12.5 m",
+            Some(tiff(vec![], vec![], altitude(ne(), 125))),
+        ),
         ("GPS S/E", Some(tiff(vec![], vec![], se()))),
     ];
     for (i, (what, t)) in photos.iter().enumerate() {
@@ -1091,7 +1313,10 @@ fn the_issue_photos_upload_alike_one_after_another() {
     assert_eq!(got[1], (json!(47.5), json!(8.25)));
     let sw_lat = got[4].0.as_f64().unwrap_or(0.0);
     let sw_lon = got[4].1.as_f64().unwrap_or(0.0);
-    assert!((sw_lat + 33.8667).abs() < 1e-3 && (sw_lon + 151.2).abs() < 1e-9, "{got:?}");
+    assert!(
+        (sw_lat + 33.8667).abs() < 1e-3 && (sw_lon + 151.2).abs() < 1e-9,
+        "{got:?}"
+    );
     let se_lon = got[6].1.as_f64().unwrap_or(0.0);
     assert!((se_lon - 151.2).abs() < 1e-9, "{got:?}");
 }
