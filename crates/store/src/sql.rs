@@ -1104,10 +1104,10 @@ impl Catalog for SqlCatalog {
         // its process died in the job). That attempt counts: a job out of
         // attempts ends failed here and is never claimed again, so poison
         // work cannot crash-loop the workers.
-        sqlx::query(&self.q(
+        self.stmt(
             "UPDATE jobs SET state = 'failed', lease_until = NULL, locked_by = NULL, dedup_key = NULL, last_error = ?, updated_at = ? \
              WHERE state = 'running' AND lease_until < ? AND attempts >= max_attempts",
-        ))
+        )
         .bind(WORKER_STOPPED)
         .bind(t)
         .bind(t)
