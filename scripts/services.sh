@@ -3,7 +3,9 @@
 # a single-node Garage (S3-compatible object store), everything under one
 # directory.
 #
-#   scripts/services.sh [start] [DIR]   start (DIR defaults to a new temp dir)
+#   scripts/services.sh [start] [DIR] [s3|postgres]
+#                                       start (DIR defaults to a new temp dir;
+#                                       postgres: PostgreSQL alone)
 #   scripts/services.sh stop [DIR]      stop (DIR defaults to the last started)
 #
 # On success it writes DIR/env (values single-quoted, for the shell) and
@@ -42,6 +44,9 @@ start | stop)
     ;;
 esac
 DIR="${1:-}"
+# What to start: "s3" (PostgreSQL and Garage, the default) or "postgres"
+# (PostgreSQL alone: no Garage binary is needed or built).
+WHAT="${2:-s3}"
 
 # --- helpers ---------------------------------------------------------------
 
@@ -159,6 +164,15 @@ if ! as_pg "$bindir/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -At
     as_pg "$bindir/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres "$DB"
 fi
 DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/$DB"
+
+if [ "$WHAT" = postgres ]; then
+    cat >"$DIR/env" <<EOF
+TINTYPE_TEST_DATABASE_URL='$DATABASE_URL'
+EOF
+    log "ready in $(($(date +%s) - start_time))s (PostgreSQL only); environment in $DIR/env"
+    cat "$DIR/env"
+    exit 0
+fi
 
 # --- Garage ------------------------------------------------------------------
 
