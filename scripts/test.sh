@@ -75,12 +75,24 @@ if [ -x "$popit_venv/bin/python" ]; then
   export TINTYPE_POPIT_PYTHON="$popit_venv/bin/python"
 fi
 
+# A short chaos run (bench/chaos.py) on the tier's storage: concurrent
+# uploads, reads, deletes, gc and admin commands while the server is killed
+# with -9 and restarted; every acknowledged image must read back intact.
+# TINTYPE_CHAOS_SECS=0 skips it; bench/chaos.sh runs the long version.
+chaos() {
+  local secs=${TINTYPE_CHAOS_SECS:-20}
+  [ "$secs" = 0 ] && return 0
+  echo "== chaos ($secs s): $1"
+  python3 bench/chaos.py --bin "$CARGO_TARGET_DIR/debug/tintype" --seconds "$secs"
+}
+
 start=$(date +%s)
 for tier in $tiers; do
   case "$tier" in
     sqlite)
       echo "== tier sqlite: SQLite + blob directory"
       cargo test --workspace --no-fail-fast
+      chaos "SQLite + blob directory"
       ;;
     postgres|s3)
       if [ ! -f scripts/services.sh ]; then
@@ -99,6 +111,10 @@ for tier in $tiers; do
         echo "== tier s3: PostgreSQL + Garage S3"
       fi
       cargo test --workspace --no-fail-fast
+      if [ "$tier" = s3 ]; then
+        TINTYPE_DATABASE_URL=$TINTYPE_TEST_DATABASE_URL TINTYPE_BLOB_STORE=$TINTYPE_TEST_BLOB_STORE \
+          chaos "PostgreSQL + Garage S3"
+      fi
       bash scripts/services.sh stop "$svc" >/dev/null 2>&1 || true
       trap - EXIT
       unset TINTYPE_TEST_DATABASE_URL TINTYPE_TEST_BLOB_STORE
