@@ -16,6 +16,28 @@ pub enum BlobError {
     Io(#[from] std::io::Error),
     #[error("backend: {0}")]
     Backend(String),
+    /// The store has no room for the bytes (a full disk, a quota).
+    #[error("no space left: {0}")]
+    NoSpace(String),
+}
+
+/// Whether an I/O error means "no space left" (ENOSPC, or a disk quota).
+pub fn is_no_space(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
+impl BlobError {
+    /// An I/O error, as `NoSpace` when the disk is full.
+    pub fn io(e: std::io::Error) -> Self {
+        if is_no_space(&e) {
+            BlobError::NoSpace(e.to_string())
+        } else {
+            BlobError::Io(e)
+        }
+    }
 }
 
 /// An inclusive byte range, already checked against the blob's size.

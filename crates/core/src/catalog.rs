@@ -10,6 +10,9 @@ pub enum CatalogError {
     Corrupt(String),
     #[error("migration failed: {0}")]
     Migration(String),
+    /// The database has no room to write (disk full).
+    #[error("database full: {0}")]
+    NoSpace(String),
 }
 
 /// The expected outcome of an insert that found its key taken.

@@ -36,6 +36,10 @@ pub enum CoreError {
         "converting this picture needs {needed} bytes of memory, over the budget of {budget} bytes"
     )]
     OverBudget { needed: u64, budget: u64 },
+    /// The blob store or the catalog has no space left: writes fail, reads
+    /// and deletes still work.
+    #[error("the server has no space left to store this; try again later")]
+    NoSpace(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -56,6 +60,7 @@ impl CoreError {
             CoreError::Unavailable(_) => "unavailable",
             CoreError::Busy { .. } => "busy",
             CoreError::OverBudget { .. } => "over_budget",
+            CoreError::NoSpace(_) => "no_space",
             CoreError::Internal(_) => "internal",
         }
     }
@@ -63,11 +68,24 @@ impl CoreError {
     pub fn internal(e: impl std::fmt::Display) -> Self {
         CoreError::Internal(e.to_string())
     }
+
+    /// An I/O error of ours (not of the client): `NoSpace` when the disk
+    /// is full, else internal.
+    pub fn io(context: &str, e: std::io::Error) -> Self {
+        if crate::blob::is_no_space(&e) {
+            CoreError::NoSpace(format!("{context}: {e}"))
+        } else {
+            CoreError::Internal(format!("{context}: {e}"))
+        }
+    }
 }
 
 impl From<crate::CatalogError> for CoreError {
     fn from(e: crate::CatalogError) -> Self {
-        CoreError::Internal(format!("catalog: {e}"))
+        match e {
+            crate::CatalogError::NoSpace(m) => CoreError::NoSpace(format!("catalog: {m}")),
+            other => CoreError::Internal(format!("catalog: {other}")),
+        }
     }
 }
 
@@ -75,6 +93,10 @@ impl From<crate::BlobError> for CoreError {
     fn from(e: crate::BlobError) -> Self {
         match e {
             crate::BlobError::NotFound(k) => CoreError::Internal(format!("blob {k} is missing")),
+            crate::BlobError::NoSpace(m) => CoreError::NoSpace(format!("blob store: {m}")),
+            crate::BlobError::Io(e) if crate::blob::is_no_space(&e) => {
+                CoreError::NoSpace(format!("blob store: {e}"))
+            }
             other => CoreError::Internal(format!("blob store: {other}")),
         }
     }

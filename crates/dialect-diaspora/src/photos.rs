@@ -18,6 +18,7 @@ use tintype_engine::core::{
 use tintype_engine::media::Format;
 use tintype_engine::{Accept, BlobRef, IngestOptions};
 use tintype_http::auth::TokenSource;
+use tintype_http::limits::{read_text_field, ReadError};
 use tintype_http::serve::{serve_blob, Caching};
 use tintype_http::AppState;
 
@@ -327,16 +328,15 @@ fn apply_flag(flags: &mut Flags, name: &str, value: &str) -> ApiResult<()> {
 }
 
 async fn small_text(mut field: Field<'_>) -> ApiResult<String> {
-    let mut buf = Vec::new();
-    while let Some(chunk) = field.chunk().await.map_err(|_| ApiError::CreateFailed)? {
-        if buf.len() + chunk.len() > MAX_FIELD_BYTES {
-            return Err(ApiError::bad_request(format!(
-                "form fields are limited to {MAX_FIELD_BYTES} bytes"
-            )));
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    String::from_utf8(buf).map_err(|_| ApiError::bad_request("form fields must be UTF-8"))
+    read_text_field(&mut field, MAX_FIELD_BYTES)
+        .await
+        .map_err(|e| match e {
+            ReadError::TooLarge { limit } => ApiError::Status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("form fields are limited to {limit} bytes"),
+            ),
+            ReadError::Malformed(_) => ApiError::CreateFailed,
+        })
 }
 
 fn accepted() -> Accept {

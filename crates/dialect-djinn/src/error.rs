@@ -67,6 +67,13 @@ impl From<CoreError> for ApiError {
             CoreError::NotFound | CoreError::Unauthorized | CoreError::Forbidden(_) => {
                 ApiError::NotFound
             }
+            CoreError::NoSpace(detail) => {
+                tracing::warn!("djinn: no space left: {detail}");
+                ApiError::Message(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "Insufficient storage: the server has no space left".into(),
+                )
+            }
             CoreError::Internal(detail) => {
                 tracing::error!("djinn: internal error: {detail}");
                 ApiError::Message(

@@ -15,6 +15,7 @@ use std::fmt::Display;
 use tintype_engine::core::{CoreError, Image, NewRecord, Principal, Scope, UserId};
 use tintype_engine::{Accept, IngestOptions};
 use tintype_http::auth::{token_from, TokenSource};
+use tintype_http::limits::{read_json, read_text_field, ReadError};
 use tintype_http::serve::{serve_blob, Caching};
 use tintype_http::AppState;
 
@@ -570,16 +571,10 @@ async fn create_json(
     mut params: Params,
     req: Request,
 ) -> ApiResult<Response> {
-    let bytes = axum::body::to_bytes(req.into_body(), MAX_JSON_BYTES)
+    let (parts, body) = req.into_parts();
+    let body: JsonCreate = read_json(&parts.headers, body, MAX_JSON_BYTES)
         .await
-        .map_err(|_| {
-            ApiError::Message(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("Request body too large (at most {MAX_JSON_BYTES} bytes)"),
-            )
-        })?;
-    let body: JsonCreate = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))?;
+        .map_err(|e| too_large_or(e, "request body"))?;
     if body.name.is_some() {
         params.name = body.name;
     }
@@ -616,22 +611,22 @@ async fn create_json(
     finish(&state, &who, plan, image).await
 }
 
-async fn read_text(field: axum::extract::multipart::Field<'_>) -> ApiResult<String> {
-    let mut field = field;
-    let mut out = Vec::new();
-    while let Some(chunk) = field
-        .chunk()
+async fn read_text(mut field: axum::extract::multipart::Field<'_>) -> ApiResult<String> {
+    read_text_field(&mut field, MAX_FIELD_BYTES)
         .await
-        .map_err(|e| ApiError::bad_request(format!("Invalid multipart body: {e}")))?
-    {
-        if out.len() + chunk.len() > MAX_FIELD_BYTES {
-            return Err(ApiError::bad_request(format!(
-                "Multipart field too large (at most {MAX_FIELD_BYTES} bytes)"
-            )));
-        }
-        out.extend_from_slice(&chunk);
+        .map_err(|e| too_large_or(e, "Multipart field"))
+}
+
+/// A small field or body refused: over its cap answers 413, anything else
+/// 400, both in Djinn's `{"message": ...}` envelope.
+fn too_large_or(e: ReadError, what: &str) -> ApiError {
+    match e {
+        ReadError::TooLarge { limit } => ApiError::Message(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{what} too large (at most {limit} bytes)"),
+        ),
+        ReadError::Malformed(m) => ApiError::bad_request(format!("Invalid {what}: {m}")),
     }
-    String::from_utf8(out).map_err(|_| ApiError::bad_request("Multipart field is not UTF-8"))
 }
 
 async fn create_multipart(

@@ -57,6 +57,8 @@ pub enum FulcrumError {
     Validation(FieldErrors),
     /// The file is larger than the configured upload limit.
     TooLarge(u64),
+    /// A text field of the form is larger than its cap (bytes).
+    FieldTooLarge(&'static str, u64),
     Core(CoreError),
 }
 
@@ -96,6 +98,15 @@ impl IntoResponse for FulcrumError {
                 let mut errors = FieldErrors::default();
                 errors.add("file", format!("is too large (the limit is {limit} bytes)"));
                 (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(errors.body())).into_response()
+            }
+            FulcrumError::FieldTooLarge(field, limit) => {
+                let mut errors = FieldErrors::default();
+                errors.add(field, format!("is too large (the limit is {limit} bytes)"));
+                (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(errors.body())).into_response()
+            }
+            FulcrumError::Core(CoreError::NoSpace(detail)) => {
+                tracing::warn!("fulcrum: no space left: {detail}");
+                error_body(StatusCode::INSUFFICIENT_STORAGE, "Insufficient Storage")
             }
             FulcrumError::Core(e) => {
                 let status = tintype_http::status_of(&e);

@@ -9,6 +9,7 @@ use crate::error::{FieldErrors, FulcrumError};
 use crate::photos::photo_response;
 use crate::wire::{record_key, PhotoData, SCOPE};
 use crate::{authorize, valid_access_key, MAX_ID_LEN};
+use tintype_http::limits::{read_field_bytes, ReadError};
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::Response;
@@ -39,17 +40,27 @@ enum Text {
     NotUtf8,
 }
 
-async fn read_text(field: &mut axum::extract::multipart::Field<'_>) -> Result<Text, FulcrumError> {
-    let mut buf = Vec::new();
-    while let Some(chunk) = field
-        .chunk()
-        .await
-        .map_err(|e| FulcrumError::BadRequest(format!("the form cannot be read: {e}")))?
-    {
-        if buf.len() + chunk.len() > MAX_ID_LEN {
-            return Ok(Text::TooLong);
+/// Largest text field read at all; past it the request is refused (413).
+/// Fields over `MAX_ID_LEN` but within it are validation errors.
+const MAX_FIELD_BYTES: usize = 64 * 1024;
+
+async fn read_text(
+    field: &mut axum::extract::multipart::Field<'_>,
+    label: &'static str,
+) -> Result<Text, FulcrumError> {
+    let buf = match read_field_bytes(field, MAX_FIELD_BYTES).await {
+        Ok(b) => b,
+        Err(ReadError::TooLarge { limit }) => {
+            return Err(FulcrumError::FieldTooLarge(label, limit as u64))
         }
-        buf.extend_from_slice(&chunk);
+        Err(ReadError::Malformed(m)) => {
+            return Err(FulcrumError::BadRequest(format!(
+                "the form cannot be read: {m}"
+            )))
+        }
+    };
+    if buf.len() > MAX_ID_LEN {
+        return Ok(Text::TooLong);
     }
     Ok(match String::from_utf8(buf) {
         Ok(s) => Text::Value(s.trim().to_string()),
@@ -146,7 +157,7 @@ async fn read_form(
             "photo[form_id]" => (&mut form.form_id, "form_id"),
             _ => continue,
         };
-        match read_text(&mut field).await? {
+        match read_text(&mut field, label).await? {
             Text::Value(v) => *slot = Some(v).filter(|s| !s.is_empty()),
             Text::TooLong => form.errors.add(
                 label,

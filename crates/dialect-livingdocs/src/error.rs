@@ -27,6 +27,8 @@ pub enum ApiError {
     /// 413: the request body is over the limit.
     TooLarge(u64),
     Unavailable(String),
+    /// 507: the server has no space left to store the upload.
+    NoSpace,
     /// 500; the detail is logged, never sent.
     Internal(String),
 }
@@ -63,6 +65,10 @@ impl From<CoreError> for ApiError {
             CoreError::Unavailable(m) => ApiError::Unavailable(m),
             e @ CoreError::Busy { .. } => ApiError::Unavailable(e.to_string()),
             e @ CoreError::OverBudget { .. } => ApiError::invalid("format", e.to_string()),
+            CoreError::NoSpace(m) => {
+                tracing::warn!("livingdocs: no space left: {m}");
+                ApiError::NoSpace
+            }
             CoreError::Internal(m) => ApiError::Internal(m),
         }
     }
@@ -148,6 +154,13 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable(m) => json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 envelope(StatusCode::SERVICE_UNAVAILABLE, json!({ "message": m })),
+            ),
+            ApiError::NoSpace => json_response(
+                StatusCode::INSUFFICIENT_STORAGE,
+                envelope(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    json!({ "message": "the server has no space left to store this; try again later" }),
+                ),
             ),
             ApiError::Internal(detail) => {
                 tracing::error!("livingdocs: internal error: {detail}");

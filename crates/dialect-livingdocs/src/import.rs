@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use tintype_engine::core::{CoreError, Image, JobState, NewRecord, Principal, Scope};
 use tintype_http::auth::{principal_from, TokenSource};
+use tintype_http::limits::{read_body, ReadError};
 use tintype_http::AppState;
 
 /// What an import record holds.
@@ -116,9 +117,12 @@ pub(crate) async fn create(
     let who = principal(&state, &parts).await?;
     who.require(Scope::ImageWrite)?;
     let limit = settings().max_body_bytes;
-    let bytes = axum::body::to_bytes(body, limit)
+    let bytes = read_body(&parts.headers, body, limit)
         .await
-        .map_err(|_| ApiError::TooLarge(limit as u64))?;
+        .map_err(|e| match e {
+            ReadError::TooLarge { limit } => ApiError::TooLarge(limit as u64),
+            ReadError::Malformed(m) => ApiError::invalid("body", m),
+        })?;
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::invalid("body", format!("must be valid JSON: {e}")))?;
     let request = wire::parse(&value, settings().max_images).map_err(ApiError::Validation)?;

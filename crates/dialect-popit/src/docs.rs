@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 use tintype_engine::core::{CoreError, NewRecord, Record, UserId};
+use tintype_http::limits::{read_body, ReadError};
 use tintype_http::AppState;
 
 /// The value of a query parameter.
@@ -94,13 +95,15 @@ pub fn respond(
 
 /// Reads a JSON document body (at most 1 MiB). An empty body is `{}`.
 async fn json_body(req: Request) -> PopitResult<Map<String, Value>> {
-    let bytes = axum::body::to_bytes(req.into_body(), wire::MAX_JSON_BYTES)
+    let (parts, body) = req.into_parts();
+    let bytes = read_body(&parts.headers, body, wire::MAX_JSON_BYTES)
         .await
-        .map_err(|_| {
-            PopitError::Status(
+        .map_err(|e| match e {
+            ReadError::TooLarge { .. } => PopitError::Status(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "the JSON body is larger than 1 MiB".into(),
-            )
+            ),
+            ReadError::Malformed(m) => PopitError::bad_request(m),
         })?;
     match parse_json(&bytes)? {
         Value::Object(m) => Ok(m),
@@ -123,6 +126,7 @@ async fn json_write(
     }
     let mut body = match json_body(req).await {
         Ok(b) => b,
+        Err(e @ PopitError::Status(StatusCode::PAYLOAD_TOO_LARGE, _)) => return Err(e),
         Err(_) => return Err(PopitError::Unauthorized),
     };
     let key = match body.remove("apikey") {
@@ -139,9 +143,8 @@ pub async fn delete_key(req: Request) -> Option<String> {
     if let Some(k) = request_key(req.headers(), req.uri().query()) {
         return Some(k);
     }
-    let bytes = axum::body::to_bytes(req.into_body(), 64 * 1024)
-        .await
-        .ok()?;
+    let (parts, body) = req.into_parts();
+    let bytes = read_body(&parts.headers, body, 64 * 1024).await.ok()?;
     match parse_json(&bytes).ok()? {
         Value::Object(mut m) => match m.remove("apikey") {
             Some(Value::String(s)) => Some(s),

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tintype_engine::core::{CoreError, Image, UserId};
 use tintype_engine::{Accept, BlobRef, IngestOptions};
 use tintype_http::serve::{serve_blob, Caching};
+use tintype_http::limits::{read_text_field, ReadError};
 use tintype_http::AppState;
 
 /// Largest text field of an upload form.
@@ -77,28 +78,17 @@ fn upload_error(e: CoreError, received: u64, mime: &str) -> PopitError {
 }
 
 async fn field_text(mut f: Field<'_>) -> PopitResult<String> {
-    let mut buf: Vec<u8> = Vec::new();
-    loop {
-        match f.chunk().await {
-            Ok(Some(c)) => {
-                if buf.len() + c.len() > MAX_FIELD_BYTES {
-                    return Err(PopitError::Status(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("a form field is larger than {MAX_FIELD_BYTES} bytes"),
-                    ));
-                }
-                buf.extend_from_slice(&c);
+    read_text_field(&mut f, MAX_FIELD_BYTES)
+        .await
+        .map_err(|e| match e {
+            ReadError::TooLarge { limit } => PopitError::Status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("a form field is larger than {limit} bytes"),
+            ),
+            ReadError::Malformed(m) => {
+                PopitError::bad_request(format!("invalid multipart body: {m}"))
             }
-            Ok(None) => break,
-            Err(e) => {
-                return Err(PopitError::bad_request(format!(
-                    "invalid multipart body: {}",
-                    e.body_text()
-                )))
-            }
-        }
-    }
-    String::from_utf8(buf).map_err(|_| PopitError::bad_request("a form field is not UTF-8"))
+        })
 }
 
 async fn store_file(st: &AppState, field: Field<'_>, target: &Target) -> PopitResult<Stored> {

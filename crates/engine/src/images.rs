@@ -1,9 +1,12 @@
 use crate::Engine;
 use serde_json::{Map, Value};
 use tintype_core::{
-    to_millis, BlobStream, ByteRange, CoreError, Image, ImageCursor, Principal, Scope, Timestamp,
+    to_millis, BlobStream, ByteRange, CatalogError, CoreError, Image, ImageCursor, Principal, Scope, Timestamp,
     UserId,
 };
+
+/// Size of the space reserve: room for a delete to commit on a full disk.
+pub const SPACE_RESERVE_BYTES: u64 = 1024 * 1024;
 
 /// What the HTTP layer needs to serve stored bytes.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,13 +118,93 @@ impl Engine {
             .ok_or(CoreError::NotFound)
     }
 
-    /// Deletes an image and everything tied to it. Its blobs stay until
-    /// garbage collection finds them unreferenced.
+    /// Deletes an image and everything tied to it, then removes its blobs
+    /// (original and variants) that no other image references, so that a
+    /// delete frees space at once (a user can dig out of a full disk).
+    /// Garbage collection still sweeps whatever this leaves behind. When
+    /// the catalog is too full to commit even the delete, the space reserve
+    /// is given up and the delete tried once more.
     pub async fn delete_image(&self, id: &str) -> Result<(), CoreError> {
-        if self.catalog.delete_image(id).await? {
-            Ok(())
-        } else {
-            Err(CoreError::NotFound)
+        let mut blobs = Vec::new();
+        if let Some(image) = self.catalog.image_by_id(id).await? {
+            blobs.push(image.content.sha256);
+        }
+        for v in self.catalog.variants(id).await? {
+            blobs.push(v.sha256);
+        }
+        let deleted = match self.catalog.delete_image(id).await {
+            Err(CatalogError::NoSpace(m)) => {
+                if !self.release_space_reserve().await {
+                    return Err(CoreError::NoSpace(m));
+                }
+                tracing::warn!("the disk is full: gave up the space reserve to delete an image");
+                self.catalog.delete_image(id).await?
+            }
+            other => other?,
+        };
+        if !deleted {
+            return Err(CoreError::NotFound);
+        }
+        blobs.sort();
+        blobs.dedup();
+        for sha in blobs {
+            // The image is gone whatever happens here: a failure only
+            // leaves the blob to garbage collection.
+            match self.catalog.blob_referenced(&sha).await {
+                Ok(false) => {
+                    if let Err(e) = self.blobs.delete(&sha).await {
+                        tracing::warn!("removing the blob {sha} of a deleted image: {e}");
+                    }
+                }
+                Ok(true) => {}
+                Err(e) => tracing::warn!("checking the blob {sha} of a deleted image: {e}"),
+            }
+        }
+        self.ensure_space_reserve().await;
+        Ok(())
+    }
+
+    /// Makes sure the space reserve exists (the server calls this at start;
+    /// deletes call it again). Best effort: on a full disk it stays absent
+    /// until there is room.
+    pub async fn ensure_space_reserve(&self) {
+        let Some(path) = self.config.space_reserve.clone() else {
+            return;
+        };
+        let r = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            if std::fs::metadata(&path).is_ok_and(|m| m.len() == SPACE_RESERVE_BYTES) {
+                return Ok(());
+            }
+            let tmp = path.with_extension("partial");
+            let written = (|| {
+                use std::io::Write;
+                let mut f = std::fs::File::create(&tmp)?;
+                let chunk = vec![0u8; 64 * 1024];
+                let mut left = SPACE_RESERVE_BYTES;
+                while left > 0 {
+                    let n = left.min(chunk.len() as u64) as usize;
+                    f.write_all(chunk.get(..n).unwrap_or_default())?;
+                    left -= n as u64;
+                }
+                f.sync_all()?;
+                std::fs::rename(&tmp, &path)
+            })();
+            if written.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            written
+        })
+        .await;
+        if let Ok(Err(e)) = r {
+            tracing::debug!("the space reserve is not in place: {e}");
+        }
+    }
+
+    /// Removes the space reserve; false when there was none.
+    async fn release_space_reserve(&self) -> bool {
+        match &self.config.space_reserve {
+            Some(p) => tokio::fs::remove_file(p).await.is_ok(),
+            None => false,
         }
     }
 

@@ -112,7 +112,7 @@ impl Engine {
         let named = tempfile::Builder::new()
             .prefix("upload-")
             .tempfile_in(&self.config.tmp_dir)
-            .map_err(|e| CoreError::Internal(format!("temp file: {e}")))?;
+            .map_err(|e| CoreError::io("temp file", e))?;
         let (file, temp) = named.into_parts();
         let mut file = tokio::fs::File::from_std(file);
         let mut hasher = Sha256::new();
@@ -126,14 +126,14 @@ impl Engine {
             hasher.update(&chunk);
             file.write_all(&chunk)
                 .await
-                .map_err(|e| CoreError::Internal(format!("writing the upload: {e}")))?;
+                .map_err(|e| CoreError::io("writing the upload", e))?;
         }
         if size == 0 {
             return Err(CoreError::Invalid("the file is empty".into()));
         }
         file.flush()
             .await
-            .map_err(|e| CoreError::Internal(format!("writing the upload: {e}")))?;
+            .map_err(|e| CoreError::io("writing the upload", e))?;
         drop(file);
         self.metrics
             .ingested_bytes

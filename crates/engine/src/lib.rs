@@ -64,6 +64,10 @@ pub struct EngineConfig {
     pub gc_grace: Duration,
     /// The decode memory budget shared by every render of this process.
     pub decode_budget: BudgetConfig,
+    /// A file kept on the data disk and given up when a delete finds the
+    /// disk full, so that the delete can commit and free space
+    /// ([`Engine::ensure_space_reserve`]). None: no reserve.
+    pub space_reserve: Option<PathBuf>,
 }
 
 impl EngineConfig {
@@ -81,6 +85,7 @@ impl EngineConfig {
             fetch: tintype_fetch::FetchPolicy::default(),
             gc_grace: Duration::from_secs(3600),
             decode_budget: BudgetConfig::default(),
+            space_reserve: None,
         }
     }
 }

@@ -7,11 +7,15 @@
 //! [`app`]; each renders errors in its own envelope.
 
 pub mod auth;
+pub mod limits;
+mod listen;
 mod metrics;
 mod native;
 mod problem;
+pub mod redact;
 pub mod serve;
 
+pub use listen::{serve_with, ServerLimits};
 pub use metrics::HttpMetrics;
 pub use problem::{status_of, Problem};
 
@@ -62,8 +66,15 @@ pub fn app(state: AppState, dialects: Vec<Router<AppState>>) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             problem::panic_response,
         ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        // Upload size is enforced while streaming, by the engine.
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(|req: &axum::http::Request<axum::body::Body>| {
+                    redact::make_span(req)
+                }),
+        )
+        // Upload size is enforced while streaming, by the engine, and every
+        // text field and JSON body is read through [`limits`] with its own
+        // cap; axum's extractor-wide limit would also cut multipart uploads.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
@@ -90,13 +101,12 @@ async fn retry_after(
     resp
 }
 
-/// Serves the app until `shutdown` resolves.
+/// Serves the app with the default [`ServerLimits`] until `shutdown`
+/// resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, app, ServerLimits::default(), shutdown).await
 }

@@ -1,6 +1,9 @@
 //! The native API under /v1, health checks and metrics.
 
 use crate::auth::TokenSource;
+use crate::limits::{
+    read_json, read_text_field, ReadError, MAX_JSON_BYTES, MAX_METADATA_BYTES, MAX_NAME_BYTES,
+};
 use crate::serve::{serve_blob, Caching};
 use crate::{AppState, Problem};
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
@@ -8,7 +11,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tintype_engine::core::{CoreError, Image, Principal, Scope, Variant};
@@ -189,6 +191,95 @@ fn parse_metadata(s: &str) -> ApiResult<Map<String, Value>> {
     }
 }
 
+fn field_problem(what: &str, e: ReadError) -> Problem {
+    let status = if e.is_too_large() {
+        StatusCode::PAYLOAD_TOO_LARGE
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    let code = if e.is_too_large() {
+        "too_large"
+    } else {
+        "invalid"
+    };
+    Problem::new(status, code, e.message(what))
+}
+
+/// Reads the parts of a multipart upload; the `file` part is ingested as it
+/// streams and left in `image`, so that the caller removes it when a later
+/// part is refused.
+async fn read_upload_parts(
+    st: &AppState,
+    owner: tintype_engine::core::UserId,
+    mut mp: Multipart,
+    image: &mut Option<Image>,
+) -> ApiResult<Image> {
+    let mut opts = IngestOptions::new(owner);
+    let mut late_name = None;
+    let mut late_meta = None;
+    loop {
+        let mut field = match mp.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                return Err(Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    e.body_text(),
+                ))
+            }
+        };
+        match field.name().unwrap_or("") {
+            "file" if image.is_none() => {
+                *image = Some(st.engine.ingest(opts.clone(), field).await?);
+            }
+            "name" => {
+                let v = read_text_field(&mut field, MAX_NAME_BYTES)
+                    .await
+                    .map_err(|e| field_problem("the name", e))?;
+                if image.is_some() {
+                    late_name = Some(v);
+                } else {
+                    opts.name = Some(v);
+                }
+            }
+            "metadata" => {
+                let v = read_text_field(&mut field, MAX_METADATA_BYTES)
+                    .await
+                    .map_err(|e| field_problem("the metadata", e))?;
+                let m = parse_metadata(&v)?;
+                if image.is_some() {
+                    late_meta = Some(m);
+                } else {
+                    opts.metadata = m;
+                }
+            }
+            _ => {
+                // Unknown parts are drained and ignored.
+                while let Ok(Some(_)) = field.chunk().await {}
+            }
+        }
+    }
+    let Some(mut stored) = image.clone() else {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "the multipart body has no 'file' part",
+        ));
+    };
+    if late_name.is_some() || late_meta.is_some() {
+        stored = st
+            .engine
+            .update_image(
+                &stored.id,
+                late_name.as_deref().map(Some),
+                late_meta.as_ref(),
+            )
+            .await?;
+    }
+    Ok(stored)
+}
+
 #[derive(Deserialize)]
 struct RawQuery {
     name: Option<String>,
@@ -202,89 +293,31 @@ async fn upload(State(st): State<AppState>, req: Request) -> ApiResult<Response>
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| c.to_ascii_lowercase().starts_with("multipart/form-data"));
     let image = if is_multipart {
-        let mut mp = Multipart::from_request(req, &st)
+        let mp = Multipart::from_request(req, &st)
             .await
             .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid", e.body_text()))?;
-        let mut opts = IngestOptions::new(p.user.id);
         let mut image: Option<Image> = None;
-        let mut late_name = None;
-        let mut late_meta = None;
-        loop {
-            let field = match mp.next_field().await {
-                Ok(Some(f)) => f,
-                Ok(None) => break,
-                Err(e) => {
-                    if let Some(i) = &image {
-                        let _ = st.engine.delete_image(&i.id).await;
-                    }
-                    return Err(Problem::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid",
-                        e.body_text(),
-                    ));
+        match read_upload_parts(&st, p.user.id, mp, &mut image).await {
+            Ok(image) => image,
+            Err(e) => {
+                // Nothing of a refused upload is kept.
+                if let Some(i) = &image {
+                    let _ = st.engine.delete_image(&i.id).await;
                 }
-            };
-            match field.name().unwrap_or("") {
-                "file" if image.is_none() => {
-                    image = Some(st.engine.ingest(opts.clone(), field).await?);
-                }
-                "name" => {
-                    let v = field.text().await.map_err(|e| {
-                        Problem::new(StatusCode::BAD_REQUEST, "invalid", e.body_text())
-                    })?;
-                    if image.is_some() {
-                        late_name = Some(v);
-                    } else {
-                        opts.name = Some(v);
-                    }
-                }
-                "metadata" => {
-                    let v = field.text().await.map_err(|e| {
-                        Problem::new(StatusCode::BAD_REQUEST, "invalid", e.body_text())
-                    })?;
-                    let m = match parse_metadata(&v) {
-                        Ok(m) => m,
-                        Err(e) => {
-                            if let Some(i) = &image {
-                                let _ = st.engine.delete_image(&i.id).await;
-                            }
-                            return Err(e);
-                        }
-                    };
-                    if image.is_some() {
-                        late_meta = Some(m);
-                    } else {
-                        opts.metadata = m;
-                    }
-                }
-                _ => {
-                    // Unknown parts are drained and ignored.
-                    let mut f = field;
-                    while let Some(Ok(_)) = f.next().await {}
-                }
+                return Err(e);
             }
         }
-        let mut image = image.ok_or_else(|| {
-            Problem::new(
-                StatusCode::BAD_REQUEST,
-                "invalid",
-                "the multipart body has no 'file' part",
-            )
-        })?;
-        if late_name.is_some() || late_meta.is_some() {
-            image = st
-                .engine
-                .update_image(
-                    &image.id,
-                    late_name.as_deref().map(Some),
-                    late_meta.as_ref(),
-                )
-                .await?;
-        }
-        image
     } else {
         let q: Query<RawQuery> = Query::try_from_uri(req.uri())
             .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid", e.body_text()))?;
+        if q.name.as_ref().is_some_and(|n| n.len() > MAX_NAME_BYTES) {
+            return Err(field_problem(
+                "the name",
+                ReadError::TooLarge {
+                    limit: MAX_NAME_BYTES,
+                },
+            ));
+        }
         let mut opts = IngestOptions::new(p.user.id);
         opts.name = q.0.name;
         let body = req.into_body().into_data_stream();
@@ -332,22 +365,34 @@ async fn patch(
 ) -> ApiResult<Json<Value>> {
     let p = who(&st, req.headers(), req.uri().query(), Scope::ImageWrite).await?;
     let image = st.engine.owned_image(&p, &id).await?;
-    let bytes = axum::body::to_bytes(req.into_body(), 1024 * 1024)
+    let (parts, body) = req.into_parts();
+    let body: PatchBody = read_json(&parts.headers, body, MAX_JSON_BYTES)
         .await
-        .map_err(|_| {
-            Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                "the JSON body is over 1 MiB",
-            )
-        })?;
-    let body: PatchBody = serde_json::from_slice(&bytes).map_err(|e| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid",
-            format!("invalid JSON body: {e}"),
-        )
-    })?;
+        .map_err(|e| field_problem("the JSON body", e))?;
+    if body
+        .name
+        .as_ref()
+        .and_then(|n| n.as_ref())
+        .is_some_and(|n| n.len() > MAX_NAME_BYTES)
+    {
+        return Err(field_problem(
+            "the name",
+            ReadError::TooLarge {
+                limit: MAX_NAME_BYTES,
+            },
+        ));
+    }
+    if let Some(m) = &body.metadata {
+        let len = serde_json::to_vec(m).map(|v| v.len()).unwrap_or(usize::MAX);
+        if len > MAX_METADATA_BYTES {
+            return Err(field_problem(
+                "the metadata",
+                ReadError::TooLarge {
+                    limit: MAX_METADATA_BYTES,
+                },
+            ));
+        }
+    }
     let updated = st
         .engine
         .update_image(

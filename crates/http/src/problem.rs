@@ -38,6 +38,7 @@ pub fn status_of(e: &CoreError) -> StatusCode {
         CoreError::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
         CoreError::Unavailable(_) | CoreError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
         CoreError::OverBudget { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        CoreError::NoSpace(_) => StatusCode::INSUFFICIENT_STORAGE,
         CoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -49,6 +50,10 @@ impl From<CoreError> for Problem {
             CoreError::Internal(d) => {
                 tracing::error!("internal error: {d}");
                 "something went wrong; the details are in the server log".to_string()
+            }
+            CoreError::NoSpace(d) => {
+                tracing::warn!("no space left: {d}");
+                e.to_string()
             }
             other => other.to_string(),
         };

@@ -67,7 +67,9 @@ impl BlobStore for DirBlobStore {
             .parent()
             .ok_or_else(|| BlobError::InvalidKey(sha256.to_string()))?
             .to_path_buf();
-        tokio::fs::create_dir_all(&parent).await?;
+        tokio::fs::create_dir_all(&parent)
+            .await
+            .map_err(BlobError::io)?;
         // Copy into our own incoming directory first when the source is on
         // another file system (rename would fail), then rename atomically.
         let staged = self
@@ -75,19 +77,27 @@ impl BlobStore for DirBlobStore {
             .join("incoming")
             .join(format!("{sha256}.{}", uuid::Uuid::new_v4().simple()));
         if tokio::fs::rename(path, &staged).await.is_err() {
-            tokio::fs::copy(path, &staged).await?;
+            if let Err(e) = tokio::fs::copy(path, &staged).await {
+                // A full disk leaves no half copy behind.
+                let _ = tokio::fs::remove_file(&staged).await;
+                return Err(BlobError::io(e));
+            }
         }
         let staged2 = staged.clone();
         let parent2 = parent.clone();
         let dest2 = dest.clone();
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let done = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             std::fs::File::open(&staged2)?.sync_all()?;
             std::fs::rename(&staged2, &dest2)?;
             std::fs::File::open(&parent2)?.sync_all()?;
             Ok(())
         })
         .await
-        .map_err(|e| BlobError::Backend(e.to_string()))??;
+        .map_err(|e| BlobError::Backend(e.to_string()))?;
+        if let Err(e) = done {
+            let _ = tokio::fs::remove_file(&staged).await;
+            return Err(BlobError::io(e));
+        }
         Ok(())
     }
 

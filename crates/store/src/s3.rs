@@ -115,7 +115,18 @@ impl S3BlobStore {
     }
 
     fn backend(&self, what: &str, e: object_store::Error) -> BlobError {
-        BlobError::Backend(format!("S3 bucket {}: {what}: {e}", self.bucket))
+        let msg = format!("S3 bucket {}: {what}: {e}", self.bucket);
+        // A server out of space answers 507 Insufficient Storage or an
+        // error naming ENOSPC.
+        let text = e.to_string();
+        if text.contains("Insufficient Storage")
+            || text.contains("InsufficientStorage")
+            || text.contains("No space left")
+        {
+            BlobError::NoSpace(msg)
+        } else {
+            BlobError::Backend(msg)
+        }
     }
 
     fn map_err(&self, sha256: &str, what: &str, e: object_store::Error) -> BlobError {

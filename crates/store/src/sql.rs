@@ -72,7 +72,26 @@ pub struct SqlCatalog {
 }
 
 fn db(e: sqlx::Error) -> CatalogError {
-    CatalogError::Database(e.to_string())
+    if is_disk_full(&e) {
+        CatalogError::NoSpace(e.to_string())
+    } else {
+        CatalogError::Database(e.to_string())
+    }
+}
+
+/// A write refused for want of space: SQLite's SQLITE_FULL (13, "database
+/// or disk is full"), PostgreSQL's disk_full (SQLSTATE 53100), or ENOSPC
+/// from the driver's own I/O.
+fn is_disk_full(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            matches!(d.code().as_deref(), Some("13") | Some("53100"))
+                || d.message().contains("database or disk is full")
+                || d.message().contains("No space left on device")
+        }
+        sqlx::Error::Io(io) => io.kind() == std::io::ErrorKind::StorageFull,
+        _ => false,
+    }
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {

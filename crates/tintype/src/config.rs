@@ -7,6 +7,7 @@ use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
 use tintype_engine::{EngineConfig, Preset, Presets};
+use tintype_http::ServerLimits;
 
 /// Flags; each also reads its environment variable.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -50,6 +51,18 @@ pub struct Flags {
     /// Seconds a claimed job stays leased before another node may take it [default: 60].
     #[arg(long, env = "TINTYPE_JOB_LEASE_SECS", global = true)]
     pub job_lease_secs: Option<u64>,
+    /// Seconds a client has to send a whole request head [default: 30].
+    #[arg(long, env = "TINTYPE_HEADER_TIMEOUT_SECS", global = true)]
+    pub header_timeout_secs: Option<u64>,
+    /// Seconds a keep-alive connection may wait for its next request [default: 75].
+    #[arg(long, env = "TINTYPE_IDLE_TIMEOUT_SECS", global = true)]
+    pub idle_timeout_secs: Option<u64>,
+    /// Seconds a request body may go without sending a byte [default: 60].
+    #[arg(long, env = "TINTYPE_BODY_TIMEOUT_SECS", global = true)]
+    pub body_timeout_secs: Option<u64>,
+    /// Connections open at once; more wait in the listen backlog [default: 4096].
+    #[arg(long, env = "TINTYPE_MAX_CONNECTIONS", global = true)]
+    pub max_connections: Option<usize>,
 }
 
 /// The configuration file; every field is optional.
@@ -94,6 +107,14 @@ pub struct FileConfig {
     pub job_lease_secs: Option<u64>,
     /// Seconds before an unpublished diaspora* photo is removed.
     pub pending_ttl_secs: Option<u64>,
+    /// Seconds a client has to send a whole request head.
+    pub header_timeout_secs: Option<u64>,
+    /// Seconds a keep-alive connection may wait for its next request.
+    pub idle_timeout_secs: Option<u64>,
+    /// Seconds a request body may go without sending a byte.
+    pub body_timeout_secs: Option<u64>,
+    /// Connections open at once; more wait in the listen backlog.
+    pub max_connections: Option<usize>,
     /// Extra or replaced variant presets.
     #[serde(default)]
     pub presets: Vec<Preset>,
@@ -110,6 +131,8 @@ pub struct Settings {
     pub log: String,
     pub engine: EngineConfig,
     pub pending_ttl: Duration,
+    /// Timeouts and the connection cap of `serve`.
+    pub server: ServerLimits,
 }
 
 fn parse_bool(s: &str) -> anyhow::Result<bool> {
@@ -161,6 +184,7 @@ impl Settings {
             None => file.fetch_allow_private.unwrap_or(false),
         };
         let mut engine = EngineConfig::new(data_dir.join("tmp"));
+        engine.space_reserve = Some(data_dir.join("space-reserve"));
         if let Some(n) = flags.max_upload_bytes.or(file.max_upload_bytes) {
             engine.max_upload_bytes = n;
         }
@@ -195,6 +219,20 @@ impl Settings {
         if let Some(n) = file.fetch_max_redirects {
             engine.fetch.max_redirects = n;
         }
+        let mut server = ServerLimits::default();
+        let secs = |n: u64| Duration::from_secs(n.max(1));
+        if let Some(n) = flags.header_timeout_secs.or(file.header_timeout_secs) {
+            server.header_timeout = secs(n);
+        }
+        if let Some(n) = flags.idle_timeout_secs.or(file.idle_timeout_secs) {
+            server.idle_timeout = secs(n);
+        }
+        if let Some(n) = flags.body_timeout_secs.or(file.body_timeout_secs) {
+            server.body_timeout = secs(n);
+        }
+        if let Some(n) = flags.max_connections.or(file.max_connections) {
+            server.max_connections = n.max(1);
+        }
         engine.presets = Presets::builtin()
             .with(file.presets)
             .map_err(|e| anyhow::anyhow!(e))?;
@@ -211,6 +249,7 @@ impl Settings {
                 .unwrap_or_else(|| "info".into()),
             engine,
             pending_ttl: Duration::from_secs(file.pending_ttl_secs.unwrap_or(24 * 3600)),
+            server,
         })
     }
 }

@@ -213,6 +213,8 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", s.listen))?;
     let routers = dialects(&engine, &s);
+    // Room for deletes to commit should the disk fill up.
+    engine.ensure_space_reserve().await;
     engine.start_workers();
     let state = tintype_http::AppState::new(engine.clone(), &s.public_url);
     let app = tintype_http::app(state, routers);
@@ -226,7 +228,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         "tintype listening on http://{} (public URL {})",
         s.listen, s.public_url
     );
-    tintype_http::serve(listener, app, shutdown_signal())
+    tintype_http::serve_with(listener, app, s.server.clone(), shutdown_signal())
         .await
         .context("serving")?;
     Ok(())

@@ -639,18 +639,28 @@ fn the_same_bytes_twice_are_two_images_over_one_blob() {
 }
 
 #[test]
-fn gc_keeps_young_unreferenced_blobs() {
+fn a_delete_removes_its_blob_and_gc_keeps_young_unreferenced_blobs() {
     let (tmp, s, token) = setup();
     let data = tmp.path().join("data");
     let c = client();
     let img = upload_raw(&c, &s, &token, "gone", noisy_png(20, 20, 77));
     let sha = img["sha256"].as_str().unwrap().to_string();
+    assert!(blob_path(&data, &sha).exists());
     let r = c
         .delete(s.url(&format!("/v1/images/{}", img["id"].as_str().unwrap())))
         .bearer_auth(&token)
         .send()
         .unwrap();
     assert_eq!(r.status(), 204);
+    // No image uses the bytes any more: the delete freed them at once.
+    assert!(!blob_path(&data, &sha).exists());
+    // A young blob that nothing references (as an upload about to commit
+    // leaves it) is kept by gc.
+    let orphan = noisy_png(20, 20, 78);
+    let orphan_sha = sha256_hex(&orphan);
+    let path = blob_path(&data, &orphan_sha);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, &orphan).unwrap();
     let out = cli_ok(&data, &["gc"]);
     let report: Value = serde_json::from_str(out.trim()).expect("gc prints a JSON report");
     assert!(report["blobs"].as_u64().unwrap() >= 1, "{report}");
@@ -659,7 +669,7 @@ fn gc_keeps_young_unreferenced_blobs() {
         "a blob inside the grace period was removed"
     );
     assert!(report["kept_young"].as_u64().unwrap() >= 1, "{report}");
-    assert!(blob_path(&data, &sha).exists());
+    assert!(path.exists());
 }
 
 #[test]

@@ -10,6 +10,8 @@ mod api;
 mod budget;
 mod cli;
 mod crash;
+mod diskfull;
 mod harness;
 mod jobs;
+mod limits;
 mod variants;

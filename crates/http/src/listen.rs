@@ -1,0 +1,392 @@
+//! The accept loop: HTTP/1.1 connections served by hyper, with the limits
+//! that keep slow or idle clients from holding the server.
+//!
+//! - At most `max_connections` are open at once. The loop accepts only
+//!   while it holds a free slot, so connections past the cap wait in the
+//!   kernel's listen backlog rather than being accepted and starved.
+//! - A connection that has not sent a whole request head within
+//!   `header_timeout` (counted from its first byte, or from the accept) is
+//!   closed, and so is one idle between requests for `idle_timeout`.
+//! - A request body that sends no byte for `body_timeout` ends in an error
+//!   for whoever reads it (an upload's temporary file is then removed by
+//!   the engine as the error unwinds).
+//! - Each connection gets `TCP_NODELAY`. On shutdown the loop stops
+//!   accepting, lets requests in flight finish, and closes idle
+//!   connections at once.
+//!
+//! hyper's own `header_read_timeout` is not used: it also runs while a
+//! keep-alive connection waits for its next request, which would make the
+//! idle timeout no longer than the head timeout.
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::http::Request;
+use axum::Router;
+use hyper::body::{Frame, Incoming, SizeHint};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{watch, Semaphore};
+use tower::ServiceExt;
+
+/// Connection limits of the server.
+#[derive(Debug, Clone)]
+pub struct ServerLimits {
+    /// Time to receive a whole request head.
+    pub header_timeout: Duration,
+    /// Time a keep-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// Time a request body may go without sending a byte.
+    pub body_timeout: Duration,
+    /// Connections open at once; more wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            header_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(75),
+            body_timeout: Duration::from_secs(60),
+            max_connections: 4096,
+        }
+    }
+}
+
+const NONE: u64 = u64::MAX;
+
+/// What the watchdog of one connection knows about it.
+struct Clock {
+    epoch: Instant,
+    /// Requests whose response has not been sent (or dropped) yet.
+    in_flight: AtomicUsize,
+    /// When the current request head began (ms since `epoch`), or NONE.
+    head_since: AtomicU64,
+    /// When the connection last became idle (ms since `epoch`).
+    idle_since: AtomicU64,
+    /// Wakes the watchdog when the deadline may have moved.
+    changed: tokio::sync::Notify,
+}
+
+impl Clock {
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(NONE - 1)
+    }
+
+    /// The instant past which the connection is closed, if any.
+    fn deadline(&self, limits: &ServerLimits) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let head = self.head_since.load(Ordering::Acquire);
+        let (since, limit) = if head != NONE {
+            (head, limits.header_timeout)
+        } else {
+            (self.idle_since.load(Ordering::Acquire), limits.idle_timeout)
+        };
+        Some(self.epoch + Duration::from_millis(since) + limit)
+    }
+}
+
+/// The socket, noting when a new request head starts to arrive.
+struct Watched {
+    io: TcpStream,
+    clock: Arc<Clock>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.io).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            let c = &self.clock;
+            if c.in_flight.load(Ordering::Acquire) == 0 {
+                if c
+                    .head_since
+                    .compare_exchange(NONE, c.now(), Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    c.changed.notify_one();
+                }
+            }
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+/// A request body that fails when no byte arrives for `timeout`.
+struct TimedBody {
+    inner: Incoming,
+    timeout: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+#[derive(Debug)]
+struct BodyStalled(Duration);
+
+impl std::fmt::Display for BodyStalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the request body sent nothing for {} s",
+            self.0.as_secs_f64()
+        )
+    }
+}
+
+impl std::error::Error for BodyStalled {}
+
+impl HttpBody for TimedBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(r) => {
+                this.timer = None;
+                Poll::Ready(r.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                let timeout = this.timeout;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    this.timer = None;
+                    tracing::info!("cut a request body that stalled");
+                    return Poll::Ready(Some(Err(Box::new(BodyStalled(timeout)))));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response body that marks its request done when it is dropped (sent
+/// whole, or abandoned with the connection).
+struct TrackedBody {
+    inner: Body,
+    clock: Arc<Clock>,
+}
+
+impl Drop for TrackedBody {
+    fn drop(&mut self) {
+        let c = &self.clock;
+        c.idle_since.store(c.now(), Ordering::Release);
+        c.in_flight.fetch_sub(1, Ordering::AcqRel);
+        c.changed.notify_one();
+    }
+}
+
+impl HttpBody for TrackedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Serves `app` on `listener` with `limits` until `shutdown` resolves, then
+/// waits for the requests in flight.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let slots = Arc::new(Semaphore::new(max));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let limits = Arc::new(limits);
+    tokio::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            _ = &mut shutdown => break,
+            s = slots.clone().acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, go on.
+                    tracing::warn!("accepting a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let limits = limits.clone();
+        let stop = stop_rx.clone();
+        tokio::spawn(async move {
+            connection(stream, app, limits, stop).await;
+            tracing::trace!(%peer, "connection closed");
+            drop(slot);
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    // Every connection holds a slot until it is closed.
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    let _ = slots.acquire_many(all).await;
+    Ok(())
+}
+
+async fn connection(
+    stream: TcpStream,
+    app: Router,
+    limits: Arc<ServerLimits>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let clock = Arc::new(Clock {
+        epoch: Instant::now(),
+        in_flight: AtomicUsize::new(0),
+        // A new connection is reading its first head from the start.
+        head_since: AtomicU64::new(0),
+        idle_since: AtomicU64::new(0),
+        changed: tokio::sync::Notify::new(),
+    });
+    let io = hyper_util::rt::TokioIo::new(Watched {
+        io: stream,
+        clock: clock.clone(),
+    });
+    let svc_clock = clock.clone();
+    let body_timeout = limits.body_timeout;
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let clock = svc_clock.clone();
+        clock.in_flight.fetch_add(1, Ordering::AcqRel);
+        clock.head_since.store(NONE, Ordering::Release);
+        clock.changed.notify_one();
+        let req = req.map(|b| {
+            Body::new(TimedBody {
+                inner: b,
+                timeout: body_timeout,
+                timer: None,
+            })
+        });
+        let app = app.clone();
+        // Created now, so that the request counts as done however its
+        // future ends (answered, or dropped with the connection).
+        let guard = TrackedBody {
+            inner: Body::empty(),
+            clock,
+        };
+        async move {
+            let resp = match app.oneshot(req).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            };
+            Ok::<_, std::convert::Infallible>(resp.map(|b| {
+                let mut tracked = guard;
+                tracked.inner = b;
+                Body::new(tracked)
+            }))
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(None)
+        .keep_alive(true)
+        .serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut stopping = false;
+    loop {
+        // No deadline while a request is in flight; a change wakes us.
+        let wake = match clock.deadline(&limits) {
+            Some(d) => tokio::time::Instant::from_std(d),
+            None => tokio::time::Instant::now() + Duration::from_secs(3600),
+        };
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!("connection ended: {e}");
+                }
+                return;
+            }
+            _ = clock.changed.notified() => {}
+            _ = tokio::time::sleep_until(wake) => {
+                if clock.deadline(&limits).is_some_and(|d| Instant::now() >= d) {
+                    let reading = clock.head_since.load(Ordering::Acquire) != NONE;
+                    tracing::debug!(
+                        "closing a connection {}",
+                        if reading { "that did not send its request head in time" } else { "idle too long" }
+                    );
+                    return;
+                }
+            }
+            r = stop.changed(), if !stopping => {
+                stopping = true;
+                if r.is_ok() {
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
