@@ -9,7 +9,6 @@ use crate::error::{FieldErrors, FulcrumError};
 use crate::photos::photo_response;
 use crate::wire::{record_key, PhotoData, SCOPE};
 use crate::{authorize, valid_access_key, MAX_ID_LEN};
-use tintype_http::limits::{read_field_bytes, ReadError};
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::Response;
@@ -17,6 +16,7 @@ use serde_json::Map;
 use tintype_engine::core::{CoreError, Image, NewRecord, Principal, Scope};
 use tintype_engine::media::Format;
 use tintype_engine::{Accept, IngestOptions};
+use tintype_http::limits::{read_field_bytes, ReadError};
 use tintype_http::AppState;
 
 /// Most parts a form may have.

@@ -14,8 +14,8 @@ use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tintype_engine::core::{CoreError, Image, UserId};
 use tintype_engine::{Accept, BlobRef, IngestOptions};
-use tintype_http::serve::{serve_blob, Caching};
 use tintype_http::limits::{read_text_field, ReadError};
+use tintype_http::serve::{serve_blob, Caching};
 use tintype_http::AppState;
 
 /// Largest text field of an upload form.

@@ -1,8 +1,8 @@
 use crate::Engine;
 use serde_json::{Map, Value};
 use tintype_core::{
-    to_millis, BlobStream, ByteRange, CatalogError, CoreError, Image, ImageCursor, Principal, Scope, Timestamp,
-    UserId,
+    to_millis, BlobStream, ByteRange, CatalogError, CoreError, Image, ImageCursor, Principal,
+    Scope, Timestamp, UserId,
 };
 
 /// Size of the space reserve: room for a delete to commit on a full disk.

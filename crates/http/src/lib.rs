@@ -67,10 +67,9 @@ pub fn app(state: AppState, dialects: Vec<Router<AppState>>) -> Router {
             problem::panic_response,
         ))
         .layer(
-            tower_http::trace::TraceLayer::new_for_http()
-                .make_span_with(|req: &axum::http::Request<axum::body::Body>| {
-                    redact::make_span(req)
-                }),
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |req: &axum::http::Request<axum::body::Body>| redact::make_span(req),
+            ),
         )
         // Upload size is enforced while streaming, by the engine, and every
         // text field and JSON body is read through [`limits`] with its own

@@ -108,14 +108,12 @@ impl AsyncRead for Watched {
         let r = Pin::new(&mut self.io).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             let c = &self.clock;
-            if c.in_flight.load(Ordering::Acquire) == 0 {
-                if c
-                    .head_since
+            if c.in_flight.load(Ordering::Acquire) == 0
+                && c.head_since
                     .compare_exchange(NONE, c.now(), Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
-                {
-                    c.changed.notify_one();
-                }
+            {
+                c.changed.notify_one();
             }
         }
         r

@@ -119,7 +119,8 @@ mod tests {
 
     #[test]
     fn token_parameters_are_redacted_and_others_kept() {
-        let q = "limit=5&access_token=s3cret&Apikey=abc&api_key=x&token=t&photo%5Btoken%5D=p&name=ok";
+        let q =
+            "limit=5&access_token=s3cret&Apikey=abc&api_key=x&token=t&photo%5Btoken%5D=p&name=ok";
         let r = redact_query(q);
         for secret in ["s3cret", "=abc", "=x&", "token=t", "=p&"] {
             assert!(!r.contains(secret), "{secret} kept in {r}");

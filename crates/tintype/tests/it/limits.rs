@@ -20,7 +20,8 @@ fn read_until_closed(c: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool) {
     let start = Instant::now();
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
-    c.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     while start.elapsed() < limit {
         match c.read(&mut buf) {
             Ok(0) => return (out, true),
@@ -195,7 +196,10 @@ fn past_max_connections_a_new_connection_waits_until_one_closes() {
     drop(second);
 }
 
-fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+/// A multipart part: field name, file name (for a file part), bytes.
+type Part<'a> = (&'a str, Option<&'a str>, &'a [u8]);
+
+fn multipart(parts: &[Part<'_>]) -> (String, Vec<u8>) {
     let boundary = "xXlimitsXx";
     let mut body = Vec::new();
     for (name, file, bytes) in parts {
@@ -233,18 +237,27 @@ fn an_oversized_native_name_or_metadata_is_413_and_nothing_is_stored() {
     let png = png(16, 16, 1);
     let long_name = "n".repeat(2048);
     let big_meta = format!("{{\"k\":\"{}\"}}", "m".repeat(100 * 1024));
-    let cases: Vec<(&str, Vec<(&str, Option<&str>, &[u8])>)> = vec![
+    let cases: Vec<(&str, Vec<Part<'_>>)> = vec![
         (
             "name before the file",
-            vec![("name", None, long_name.as_bytes()), ("file", Some("a.png"), &png)],
+            vec![
+                ("name", None, long_name.as_bytes()),
+                ("file", Some("a.png"), &png),
+            ],
         ),
         (
             "name after the file",
-            vec![("file", Some("a.png"), &png), ("name", None, long_name.as_bytes())],
+            vec![
+                ("file", Some("a.png"), &png),
+                ("name", None, long_name.as_bytes()),
+            ],
         ),
         (
             "metadata after the file",
-            vec![("file", Some("a.png"), &png), ("metadata", None, big_meta.as_bytes())],
+            vec![
+                ("file", Some("a.png"), &png),
+                ("metadata", None, big_meta.as_bytes()),
+            ],
         ),
     ];
     for (what, parts) in cases {
@@ -348,7 +361,10 @@ fn an_oversized_body_or_field_answers_413_in_each_dialects_envelope() {
     assert_eq!(status, 413, "livingdocs: {body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["status"], 413, "livingdocs: {v}");
-    assert!(v["error_details"]["body"].as_str().is_some(), "livingdocs: {v}");
+    assert!(
+        v["error_details"]["body"].as_str().is_some(),
+        "livingdocs: {v}"
+    );
 
     // Djinn: a JSON create over 64 KiB -> {"message": ...}.
     let (status, body) = head_only(
@@ -416,7 +432,10 @@ fn an_oversized_body_or_field_answers_413_in_each_dialects_envelope() {
         .unwrap()
         .json()
         .unwrap();
-    assert!(list.is_empty(), "a refused request stored something: {list:?}");
+    assert!(
+        list.is_empty(),
+        "a refused request stored something: {list:?}"
+    );
 }
 
 #[test]
