@@ -8,7 +8,12 @@ pub enum MediaError {
     /// Over one of the [`crate::Limits`].
     #[error("too large: {0}")]
     TooLarge(String),
-    /// The bytes claim a format but do not follow it.
+    /// Nested or repeated beyond what the decoders can take safely (SVG
+    /// nesting, element counts): refused before any decoder sees it.
+    #[error("too complex: {0}")]
+    TooComplex(String),
+    /// The bytes claim a format but do not follow it, or its pixels cannot
+    /// all be decoded (a truncated file), or a decoder failed on it.
     #[error("corrupt image: {0}")]
     Corrupt(String),
     /// A variant request that cannot be honoured.

@@ -14,6 +14,102 @@ const MAX_FIELDS: usize = 1000;
 /// Undefined-typed values longer than this are left out (maker notes and the like).
 const MAX_UNDEFINED_LEN: usize = 64;
 
+/// Most IFD entries walked in one block, all IFDs together.
+const MAX_ENTRIES: usize = 4096;
+
+/// Most IFDs walked in one block (IFD0, IFD1, Exif, GPS, Interop and a few more).
+const MAX_IFDS: usize = 16;
+
+/// Checks the TIFF structure before the EXIF reader sees it: every IFD is
+/// walked once (a loop of IFDs ends the walk), entries and IFDs are counted,
+/// and the values the entries point at may not add up to more than twice
+/// the block. Without that, a 1 MiB block of entries that all point at the
+/// same megabyte would be read as thousands of megabyte-long values.
+pub fn check_structure(tiff: &[u8]) -> Result<(), String> {
+    let u16_at = |le: bool, at: usize| {
+        tiff.get(at..at + 2).map(|b| {
+            let b = [b[0], b[1]];
+            if le {
+                u16::from_le_bytes(b)
+            } else {
+                u16::from_be_bytes(b)
+            }
+        })
+    };
+    let u32_at = |le: bool, at: usize| {
+        tiff.get(at..at + 4).map(|b| {
+            let b = [b[0], b[1], b[2], b[3]];
+            if le {
+                u32::from_le_bytes(b)
+            } else {
+                u32::from_be_bytes(b)
+            }
+        })
+    };
+    let le = match tiff.get(..2) {
+        Some(b"II") => true,
+        Some(b"MM") => false,
+        _ => return Err("no TIFF byte order mark".into()),
+    };
+    if u16_at(le, 2) != Some(42) {
+        return Err("no TIFF magic number".into());
+    }
+    let first = u32_at(le, 4).ok_or("truncated TIFF header")?;
+    let mut pending: Vec<u32> = vec![first];
+    let mut seen: Vec<u32> = Vec::new();
+    let mut entries = 0usize;
+    let mut value_bytes = 0u64;
+    let budget = (tiff.len() as u64).saturating_mul(2);
+    while let Some(offset) = pending.pop() {
+        if offset == 0 || seen.contains(&offset) {
+            continue;
+        }
+        if seen.len() >= MAX_IFDS {
+            return Err(format!("more than {MAX_IFDS} IFDs"));
+        }
+        seen.push(offset);
+        let at = offset as usize;
+        let Some(count) = u16_at(le, at) else {
+            continue;
+        };
+        for k in 0..usize::from(count) {
+            let e = at + 2 + 12 * k;
+            let (Some(tag), Some(typ), Some(n)) = (u16_at(le, e), u16_at(le, e + 2), u32_at(le, e + 4))
+            else {
+                break;
+            };
+            entries += 1;
+            if entries > MAX_ENTRIES {
+                return Err(format!("more than {MAX_ENTRIES} entries"));
+            }
+            let unit: u64 = match typ {
+                1 | 2 | 6 | 7 => 1,
+                3 | 8 => 2,
+                4 | 9 | 11 | 13 => 4,
+                5 | 10 | 12 => 8,
+                _ => 0,
+            };
+            let len = unit.saturating_mul(u64::from(n));
+            if len > 4 {
+                value_bytes = value_bytes.saturating_add(len);
+                if value_bytes > budget {
+                    return Err("entries point at more data than the block has".into());
+                }
+            }
+            // Exif, GPS and Interop IFD pointers.
+            if matches!(tag, 0x8769 | 0x8825 | 0xA005) {
+                if let Some(child) = u32_at(le, e + 8) {
+                    pending.push(child);
+                }
+            }
+        }
+        if let Some(next) = u32_at(le, at + 2 + 12 * usize::from(count)) {
+            pending.push(next);
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ExifFacts {
     pub map: Map<String, Json>,
@@ -29,6 +125,10 @@ pub fn read(tiff: Vec<u8>) -> Option<ExifFacts> {
         Some(rest) => rest.to_vec(),
         None => tiff,
     };
+    if let Err(why) = check_structure(&tiff) {
+        tracing::debug!("EXIF ignored: {why}");
+        return None;
+    }
     let parsed = Reader::new()
         .continue_on_error(true)
         .read_raw(tiff)

@@ -1,14 +1,22 @@
 //! tintype-media: bytes to facts and pixels.
 //!
 //! * [`sniff`] names the format from the first bytes of a file.
-//! * [`probe_file`] reads headers and EXIF (never the pixels) and checks the limits.
+//! * [`probe_file`] reads headers and EXIF, checks the limits, and checks
+//!   cheaply that every pixel can be decoded (a truncated file is refused).
 //! * [`render_file`] decodes once and makes every requested variant.
 //! * [`to_webp`] converts a picture to a full-size WebP.
 //!
 //! Everything here is blocking; the server calls it from a blocking task.
+//!
+//! No input can end the process: the parsers refuse pathological input
+//! (SVG nesting and element counts, EXIF structures) before a decoder could
+//! exhaust the stack or the heap, and every entry point turns a panic inside
+//! a decoder into an error ([`MediaError::Corrupt`]).
 
+mod check;
 mod error;
 mod exif;
+mod guard;
 mod format;
 mod probe;
 mod qcow2;
@@ -16,11 +24,13 @@ mod render;
 mod spec;
 mod svg;
 
+pub use check::CHECK_MEMORY;
 pub use error::MediaError;
 pub use format::{sniff, Format, Kind};
 pub use probe::{probe_bytes, probe_file, DiskInfo, Probe};
 pub use render::{render_file, render_memory, to_webp, Rendered};
 pub use spec::{parse_size, FitMode, OutputFormat, VariantSpec};
+pub use svg::{MAX_SVG_DEPTH, MAX_SVG_ELEMENTS, MAX_SVG_NODES};
 
 /// Limits checked before any large allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]

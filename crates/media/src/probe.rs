@@ -1,4 +1,5 @@
-//! Probing: format, dimensions, animation, EXIF, disk header. Headers only, never pixels.
+//! Probing: format, dimensions, animation, EXIF, disk header, then the cheap
+//! check that every pixel decodes (see [`crate::check`]).
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
@@ -8,7 +9,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::exif::{self, ExifFacts, MAX_EXIF_BYTES};
-use crate::{qcow2, sniff, svg, Format, Kind, Limits, MediaError};
+use crate::{check, guard, qcow2, sniff, svg, Format, Kind, Limits, MediaError};
 
 /// Facts about a QCOW2 disk image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -56,8 +57,19 @@ pub fn swaps_axes(orientation: Option<u16>) -> bool {
 /// Bytes handed to [`sniff`].
 const HEAD_LEN: usize = 512;
 
-/// Probes a file: reads its header (and EXIF), checks the limits. Blocking.
+/// Probes a file: reads its header (and EXIF), checks the limits, then
+/// decodes every pixel cheaply and refuses a picture that does not decode
+/// completely. A panic in a decoder is an error. Blocking.
 pub fn probe_file(path: &Path, limits: &Limits) -> Result<Probe, MediaError> {
+    guard::contained("probing", || {
+        let probe = probe_headers(path, limits)?;
+        check::check_pixels(path, probe.format, limits)?;
+        Ok(probe)
+    })
+}
+
+/// Headers and EXIF only, without the pixel check.
+fn probe_headers(path: &Path, limits: &Limits) -> Result<Probe, MediaError> {
     let file = File::open(path)?;
     let file_len = file.metadata()?.len();
     let mut reader = BufReader::with_capacity(16 * 1024, file);
@@ -86,6 +98,14 @@ pub fn probe_file(path: &Path, limits: &Limits) -> Result<Probe, MediaError> {
 
 /// Probes bytes already in memory (the same checks as [`probe_file`]).
 pub fn probe_bytes(bytes: &[u8], limits: &Limits) -> Result<Probe, MediaError> {
+    guard::contained("probing", || {
+        let probe = probe_bytes_headers(bytes, limits)?;
+        check::check_bytes(bytes, probe.format, limits)?;
+        Ok(probe)
+    })
+}
+
+fn probe_bytes_headers(bytes: &[u8], limits: &Limits) -> Result<Probe, MediaError> {
     let head = bytes.get(..HEAD_LEN).unwrap_or(bytes);
     let format = sniff(head).ok_or_else(|| {
         MediaError::Unsupported(
@@ -219,10 +239,13 @@ fn jpeg_header<R: Read + Seek>(r: &mut R) -> Result<Header, MediaError> {
     let _soi: [u8; 2] = bytes(r, F)?;
     let mut exif_block = None;
     loop {
-        let [ff, mut marker] = bytes(r, F)?;
-        if ff != 0xFF {
-            return Err(MediaError::Corrupt("JPEG marker expected".into()));
+        // Stray bytes before a marker are skipped, as libjpeg does (it
+        // warns and decodes the picture).
+        let [mut ff] = bytes(r, F)?;
+        while ff != 0xFF {
+            [ff] = bytes(r, F)?;
         }
+        let [mut marker] = bytes(r, F)?;
         while marker == 0xFF {
             [marker] = bytes(r, F)?;
         }

@@ -7,7 +7,8 @@ use std::path::Path;
 use fast_image_resize as fr;
 
 use crate::probe::swaps_axes;
-use crate::{svg, FitMode, Format, Limits, MediaError, OutputFormat, Probe, VariantSpec};
+use crate::check::{turbo_outcome, TurboOutcome};
+use crate::{guard, svg, FitMode, Format, Limits, MediaError, OutputFormat, Probe, VariantSpec};
 
 /// One variant made.
 #[derive(Debug, Clone)]
@@ -66,8 +67,18 @@ fn plan(spec: &VariantSpec, dw: u32, dh: u32) -> ((u32, u32), (f64, f64)) {
     }
 }
 
-/// Makes every variant from one decode. Results come in the order of `specs`. Blocking.
+/// Makes every variant from one decode. Results come in the order of `specs`.
+/// A panic in a decoder or encoder is an error. Blocking.
 pub fn render_file(
+    path: &Path,
+    probe: &Probe,
+    specs: &[VariantSpec],
+    limits: &Limits,
+) -> Result<Vec<Rendered>, MediaError> {
+    guard::contained("rendering", || render_inner(path, probe, specs, limits))
+}
+
+fn render_inner(
     path: &Path,
     probe: &Probe,
     specs: &[VariantSpec],
@@ -118,6 +129,10 @@ pub fn render_file(
 /// A full-size WebP of the picture, orientation applied, metadata stripped
 /// (lossless: the encoder at hand writes lossless WebP only). Blocking.
 pub fn to_webp(path: &Path, probe: &Probe, limits: &Limits) -> Result<Rendered, MediaError> {
+    guard::contained("converting to WebP", || to_webp_inner(path, probe, limits))
+}
+
+fn to_webp_inner(path: &Path, probe: &Probe, limits: &Limits) -> Result<Rendered, MediaError> {
     let (dw, dh) = picture_size(probe, limits)?;
     let need = if swaps_axes(probe.orientation) {
         (f64::from(dh), f64::from(dw))
@@ -227,7 +242,7 @@ fn decode_jpeg_turbo(
         (turbojpeg::PixelFormat::RGB, 3)
     };
     let mut pixels = vec![0u8; out_w * out_h * channels];
-    dec.decompress(
+    let decoded = dec.decompress(
         bytes,
         turbojpeg::Image {
             pixels: pixels.as_mut_slice(),
@@ -236,8 +251,14 @@ fn decode_jpeg_turbo(
             height: out_h,
             format,
         },
-    )
-    .map_err(turbo_err)?;
+    );
+    if let Err(e) = decoded {
+        // A warning about damage libjpeg worked around (stray bytes before
+        // a marker) leaves every pixel decoded.
+        if turbo_outcome(&e.to_string()) != TurboOutcome::Decoded {
+            return Err(turbo_err(e));
+        }
+    }
     if cmyk {
         // libjpeg-turbo hands out Adobe-style inverted CMYK: R = C * K / 255.
         let mut rgb = Vec::with_capacity(out_w * out_h * 3);
