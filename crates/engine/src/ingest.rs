@@ -68,6 +68,12 @@ pub(crate) fn media_error(e: MediaError) -> CoreError {
         }
         MediaError::Io(e) => CoreError::Internal(format!("reading the upload: {e}")),
         MediaError::TooLarge(m) => CoreError::Rejected(format!("too large: {m}")),
+        // Pathological input (nesting, element counts) and pictures whose
+        // pixels cannot all be decoded (or on which a decoder failed) are
+        // media the service cannot take: 415 with the reason.
+        e @ (MediaError::TooComplex(_) | MediaError::Corrupt(_)) => {
+            CoreError::Unsupported(e.to_string())
+        }
         other => CoreError::Unsupported(other.to_string()),
     }
 }

@@ -1,6 +1,6 @@
 //! tintype's integration tier: one test binary, one shared harness.
 //!
-//! - `api`, `cli`, `variants`, `crash`: the real `tintype` binary, started
+//! - `api`, `cli`, `variants`, `crash`, `hostile`: the real `tintype` binary, started
 //!   as a child process on a free loopback port over a temporary data
 //!   directory, driven over HTTP and on its command line.
 //! - `jobs`: the durable job queue, through the engine over a real SQLite
@@ -12,6 +12,7 @@ mod cli;
 mod crash;
 mod diskfull;
 mod harness;
+mod hostile;
 mod jobs;
 mod limits;
 mod variants;
