@@ -27,9 +27,7 @@ use crate::{Format, Limits, MediaError};
 pub const CHECK_MEMORY: u64 = 64 * 1024 * 1024;
 
 fn ends_early(format: &str) -> MediaError {
-    MediaError::Corrupt(format!(
-        "the {format} file ends before its image data does"
-    ))
+    MediaError::Corrupt(format!("the {format} file ends before its image data does"))
 }
 
 /// Decodes every pixel of a picture, cheaply; `Ok` when all of them decode.
@@ -112,7 +110,9 @@ pub(crate) fn jpeg_reaches_eoi(bytes: &[u8]) -> bool {
             0x00 | 0x01 | 0xD0..=0xD8 => continue,
             _ => {}
         }
-        let Some(len) = bytes.get(i..i + 2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        let Some(len) = bytes
+            .get(i..i + 2)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
         else {
             return false;
         };
@@ -239,8 +239,9 @@ fn check_png_reader<R: std::io::BufRead + std::io::Seek>(
     reader: R,
     limits: &Limits,
 ) -> Result<(), MediaError> {
-    let mut budget = png::Limits::default();
-    budget.bytes = usize::try_from(CHECK_MEMORY).unwrap_or(usize::MAX);
+    let budget = png::Limits {
+        bytes: usize::try_from(CHECK_MEMORY).unwrap_or(usize::MAX),
+    };
     let decoder = png::Decoder::new_with_limits(reader, budget);
     let mut reader = decoder.read_info().map_err(png_error)?;
     let info = reader.info();
@@ -254,7 +255,11 @@ fn check_png_reader<R: std::io::BufRead + std::io::Seek>(
         if pixels >= limits.max_pixels {
             break;
         }
-        let frame = reader.next_frame_info().map_err(png_error)?;
+        // An animation that declares more frames than it has still has
+        // all the pixels of the frames it has.
+        let Ok(frame) = reader.next_frame_info() else {
+            break;
+        };
         pixels += u64::from(frame.width) * u64::from(frame.height);
         while reader.next_row().map_err(png_error)?.is_some() {}
     }
@@ -359,7 +364,9 @@ fn check_webp(bytes: &[u8], limits: &Limits) -> Result<(), MediaError> {
     let (w, h) = decoder.dimensions();
     limits.check(w, h)?;
     let Some(size) = decoder.output_buffer_size() else {
-        return Err(MediaError::TooLarge(format!("WebP of {w}x{h} is too large")));
+        return Err(MediaError::TooLarge(format!(
+            "WebP of {w}x{h} is too large"
+        )));
     };
     // The lossy decoder keeps its own planes besides the output (about 1.5
     // bytes a pixel).

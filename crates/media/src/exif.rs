@@ -74,7 +74,8 @@ pub fn check_structure(tiff: &[u8]) -> Result<(), String> {
         };
         for k in 0..usize::from(count) {
             let e = at + 2 + 12 * k;
-            let (Some(tag), Some(typ), Some(n)) = (u16_at(le, e), u16_at(le, e + 2), u32_at(le, e + 4))
+            let (Some(tag), Some(typ), Some(n)) =
+                (u16_at(le, e), u16_at(le, e + 2), u32_at(le, e + 4))
             else {
                 break;
             };

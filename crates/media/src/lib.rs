@@ -16,8 +16,8 @@
 mod check;
 mod error;
 mod exif;
-mod guard;
 mod format;
+mod guard;
 mod probe;
 mod qcow2;
 mod render;

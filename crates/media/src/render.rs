@@ -6,8 +6,8 @@ use std::path::Path;
 
 use fast_image_resize as fr;
 
-use crate::probe::swaps_axes;
 use crate::check::{turbo_outcome, TurboOutcome};
+use crate::probe::swaps_axes;
 use crate::{guard, svg, FitMode, Format, Limits, MediaError, OutputFormat, Probe, VariantSpec};
 
 /// One variant made.

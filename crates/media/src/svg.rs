@@ -202,7 +202,8 @@ fn local_ref(value: &str) -> Option<&str> {
 
 /// Every `url(#id)` in a text (a style attribute or sheet).
 fn url_refs(text: &str) -> impl Iterator<Item = &str> + '_ {
-    text.match_indices("url(").filter_map(|(at, _)| local_ref(text.get(at..)?))
+    text.match_indices("url(")
+        .filter_map(|(at, _)| local_ref(text.get(at..)?))
 }
 
 /// Rough count of the vertices of a shape, from the numbers in its geometry.
@@ -311,7 +312,12 @@ fn check_complexity(doc: &roxmltree::Document) -> Result<(), MediaError> {
                 h = h.max(height[t]);
             }
             let node = elements[i];
-            if has_markers && matches!(node.tag_name().name(), "path" | "line" | "polyline" | "polygon") {
+            if has_markers
+                && matches!(
+                    node.tag_name().name(),
+                    "path" | "line" | "polyline" | "polygon"
+                )
+            {
                 s = s.saturating_add(vertices(node).saturating_mul(max_marker));
             }
             let h = h.saturating_add(1);

@@ -8,8 +8,8 @@
 //! cases per test (default 5000), `TINTYPE_FUZZ_SEED` the seed; a failing
 //! input is written to the temp directory and its path printed.
 
-use std::io::Cursor;
 use std::cell::{Cell, RefCell};
+use std::io::Cursor;
 use std::sync::Once;
 
 use rand::rngs::StdRng;
@@ -229,7 +229,14 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
 // ---------- mutations ----------
 
 /// Numbers that break length fields.
-const HUGE: [u32; 6] = [0xFFFF_FFFF, 0x7FFF_FFFF, 0x8000_0000, 0x0001_0000, 0xFFFF, 0];
+const HUGE: [u32; 6] = [
+    0xFFFF_FFFF,
+    0x7FFF_FFFF,
+    0x8000_0000,
+    0x0001_0000,
+    0xFFFF,
+    0,
+];
 
 fn mutate(rng: &mut StdRng, input: &[u8], others: &[(&str, Vec<u8>)]) -> Vec<u8> {
     let mut out = input.to_vec();
@@ -325,7 +332,10 @@ fn mutate_svg(rng: &mut StdRng, input: &str) -> String {
             }
             1 => s.insert_str(at, r##"<use href="#shape"/>"##),
             2 => s.insert_str(at, r##"<g id="shape"><use href="#shape"/></g>"##),
-            3 => s.insert_str(at, r##"<path d="M0 0L1 1L2 2L3 3" marker-start="url(#mk)"/>"##),
+            3 => s.insert_str(
+                at,
+                r##"<path d="M0 0L1 1L2 2L3 3" marker-start="url(#mk)"/>"##,
+            ),
             4 => {
                 let mut end = (at + rng.gen_range(1..200)).min(s.len());
                 while !s.is_char_boundary(end) {
@@ -334,7 +344,10 @@ fn mutate_svg(rng: &mut StdRng, input: &str) -> String {
                 let copy = s[at..end].to_string();
                 s.insert_str(end, &copy);
             }
-            _ => s.insert_str(at, "<g transform=\"scale(1e30)\"><rect width=\"1e30\" height=\"1\"/></g>"),
+            _ => s.insert_str(
+                at,
+                "<g transform=\"scale(1e30)\"><rect width=\"1e30\" height=\"1\"/></g>",
+            ),
         }
     }
     s

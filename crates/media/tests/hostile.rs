@@ -83,8 +83,8 @@ fn svg_nested_just_within_the_limit_renders_on_a_small_stack() {
             let dir = Dir::new();
             let path = dir.file("ok.svg", nested_svg(depth).as_bytes());
             let p = probe_file(&path, &Limits::default()).unwrap();
-            let out = render_file(&path, &p, &[VariantSpec::fit(20, 20)], &Limits::default())
-                .unwrap();
+            let out =
+                render_file(&path, &p, &[VariantSpec::fit(20, 20)], &Limits::default()).unwrap();
             (out[0].width, out[0].height)
         })
         .unwrap();

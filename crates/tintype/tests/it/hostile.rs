@@ -40,10 +40,7 @@ fn nested_svg_and_truncated_png_are_refused_and_the_server_lives_on() {
             .send()
             .unwrap();
         let detail = refused_415(r);
-        assert!(
-            detail.contains("nested deeper than 256 levels"),
-            "{detail}"
-        );
+        assert!(detail.contains("nested deeper than 256 levels"), "{detail}");
         let form = multipart::Form::new().part(
             "file",
             multipart::Part::bytes(deep.clone().into_bytes()).file_name("deep.svg"),
