@@ -12,6 +12,11 @@
 //! have been decoded. Disk images and SVG (parsed whole by the probe) are not
 //! decoded here.
 //!
+//! What libjpeg allocates besides our buffer: a baseline JPEG is decoded a
+//! row of blocks at a time, but a progressive one keeps all its DCT
+//! coefficients (2 bytes a sample, whatever the scale: about 3 bytes a pixel
+//! for 4:2:0 colour) until the last scan.
+//!
 //! The engine is getting a process-wide decode memory budget (a semaphore
 //! weighted by each decode's allocation); this check is one of its users and
 //! is meant to take a small, fixed weight from it. It does not build any

@@ -2,7 +2,8 @@
 //!
 //! * [`sniff`] names the format from the first bytes of a file.
 //! * [`probe_file`] reads headers and EXIF, checks the limits, and checks
-//!   cheaply that every pixel can be decoded (a truncated file is refused).
+//!   cheaply that every pixel can be decoded (a truncated file is refused);
+//!   [`probe_headers`] skips that check, for files checked at upload.
 //! * [`render_file`] decodes once and makes every requested variant.
 //! * [`to_webp`] converts a picture to a full-size WebP.
 //!
@@ -27,7 +28,7 @@ mod svg;
 pub use check::CHECK_MEMORY;
 pub use error::MediaError;
 pub use format::{sniff, Format, Kind};
-pub use probe::{probe_bytes, probe_file, DiskInfo, Probe};
+pub use probe::{probe_bytes, probe_file, probe_headers, DiskInfo, Probe};
 pub use render::{render_file, render_memory, to_webp, Rendered};
 pub use spec::{parse_size, FitMode, OutputFormat, VariantSpec};
 pub use svg::{MAX_SVG_DEPTH, MAX_SVG_ELEMENTS, MAX_SVG_NODES};

@@ -62,14 +62,20 @@ const HEAD_LEN: usize = 512;
 /// completely. A panic in a decoder is an error. Blocking.
 pub fn probe_file(path: &Path, limits: &Limits) -> Result<Probe, MediaError> {
     guard::contained("probing", || {
-        let probe = probe_headers(path, limits)?;
+        let probe = probe_headers_inner(path, limits)?;
         check::check_pixels(path, probe.format, limits)?;
         Ok(probe)
     })
 }
 
-/// Headers and EXIF only, without the pixel check.
-fn probe_headers(path: &Path, limits: &Limits) -> Result<Probe, MediaError> {
+/// Headers and EXIF only, without the pixel check: for a file that was
+/// checked when it was uploaded (rendering its variants decodes it anyway).
+/// A panic in a parser is an error. Blocking.
+pub fn probe_headers(path: &Path, limits: &Limits) -> Result<Probe, MediaError> {
+    guard::contained("probing", || probe_headers_inner(path, limits))
+}
+
+fn probe_headers_inner(path: &Path, limits: &Limits) -> Result<Probe, MediaError> {
     let file = File::open(path)?;
     let file_len = file.metadata()?.len();
     let mut reader = BufReader::with_capacity(16 * 1024, file);

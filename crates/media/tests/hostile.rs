@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use tintype_media::{
-    probe_bytes, probe_file, render_file, Format, Kind, Limits, MediaError, Probe, VariantSpec,
-    MAX_SVG_DEPTH,
+    probe_bytes, probe_file, probe_headers, render_file, Format, Kind, Limits, MediaError, Probe,
+    VariantSpec, MAX_SVG_DEPTH,
 };
 
 struct Dir(tempfile::TempDir);
@@ -209,6 +209,9 @@ fn truncated_png_is_refused_at_probe_with_the_reason() {
     );
     let err = probe_bytes(cut, &Limits::default()).unwrap_err();
     assert!(err.to_string().contains("ends before"), "{err}");
+    // The header alone is intact: what rendering of a checked file uses.
+    let p = probe_headers(&dir.file("cut2.png", cut), &Limits::default()).unwrap();
+    assert_eq!((p.width, p.height), (Some(64), Some(64)));
 }
 
 #[test]
