@@ -192,7 +192,7 @@ impl Engine {
         let (probe, specs) = {
             let (path, limits, rendering) = (path.clone(), limits.clone(), rendering.clone());
             tokio::task::spawn_blocking(move || {
-                let probe = tintype_media::probe_file(&path, &limits)?;
+                let probe = tintype_media::probe_headers(&path, &limits)?;
                 let specs = rendering.specs(probe.format);
                 Ok::<_, tintype_media::MediaError>((probe, specs))
             })
