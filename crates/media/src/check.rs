@@ -35,6 +35,32 @@ fn ends_early(format: &str) -> MediaError {
     MediaError::Corrupt(format!("the {format} file ends before its image data does"))
 }
 
+/// The bytes of buffers [`check_pixels`] allocates at most for a probed
+/// picture (an upper estimate, without libjpeg's coefficients of a
+/// progressive JPEG): the weight the check takes from a decode budget.
+pub fn check_memory(probe: &crate::Probe) -> u64 {
+    let Some((w, h)) = probe.stored_size() else {
+        return 0;
+    };
+    let (w, h) = (u64::from(w), u64::from(h));
+    // Decoder state: zlib and LZW windows, Huffman tables, a row or two.
+    let state = 256 * 1024;
+    match probe.format {
+        Format::Jpeg => w.div_ceil(8) * h.div_ceil(8) * 4 + w * 16 * 3 + state,
+        Format::Png => w * 8 * 3 + state,
+        Format::Gif => w + state,
+        Format::Webp => {
+            let needs = w * h * 6;
+            if needs > CHECK_MEMORY {
+                state
+            } else {
+                needs + state
+            }
+        }
+        Format::Svg | Format::Qcow2 => 0,
+    }
+}
+
 /// Decodes every pixel of a picture, cheaply; `Ok` when all of them decode.
 pub fn check_pixels(path: &Path, format: Format, limits: &Limits) -> Result<(), MediaError> {
     match format {

@@ -25,10 +25,10 @@ mod render;
 mod spec;
 mod svg;
 
-pub use check::CHECK_MEMORY;
+pub use check::{check_memory, CHECK_MEMORY};
 pub use error::MediaError;
 pub use format::{sniff, Format, Kind};
-pub use probe::{probe_bytes, probe_file, probe_headers, DiskInfo, Probe};
+pub use probe::{check_file, probe_bytes, probe_file, probe_headers, DiskInfo, Probe};
 pub use render::{render_file, render_memory, to_webp, Rendered};
 pub use spec::{parse_size, FitMode, OutputFormat, VariantSpec};
 pub use svg::{MAX_SVG_DEPTH, MAX_SVG_ELEMENTS, MAX_SVG_NODES};

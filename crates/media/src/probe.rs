@@ -68,6 +68,15 @@ pub fn probe_file(path: &Path, limits: &Limits) -> Result<Probe, MediaError> {
     })
 }
 
+/// The pixel check of [`probe_file`] alone, for a file probed with
+/// [`probe_headers`] (a caller that takes [`crate::check_memory`] from a
+/// decode budget in between). A panic in a decoder is an error. Blocking.
+pub fn check_file(path: &Path, probe: &Probe, limits: &Limits) -> Result<(), MediaError> {
+    guard::contained("checking the pixels", || {
+        check::check_pixels(path, probe.format, limits)
+    })
+}
+
 /// Headers and EXIF only, without the pixel check: for a file that was
 /// checked when it was uploaded (rendering its variants decodes it anyway).
 /// A panic in a parser is an error. Blocking.

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use tintype_media::{
-    probe_bytes, probe_file, probe_headers, render_file, Format, Kind, Limits, MediaError, Probe,
-    VariantSpec, MAX_SVG_DEPTH,
+    check_file, check_memory, probe_bytes, probe_file, probe_headers, render_file, Format, Kind,
+    Limits, MediaError, Probe, VariantSpec, MAX_SVG_DEPTH,
 };
 
 struct Dir(tempfile::TempDir);
@@ -210,8 +210,15 @@ fn truncated_png_is_refused_at_probe_with_the_reason() {
     let err = probe_bytes(cut, &Limits::default()).unwrap_err();
     assert!(err.to_string().contains("ends before"), "{err}");
     // The header alone is intact: what rendering of a checked file uses.
-    let p = probe_headers(&dir.file("cut2.png", cut), &Limits::default()).unwrap();
+    let cut2 = dir.file("cut2.png", cut);
+    let p = probe_headers(&cut2, &Limits::default()).unwrap();
     assert_eq!((p.width, p.height), (Some(64), Some(64)));
+    // The check alone, as a caller with a decode budget runs it.
+    let err = check_file(&cut2, &p, &Limits::default()).unwrap_err();
+    assert!(err.to_string().contains("ends before"), "{err}");
+    // Row by row: a few rows of room, not the picture.
+    assert!(check_memory(&p) < 1 << 20, "{}", check_memory(&p));
+    assert!(check_memory(&p) > 64 * 3);
 }
 
 #[test]
