@@ -6,7 +6,8 @@
 //! sees a document, [`parse`] scans its bytes once without recursion
 //! ([`scan_nesting`]): the element nesting must stay within
 //! [`MAX_SVG_DEPTH`], there are at most [`MAX_SVG_NODES`] elements, and
-//! entities may not carry markup (their expansion nests without showing it).
+//! entities may not carry markup or character references (their expansion
+//! nests without showing it).
 //! Then roxmltree parses it (at most [`MAX_SVG_NODES`] nodes), and the tree
 //! is measured, again without recursion:
 //!
@@ -108,7 +109,11 @@ pub fn scan_nesting(bytes: &[u8]) -> Result<(), MediaError> {
                 };
                 match (quote, b) {
                     (Some(q), _) if b == q => quote = None,
-                    (Some(_), b'<') if in_entity => {
+                    // Markup, or a character reference that becomes markup
+                    // when the declaration is read (`&#60;`).
+                    (Some(_), b'<') | (Some(_), b'&')
+                        if in_entity && (b == b'<' || bytes.get(j + 1) == Some(&b'#')) =>
+                    {
                         return Err(MediaError::TooComplex(
                             "SVG document declares an entity that contains markup".into(),
                         ))

@@ -141,6 +141,20 @@ fn svg_reference_chains_and_use_bombs_are_refused() {
     let err = probe_bytes(patterns.as_bytes(), &Limits::default()).unwrap_err();
     assert_too_complex(&err, "nested deeper");
 
+    // Nesting hidden in entities, as markup or as character references
+    // (short enough for the doctype to fit in the bytes the sniffer reads).
+    for value in ["<g>", "&#60;g>", "&#x3c;g>"] {
+        let doc = format!(
+            r#"<!DOCTYPE svg [<!ENTITY e "{}">]><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">&e;</svg>"#,
+            value.repeat(40)
+        );
+        let err = probe_bytes(doc.as_bytes(), &Limits::default()).unwrap_err();
+        assert_too_complex(&err, "entity that contains markup");
+    }
+    // Plain text entities, as Illustrator writes them, are fine.
+    let text_entity = r#"<!DOCTYPE svg [<!ENTITY ns_svg "http://www.w3.org/2000/svg">]><svg xmlns="&ns_svg;" width="10" height="10"><rect width="5" height="5"/></svg>"#;
+    assert!(probe_bytes(text_entity.as_bytes(), &Limits::default()).is_ok());
+
     // A use that refers to its own ancestor is a loop usvg cuts: accepted.
     let looped = r##"<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><g id="a"><rect width="3" height="3"/><use href="#a"/></g></svg>"##;
     let p = probe_bytes(looped.as_bytes(), &Limits::default()).unwrap();
