@@ -146,16 +146,32 @@ impl Engine {
             .fetch_add(size, Ordering::Relaxed);
         let path = temp.to_path_buf();
         let limits = self.config.limits.clone();
-        let probe = tokio::task::spawn_blocking(move || tintype_media::probe_file(&path, &limits))
-            .await
-            .map_err(CoreError::internal)?
-            .map_err(media_error)?;
+        // Headers first; then every pixel is decoded (cheaply) inside the
+        // decode budget, so a file that ends before its data is refused.
+        let probe = {
+            let (path, limits) = (path.clone(), limits.clone());
+            tokio::task::spawn_blocking(move || tintype_media::probe_headers(&path, &limits))
+                .await
+                .map_err(CoreError::internal)?
+                .map_err(media_error)?
+        };
         if !accept.allows(probe.format) {
             return Err(CoreError::Unsupported(format!(
                 "{} files are not accepted here",
                 probe.format.name()
             )));
         }
+        let room = self
+            .budget
+            .acquire(tintype_media::check_memory(&probe))
+            .await?;
+        let probe = tokio::task::spawn_blocking(move || {
+            tintype_media::check_file(&path, &probe, &limits).map(|()| probe)
+        })
+        .await
+        .map_err(CoreError::internal)?
+        .map_err(media_error)?;
+        drop(room);
         Ok(Staged {
             temp,
             sha256: hex::encode(hasher.finalize()),
