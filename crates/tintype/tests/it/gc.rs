@@ -1,0 +1,159 @@
+//! Garbage collection while serving: `tintype gc` in a loop never removes a
+//! blob that an image answered 201 needs, even when the upload reuses a
+//! blob that was unreferenced and older than the grace period.
+
+use crate::harness::*;
+use serde_json::Value;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `tintype gc` with no grace period: every unreferenced blob may go.
+fn gc_now(data: &Path) -> std::process::Output {
+    base_command(data)
+        .env("TINTYPE_GC_GRACE_SECS", "0")
+        .arg("gc")
+        .output()
+        .expect("running tintype gc")
+}
+
+/// Waits until `runs` has moved on by `n` whole runs from `from`.
+fn wait_for_runs(runs: &AtomicU64, from: u64, n: u64) {
+    for _ in 0..6000 {
+        if runs.load(Ordering::SeqCst) >= from + n {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("garbage collection stopped running");
+}
+
+#[test]
+fn gc_in_a_loop_never_removes_a_blob_that_a_new_upload_reuses() {
+    const PICTURES: u64 = 24;
+    const UPLOADERS: u64 = 3;
+    const ROUNDS: usize = 12;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let s = Server::start(&data, Opts::default());
+    let token = user_with_token(&data, "gcrace", &[]);
+
+    // Two collectors, each running `tintype gc` back to back; `runs`
+    // counts completed runs (of both).
+    let stop = Arc::new(AtomicBool::new(false));
+    let runs = Arc::new(AtomicU64::new(0));
+    let collectors: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, runs, data) = (stop.clone(), runs.clone(), data.clone());
+            std::thread::spawn(move || {
+                let mut removed = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let out = gc_now(&data);
+                    assert!(
+                        out.status.success(),
+                        "tintype gc failed: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    let report: Value =
+                        serde_json::from_slice(&out.stdout).expect("gc prints a JSON report");
+                    removed += report["removed"].as_u64().unwrap_or(0);
+                    runs.fetch_add(1, Ordering::SeqCst);
+                }
+                removed
+            })
+        })
+        .collect();
+
+    // Each uploader owns some pictures. A round uploads each of them
+    // (answered 201), waits until two whole gc runs began after the last
+    // commit, reads every image back, then deletes it: its blob is
+    // unreferenced and past the (zero) grace period when the next round
+    // uploads the same bytes again.
+    let uploaders: Vec<_> = (0..UPLOADERS)
+        .map(|t| {
+            let (base, token, runs) = (s.base.clone(), token.clone(), runs.clone());
+            std::thread::spawn(move || {
+                let c = client();
+                let pictures: Vec<Vec<u8>> = (0..PICTURES)
+                    .filter(|i| i % UPLOADERS == t)
+                    .map(|i| noisy_png(24, 24, 1000 + i))
+                    .collect();
+                let mut answered = 0u64;
+                let mut unreadable = Vec::new();
+                for round in 0..ROUNDS {
+                    let mut uploaded = Vec::new();
+                    for (i, bytes) in pictures.iter().enumerate() {
+                        let r = c
+                            .post(format!("{base}/v1/images?name=r{round}p{i}"))
+                            .bearer_auth(&token)
+                            .body(bytes.clone())
+                            .send()
+                            .expect("upload");
+                        let status = r.status();
+                        let text = r.text().unwrap_or_default();
+                        assert_eq!(status, 201, "upload answered {status}: {text}");
+                        let v: Value = serde_json::from_str(&text).unwrap();
+                        answered += 1;
+                        uploaded.push((v["id"].as_str().unwrap().to_string(), sha256_hex(bytes)));
+                    }
+                    wait_for_runs(&runs, runs.load(Ordering::SeqCst), 3);
+                    for (id, sha) in &uploaded {
+                        let r = c
+                            .get(format!("{base}/v1/images/{id}/original"))
+                            .bearer_auth(&token)
+                            .send()
+                            .expect("read back");
+                        let status = r.status();
+                        let body = r.bytes().unwrap_or_default();
+                        if status != 200 || sha256_hex(&body) != *sha {
+                            unreadable.push(format!("image {id} (round {round}): {status}"));
+                        }
+                        let r = c
+                            .delete(format!("{base}/v1/images/{id}"))
+                            .bearer_auth(&token)
+                            .send()
+                            .expect("delete");
+                        assert_eq!(r.status(), 204);
+                    }
+                }
+                (answered, unreadable)
+            })
+        })
+        .collect();
+
+    let mut answered = 0;
+    let mut unreadable = Vec::new();
+    for u in uploaders {
+        let (a, bad) = u.join().expect("an uploader failed");
+        answered += a;
+        unreadable.extend(bad);
+    }
+    stop.store(true, Ordering::SeqCst);
+    let removed: u64 = collectors
+        .into_iter()
+        .map(|c| c.join().expect("a collector failed"))
+        .sum();
+    eprintln!(
+        "{answered} uploads answered 201, {} gc runs removed {removed} blobs, {} unreadable",
+        runs.load(Ordering::SeqCst),
+        unreadable.len()
+    );
+    assert_eq!(answered, PICTURES * ROUNDS as u64);
+    // The test must have raced: collectors removed blobs between rounds.
+    assert!(removed > 0, "gc never removed anything: no race was tried");
+    assert!(
+        unreadable.is_empty(),
+        "images answered 201 lost their bytes to gc:\n{}",
+        unreadable.join("\n")
+    );
+    // And whatever the variants did meanwhile, the library is whole.
+    let out = cli(&data, &["check"]);
+    assert!(
+        out.status.success(),
+        "tintype check failed after the race: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(s);
+}
