@@ -352,30 +352,33 @@ fn serve_removes_only_the_temporary_files_of_dead_processes() {
     let data = tmp.path().join("data");
     let tmp_dir = data.join("tmp");
     let incoming = data.join("blobs").join("incoming");
-    // Server A dies (kill -9) in the middle of an upload.
-    let mut a = Server::start(&data, Opts::default());
+    // Server C is alive and receiving an upload.
+    let c_server = Server::start(&data, Opts::default());
     let token = user_with_token(&data, "temps", &[]);
+    let conn_c = half_upload(&c_server, &token, 1_000_000, 1000);
+    let live = wait_for("C's temp file", || busy_dirs(&tmp_dir).into_iter().next());
+    let live_name = live.file_name().unwrap().to_owned();
+    std::fs::create_dir_all(incoming.join(&live_name)).unwrap();
+    std::fs::write(incoming.join(&live_name).join("staging"), b"in progress").unwrap();
+    // Server A starts (sweeping: C's files stay), then dies (kill -9) in
+    // the middle of an upload.
+    let mut a = Server::start(&data, Opts::default());
+    assert!(
+        live.exists(),
+        "a starting server removed a live one's upload"
+    );
     let conn = half_upload(&a, &token, 1_000_000, 1000);
-    let dead = wait_for("A's temp file", || busy_dirs(&tmp_dir).into_iter().next());
+    let dead = wait_for("A's temp file", || {
+        busy_dirs(&tmp_dir).into_iter().find(|d| *d != live)
+    });
     a.kill9();
     drop(conn);
     let dead_name = dead.file_name().unwrap().to_owned();
     // As if A had also been staging a blob when it died.
     std::fs::create_dir_all(incoming.join(&dead_name)).unwrap();
     std::fs::write(incoming.join(&dead_name).join("staged"), b"half a blob").unwrap();
-
-    // Server C is alive and receiving an upload...
-    let c_server = Server::start(&data, Opts::default());
-    let conn_c = half_upload(&c_server, &token, 1_000_000, 1000);
-    let live = wait_for("C's temp file", || {
-        busy_dirs(&tmp_dir).into_iter().find(|d| *d != dead)
-    });
-    let live_name = live.file_name().unwrap().to_owned();
-    std::fs::create_dir_all(incoming.join(&live_name)).unwrap();
-    std::fs::write(incoming.join(&live_name).join("staging"), b"in progress").unwrap();
-    // ...and a recent file of unknown owner (an older version's layout).
+    // And a recent file of unknown owner (an older version's layout).
     std::fs::write(tmp_dir.join("upload-unknown"), b"?").unwrap();
-    assert!(dead.exists(), "A's files went before any serve started");
     let c_files = files_under(&live);
 
     // An admin command removes nothing.
