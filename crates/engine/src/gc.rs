@@ -129,6 +129,21 @@ impl Engine {
         Ok(report)
     }
 
+    /// Deletes one blob now if nothing references or pins it (the same
+    /// protocol as [`Engine::gc`], without the grace period): for a caller
+    /// that must free space at once, e.g. after deleting an image. Whether
+    /// it was deleted.
+    pub async fn remove_blob_if_unused(&self, sha256: &str) -> Result<bool, CoreError> {
+        let blobs = self.blobs.clone();
+        let sha = sha256.to_string();
+        let delete = async move { blobs.delete(&sha).await }.boxed();
+        match self.catalog.collect_blob(sha256, now(), delete).await? {
+            Collected::Deleted => Ok(true),
+            Collected::Referenced | Collected::Pinned => Ok(false),
+            Collected::Failed(e) => Err(e.into()),
+        }
+    }
+
     /// Checks that every image's original exists and hashes to its
     /// SHA-256, that every variant's blob does too, and counts the blobs
     /// nothing references. With `repair`, removes the catalog rows whose

@@ -265,6 +265,8 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     tintype_http::serve_with(listener, app, s.server.clone(), shutdown_signal())
         .await
         .context("serving")?;
+    // Stopped cleanly: nothing of ours is in flight any more.
+    let _ = std::fs::remove_dir_all(&engine.config().tmp_dir);
     Ok(())
 }
 
