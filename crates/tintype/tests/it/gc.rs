@@ -157,3 +157,118 @@ fn gc_in_a_loop_never_removes_a_blob_that_a_new_upload_reuses() {
     );
     drop(s);
 }
+
+/// The same race through the engine, in one process, over the catalog the
+/// tier names (PostgreSQL when `TINTYPE_TEST_DATABASE_URL` is set, SQLite
+/// otherwise) and a blob directory of its own: collections back to back
+/// while uploads reuse blobs that are unreferenced and past a zero grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn engine_gc_loop_never_removes_a_blob_that_an_upload_reuses() {
+    use tintype_engine::{Engine, EngineConfig, IngestOptions};
+    const TASKS: u64 = 3;
+    const PER_TASK: u64 = 8;
+    const ROUNDS: usize = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let db = std::env::var("TINTYPE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("catalog.db").display()));
+    let catalog = tintype_store::open_catalog(&db).await.expect("catalog");
+    let blobs = tintype_store::open_blob_store(&dir.path().join("blobs").display().to_string())
+        .await
+        .expect("blobs");
+    let mut cfg = EngineConfig::new(dir.path().join("tmp"));
+    cfg.workers = 0;
+    cfg.gc_grace = Duration::ZERO;
+    let engine = Engine::new(catalog, blobs, cfg).expect("engine");
+    // Unique per run: the PostgreSQL catalog is shared between runs.
+    let run = format!(
+        "{}{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
+    let owner = engine
+        .create_user(&format!("gcrace{run}"), None)
+        .await
+        .unwrap()
+        .id;
+    let seed0: u64 = run.parse::<u128>().unwrap_or(0) as u64;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let runs = Arc::new(AtomicU64::new(0));
+    let collector = {
+        let (engine, stop, runs) = (engine.clone(), stop.clone(), runs.clone());
+        tokio::spawn(async move {
+            let mut removed = 0;
+            while !stop.load(Ordering::SeqCst) {
+                removed += engine.gc().await.expect("gc").removed;
+                runs.fetch_add(1, Ordering::SeqCst);
+            }
+            removed
+        })
+    };
+    let uploaders: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let (engine, runs) = (engine.clone(), runs.clone());
+            let tmp = dir.path().join("reads");
+            tokio::spawn(async move {
+                let pictures: Vec<Vec<u8>> = (0..PER_TASK)
+                    .map(|i| noisy_png(16, 16, seed0.wrapping_add(t * 1000 + i)))
+                    .collect();
+                let mut lost = Vec::new();
+                for round in 0..ROUNDS {
+                    let mut uploaded = Vec::new();
+                    for bytes in &pictures {
+                        let body = axum::body::Body::from(bytes.clone()).into_data_stream();
+                        let image = engine
+                            .ingest(IngestOptions::new(owner), body)
+                            .await
+                            .expect("ingest");
+                        uploaded.push((image.id, sha256_hex(bytes)));
+                    }
+                    let from = runs.load(Ordering::SeqCst);
+                    for _ in 0..6000 {
+                        if runs.load(Ordering::SeqCst) >= from + 2 {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    for (id, sha) in uploaded {
+                        let image = engine.image(&id).await.expect("image");
+                        // The directory store hands out the blob's own file.
+                        match engine.blobs().local_file(&image.content.sha256, &tmp).await {
+                            Ok(f) => match std::fs::read(f.path()) {
+                                Ok(body) if sha256_hex(&body) == sha => {}
+                                Ok(_) => lost.push(format!("{id} (round {round}): wrong bytes")),
+                                Err(e) => lost.push(format!("{id} (round {round}): {e}")),
+                            },
+                            Err(e) => lost.push(format!("{id} (round {round}): {e}")),
+                        }
+                        engine.delete_image(&id).await.expect("delete");
+                    }
+                }
+                lost
+            })
+        })
+        .collect();
+    let mut lost = Vec::new();
+    for u in uploaders {
+        lost.extend(u.await.expect("an uploader failed"));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let removed = collector.await.expect("the collector failed");
+    eprintln!(
+        "{} ingests on {}, {} gc runs removed {removed} blobs, {} lost",
+        TASKS * PER_TASK * ROUNDS as u64,
+        engine.catalog().backend_name(),
+        runs.load(Ordering::SeqCst),
+        lost.len()
+    );
+    assert!(removed > 0, "gc never removed anything: no race was tried");
+    assert!(
+        lost.is_empty(),
+        "committed images lost their bytes:\n{}",
+        lost.join("\n")
+    );
+}
