@@ -37,6 +37,9 @@ fn lock_key(sha256: &str) -> Result<i32, CatalogError> {
         .map_err(|e| CatalogError::Database(format!("blob key {sha256:?}: {e}")))
 }
 
+/// Takes a blob's advisory lock until the transaction ends (PostgreSQL).
+const LOCK_SQL: &str = "SELECT pg_advisory_xact_lock(CAST(? AS INTEGER), CAST(? AS INTEGER))";
+
 const UPSERT_PIN: &str = "INSERT INTO blob_pins (sha256, pin_id, expires_at) VALUES (?, ?, ?) \
      ON CONFLICT (sha256, pin_id) DO UPDATE SET expires_at = excluded.expires_at";
 
@@ -51,13 +54,13 @@ impl SqlCatalog {
         match self.backend {
             Backend::Postgres => {
                 let mut tx = self.pool.begin().await.map_err(db)?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
-                    .bind(LOCK_CLASS)
-                    .bind(key)
+                self.stmt(LOCK_SQL)
+                    .bind(i64::from(LOCK_CLASS))
+                    .bind(i64::from(key))
                     .execute(&mut *tx)
                     .await
                     .map_err(db)?;
-                sqlx::query(&self.q(UPSERT_PIN))
+                self.stmt(UPSERT_PIN)
                     .bind(sha256)
                     .bind(pin_id)
                     .bind(to_millis(expires_at))
@@ -68,7 +71,7 @@ impl SqlCatalog {
             }
             Backend::Sqlite => {
                 // A write: it waits for a collection's write lock to end.
-                sqlx::query(UPSERT_PIN)
+                self.stmt(UPSERT_PIN)
                     .bind(sha256)
                     .bind(pin_id)
                     .bind(to_millis(expires_at))
@@ -85,7 +88,7 @@ impl SqlCatalog {
         sha256: &str,
         pin_id: &str,
     ) -> Result<(), CatalogError> {
-        sqlx::query(&self.q("DELETE FROM blob_pins WHERE sha256 = ? AND pin_id = ?"))
+        self.stmt("DELETE FROM blob_pins WHERE sha256 = ? AND pin_id = ?")
             .bind(sha256)
             .bind(pin_id)
             .execute(&self.pool)
@@ -95,7 +98,8 @@ impl SqlCatalog {
     }
 
     pub(crate) async fn expire_blob_pins_impl(&self, now: Timestamp) -> Result<u64, CatalogError> {
-        let r = sqlx::query(&self.q("DELETE FROM blob_pins WHERE expires_at <= ?"))
+        let r = self
+            .stmt("DELETE FROM blob_pins WHERE expires_at <= ?")
             .bind(to_millis(now))
             .execute(&self.pool)
             .await
@@ -113,9 +117,9 @@ impl SqlCatalog {
         let mut tx = match self.backend {
             Backend::Postgres => {
                 let mut tx = self.pool.begin().await.map_err(db)?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
-                    .bind(LOCK_CLASS)
-                    .bind(key)
+                self.stmt(LOCK_SQL)
+                    .bind(i64::from(LOCK_CLASS))
+                    .bind(i64::from(key))
                     .execute(&mut *tx)
                     .await
                     .map_err(db)?;
@@ -126,10 +130,8 @@ impl SqlCatalog {
         // One statement, one snapshot taken under the lock: a writer
         // removes its pin only after the row that references the blob is
         // committed, so a snapshot without the pin has the row.
-        let r = sqlx::query(&self.q(
-            "SELECT (SELECT COUNT(*) FROM images WHERE sha256 = ?) + (SELECT COUNT(*) FROM variants WHERE sha256 = ?) AS refs, \
-             (SELECT COUNT(*) FROM blob_pins WHERE sha256 = ? AND expires_at > ?) AS pins",
-        ))
+        let r = self.stmt("SELECT (SELECT COUNT(*) FROM images WHERE sha256 = ?) + (SELECT COUNT(*) FROM variants WHERE sha256 = ?) AS refs, \
+             (SELECT COUNT(*) FROM blob_pins WHERE sha256 = ? AND expires_at > ?) AS pins")
         .bind(sha256)
         .bind(sha256)
         .bind(sha256)
@@ -169,7 +171,8 @@ impl SqlCatalog {
             "SELECT {} FROM images WHERE seq > ? ORDER BY seq LIMIT ?",
             crate::sql::IMAGE_COLS
         );
-        let rows = sqlx::query(&self.q(&sql))
+        let rows = self
+            .stmt(&sql)
             .bind(after_seq)
             .bind(limit)
             .fetch_all(&self.pool)
@@ -183,7 +186,8 @@ impl SqlCatalog {
         image_id: &str,
         preset: &str,
     ) -> Result<bool, CatalogError> {
-        let r = sqlx::query(&self.q("DELETE FROM variants WHERE image_id = ? AND preset = ?"))
+        let r = self
+            .stmt("DELETE FROM variants WHERE image_id = ? AND preset = ?")
             .bind(image_id)
             .bind(preset)
             .execute(&self.pool)
