@@ -272,3 +272,62 @@ async fn engine_gc_loop_never_removes_a_blob_that_an_upload_reuses() {
         lost.join("\n")
     );
 }
+
+/// Deleting an image frees its blob at once when nothing else uses it;
+/// an upload of the same bytes at the same moment must keep its blob. Each
+/// round races one delete against one upload of the same bytes, with a
+/// varying head start, then checks the upload's blob before anything else
+/// could store the bytes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deletes_never_remove_the_blob_of_a_concurrent_upload_of_the_same_bytes() {
+    use tintype_engine::{Engine, EngineConfig, IngestOptions};
+    const ROUNDS: u64 = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("catalog.db").display());
+    let catalog = tintype_store::open_catalog(&db).await.expect("catalog");
+    let blobs = tintype_store::open_blob_store(&dir.path().join("blobs").display().to_string())
+        .await
+        .expect("blobs");
+    let mut cfg = EngineConfig::new(dir.path().join("tmp"));
+    cfg.workers = 0;
+    let engine = Engine::new(catalog, blobs, cfg).expect("engine");
+    let owner = engine.create_user("samebytes", None).await.unwrap().id;
+    let bytes = noisy_png(16, 16, 77);
+    let sha = sha256_hex(&bytes);
+    let upload = |engine: Arc<Engine>, bytes: Vec<u8>| async move {
+        let body = axum::body::Body::from(bytes).into_data_stream();
+        engine
+            .ingest(IngestOptions::new(owner), body)
+            .await
+            .unwrap()
+    };
+    let mut lost = 0;
+    for round in 0..ROUNDS {
+        let first = upload(engine.clone(), bytes.clone()).await;
+        // Up to 4 ms of head start for either side.
+        let lead = Duration::from_micros((round * 137) % 4000);
+        let delete_first = round % 2 == 0;
+        let deleter = {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                if !delete_first {
+                    tokio::time::sleep(lead).await;
+                }
+                engine.delete_image(&first.id).await.unwrap();
+            })
+        };
+        if delete_first {
+            tokio::time::sleep(lead).await;
+        }
+        let second = upload(engine.clone(), bytes.clone()).await;
+        deleter.await.unwrap();
+        if engine.blobs().head(&sha).await.unwrap().is_none() {
+            lost += 1;
+        }
+        engine.delete_image(&second.id).await.unwrap();
+    }
+    assert_eq!(
+        lost, 0,
+        "{lost} of {ROUNDS} uploads answered Ok lost their blob to a concurrent delete"
+    );
+}
