@@ -1,3 +1,4 @@
+use crate::blob::BlobError;
 use crate::model::*;
 use async_trait::async_trait;
 use thiserror::Error;
@@ -25,6 +26,24 @@ pub struct ImageCursor {
     pub created_at_ms: i64,
     pub seq: i64,
 }
+
+/// What [`Catalog::collect_blob`] did with a blob.
+#[derive(Debug)]
+pub enum Collected {
+    /// An image or a variant references the blob: kept, nothing ran.
+    Referenced,
+    /// A live pin holds the blob (an upload is committing a row that will
+    /// reference it): kept, nothing ran.
+    Pinned,
+    /// Neither: the delete ran, and succeeded.
+    Deleted,
+    /// Neither: the delete ran, and failed.
+    Failed(BlobError),
+}
+
+/// The deletion of one blob, run by [`Catalog::collect_blob`] only when the
+/// blob may go (a future does nothing until it is awaited).
+pub type BlobDelete<'a> = futures::future::BoxFuture<'a, Result<(), BlobError>>;
 
 /// The source of truth for what exists. Implemented for SQLite and
 /// PostgreSQL; every implementation passes the same conformance suite.
@@ -97,6 +116,44 @@ pub trait Catalog: Send + Sync {
 
     /// Whether any image or variant references the blob.
     async fn blob_referenced(&self, sha256: &str) -> Result<bool, CatalogError>;
+
+    // blob pins: the garbage collection protocol (tintype-store's docs
+    // describe it whole)
+    /// Pins a blob until `expires_at` or [`Catalog::unpin_blob`], whichever
+    /// comes first: [`Catalog::collect_blob`] keeps a pinned blob. Taken
+    /// before the writer checks whether the blob exists; waits while a
+    /// collection of the same blob is deleting it, so that once this
+    /// returns, the blob is either gone for good (the writer stores it
+    /// again) or kept until the pin ends. Pinning again with the same id
+    /// moves the expiry.
+    async fn pin_blob(
+        &self,
+        sha256: &str,
+        pin_id: &str,
+        expires_at: Timestamp,
+    ) -> Result<(), CatalogError>;
+    /// Removes a pin (after the row that references the blob is committed,
+    /// or when the upload gave up). Removing a missing pin is a no-op.
+    async fn unpin_blob(&self, sha256: &str, pin_id: &str) -> Result<(), CatalogError>;
+    /// Removes the pins that expired before `now` (left by writers that
+    /// died); returns how many.
+    async fn expire_blob_pins(&self, now: Timestamp) -> Result<u64, CatalogError>;
+    /// Runs `delete` only when no image or variant references the blob and
+    /// no pin unexpired at `now` holds it, and holds the blob's lock from
+    /// that check until `delete` has finished, so that no
+    /// [`Catalog::pin_blob`] of the blob can complete in between.
+    async fn collect_blob(
+        &self,
+        sha256: &str,
+        now: Timestamp,
+        delete: BlobDelete<'_>,
+    ) -> Result<Collected, CatalogError>;
+
+    /// Every image of every owner, in insertion order (`seq`), strictly
+    /// after `after_seq`: for `tintype check`.
+    async fn images_after(&self, after_seq: i64, limit: i64) -> Result<Vec<Image>, CatalogError>;
+    /// Deletes one variant row; whether it existed.
+    async fn delete_variant(&self, image_id: &str, preset: &str) -> Result<bool, CatalogError>;
 
     // dialect records
     async fn insert_record(

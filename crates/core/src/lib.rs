@@ -16,6 +16,6 @@ mod error;
 mod model;
 
 pub use blob::{valid_key, BlobError, BlobMeta, BlobStore, BlobStream, ByteRange, LocalFile};
-pub use catalog::{AlreadyExists, Catalog, CatalogError, ImageCursor};
+pub use catalog::{AlreadyExists, BlobDelete, Catalog, CatalogError, Collected, ImageCursor};
 pub use error::CoreError;
 pub use model::*;

@@ -1,6 +1,21 @@
+//! Garbage collection and the consistency check (`tintype gc`,
+//! `tintype check`).
+//!
+//! Collection never removes a blob that a committed or committing row
+//! references, whatever runs at the same time (uploads of the same bytes,
+//! deletes, other collections, other nodes). Writers pin a blob in the
+//! catalog before they look whether it exists ([`Engine::store_pinned`],
+//! in ingest), and each deletion here goes through
+//! [`Catalog::collect_blob`](tintype_core::Catalog::collect_blob), which
+//! checks references and pins and deletes under the blob's lock, which a
+//! pin waits for. tintype-store's crate docs give the whole argument. The
+//! grace period is a second line of defence, not the protection.
+
 use crate::Engine;
+use futures::{FutureExt, StreamExt};
 use serde::Serialize;
-use tintype_core::CoreError;
+use sha2::{Digest, Sha256};
+use tintype_core::{now, BlobError, Collected, CoreError};
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct GcReport {
@@ -8,18 +23,89 @@ pub struct GcReport {
     pub removed: u64,
     pub removed_bytes: u64,
     pub kept_young: u64,
+    /// Unreferenced blobs kept because an upload had pinned them.
+    pub kept_pinned: u64,
+    /// Expired pins removed (left by writers that died).
+    pub expired_pins: u64,
 }
 
+/// What `tintype check` found.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct CheckReport {
+    pub images: u64,
+    pub variants: u64,
+    /// Blobs in the store.
+    pub blobs: u64,
+    /// Blobs no image or variant references (garbage collection's work).
+    pub orphans: u64,
+    pub orphan_bytes: u64,
+    /// Images whose original is missing, then variants whose blob is.
+    pub missing: Vec<Problem>,
+    /// Blobs whose content does not hash to their name (or size differs).
+    pub corrupt: Vec<Problem>,
+    /// Catalog rows removed by `--repair`.
+    pub repaired: u64,
+}
+
+impl CheckReport {
+    /// Whether the check found nothing left to fix.
+    pub fn clean(&self) -> bool {
+        self.corrupt.is_empty() && self.missing.len() as u64 == self.repaired
+    }
+}
+
+/// One missing or corrupt blob and the row that needs it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Problem {
+    pub image_id: String,
+    /// The variant's preset, or None for the original.
+    pub preset: Option<String>,
+    pub sha256: String,
+    /// For a corrupt blob: what its content hashes to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actual_sha256: Option<String>,
+    /// Whether `--repair` removed the row.
+    pub repaired: bool,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.preset {
+            None => write!(
+                f,
+                "image {} (original, blob {})",
+                self.image_id, self.sha256
+            )?,
+            Some(p) => write!(
+                f,
+                "image {} variant {p} (blob {})",
+                self.image_id, self.sha256
+            )?,
+        }
+        if let Some(a) = &self.actual_sha256 {
+            write!(f, ": its content hashes to {a}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Images read per catalog query during a check.
+const CHECK_PAGE: i64 = 500;
+
 impl Engine {
-    /// Removes blobs that no image or variant references. Blobs younger
-    /// than the grace period are kept: an upload may have stored its blob
-    /// and be about to commit the row that references it. Safe while
-    /// serving, and with several nodes.
+    /// Removes blobs that no image or variant references and no upload has
+    /// pinned. Blobs younger than the grace period are kept as well. Safe
+    /// while serving, and with several nodes.
     pub async fn gc(&self) -> Result<GcReport, CoreError> {
-        let mut report = GcReport::default();
+        let mut report = GcReport {
+            expired_pins: self.catalog.expire_blob_pins(now()).await?,
+            ..GcReport::default()
+        };
         let cutoff = chrono::Utc::now().timestamp() - self.config.gc_grace.as_secs() as i64;
         for b in self.blobs.list().await? {
             report.blobs += 1;
+            // A cheap first pass without the lock; the decision is made
+            // again under it.
             if self.catalog.blob_referenced(&b.sha256).await? {
                 continue;
             }
@@ -27,10 +113,165 @@ impl Engine {
                 report.kept_young += 1;
                 continue;
             }
-            self.blobs.delete(&b.sha256).await?;
-            report.removed += 1;
-            report.removed_bytes += b.size;
+            let blobs = self.blobs.clone();
+            let sha = b.sha256.clone();
+            let delete = async move { blobs.delete(&sha).await }.boxed();
+            match self.catalog.collect_blob(&b.sha256, now(), delete).await? {
+                Collected::Referenced => {}
+                Collected::Pinned => report.kept_pinned += 1,
+                Collected::Deleted => {
+                    report.removed += 1;
+                    report.removed_bytes += b.size;
+                }
+                Collected::Failed(e) => return Err(e.into()),
+            }
         }
         Ok(report)
     }
+
+    /// Deletes one blob now if nothing references or pins it (the same
+    /// protocol as [`Engine::gc`], without the grace period): for a caller
+    /// that must free space at once, e.g. after deleting an image. Whether
+    /// it was deleted.
+    pub async fn remove_blob_if_unused(&self, sha256: &str) -> Result<bool, CoreError> {
+        let blobs = self.blobs.clone();
+        let sha = sha256.to_string();
+        let delete = async move { blobs.delete(&sha).await }.boxed();
+        match self.catalog.collect_blob(sha256, now(), delete).await? {
+            Collected::Deleted => Ok(true),
+            Collected::Referenced | Collected::Pinned => Ok(false),
+            Collected::Failed(e) => Err(e.into()),
+        }
+    }
+
+    /// Checks that every image's original exists and hashes to its
+    /// SHA-256, that every variant's blob does too, and counts the blobs
+    /// nothing references. With `repair`, removes the catalog rows whose
+    /// blob is missing (an image with a missing original, with its
+    /// variants and records; a variant with a missing blob). Corrupt blobs
+    /// are only reported. Reads each blob as a stream (memory stays flat).
+    pub async fn check(&self, repair: bool) -> Result<CheckReport, CoreError> {
+        let mut report = CheckReport::default();
+        let mut after = 0i64;
+        loop {
+            let page = self.catalog.images_after(after, CHECK_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for image in page {
+                report.images += 1;
+                let mut original = Problem {
+                    image_id: image.id.clone(),
+                    preset: None,
+                    sha256: image.content.sha256.clone(),
+                    actual_sha256: None,
+                    repaired: false,
+                };
+                match self.verify_blob(&image.content.sha256).await? {
+                    Verdict::Ok => {}
+                    Verdict::Missing => {
+                        // Deleted or replaced meanwhile: not a problem.
+                        if !self.still_missing_image(&image).await? {
+                            continue;
+                        }
+                        if repair && self.catalog.delete_image(&image.id).await? {
+                            original.repaired = true;
+                            report.repaired += 1;
+                        }
+                        report.missing.push(original);
+                        continue;
+                    }
+                    Verdict::Corrupt(actual) => {
+                        original.actual_sha256 = Some(actual);
+                        report.corrupt.push(original);
+                    }
+                }
+                for v in self.catalog.variants(&image.id).await? {
+                    report.variants += 1;
+                    let mut p = Problem {
+                        image_id: image.id.clone(),
+                        preset: Some(v.preset.clone()),
+                        sha256: v.sha256.clone(),
+                        actual_sha256: None,
+                        repaired: false,
+                    };
+                    match self.verify_blob(&v.sha256).await? {
+                        Verdict::Ok => {}
+                        Verdict::Missing => {
+                            if !self.still_missing_variant(&v).await? {
+                                continue;
+                            }
+                            // Rendered again on demand once removed.
+                            if repair && self.catalog.delete_variant(&v.image_id, &v.preset).await?
+                            {
+                                p.repaired = true;
+                                report.repaired += 1;
+                            }
+                            report.missing.push(p);
+                        }
+                        Verdict::Corrupt(actual) => {
+                            p.actual_sha256 = Some(actual);
+                            report.corrupt.push(p);
+                        }
+                    }
+                }
+            }
+        }
+        for b in self.blobs.list().await? {
+            report.blobs += 1;
+            if !self.catalog.blob_referenced(&b.sha256).await? {
+                report.orphans += 1;
+                report.orphan_bytes += b.size;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Streams a blob through SHA-256.
+    async fn verify_blob(&self, sha256: &str) -> Result<Verdict, CoreError> {
+        let mut stream = match self.blobs.get(sha256, None).await {
+            Ok(s) => s,
+            Err(BlobError::NotFound(_)) => return Ok(Verdict::Missing),
+            Err(e) => return Err(e.into()),
+        };
+        let mut h = Sha256::new();
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(c) => h.update(&c),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Verdict::Missing),
+                Err(e) => return Err(BlobError::Io(e).into()),
+            }
+        }
+        let actual = hex::encode(h.finalize());
+        Ok(if actual == sha256 {
+            Verdict::Ok
+        } else {
+            Verdict::Corrupt(actual)
+        })
+    }
+
+    /// Whether the image still names that blob and the blob is still
+    /// gone (it may have been deleted, replaced or uploaded again since it
+    /// was read).
+    async fn still_missing_image(&self, image: &tintype_core::Image) -> Result<bool, CoreError> {
+        match self.catalog.image_by_id(&image.id).await? {
+            Some(current) if current.content.sha256 == image.content.sha256 => {}
+            _ => return Ok(false),
+        }
+        Ok(self.blobs.head(&image.content.sha256).await?.is_none())
+    }
+
+    /// The same for a variant.
+    async fn still_missing_variant(&self, v: &tintype_core::Variant) -> Result<bool, CoreError> {
+        match self.catalog.variant(&v.image_id, &v.preset).await? {
+            Some(current) if current.sha256 == v.sha256 => {}
+            _ => return Ok(false),
+        }
+        Ok(self.blobs.head(&v.sha256).await?.is_none())
+    }
+}
+
+enum Verdict {
+    Ok,
+    Missing,
+    Corrupt(String),
 }

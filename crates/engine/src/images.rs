@@ -149,15 +149,10 @@ impl Engine {
         blobs.dedup();
         for sha in blobs {
             // The image is gone whatever happens here: a failure only
-            // leaves the blob to garbage collection.
-            match self.catalog.blob_referenced(&sha).await {
-                Ok(false) => {
-                    if let Err(e) = self.blobs.delete(&sha).await {
-                        tracing::warn!("removing the blob {sha} of a deleted image: {e}");
-                    }
-                }
-                Ok(true) => {}
-                Err(e) => tracing::warn!("checking the blob {sha} of a deleted image: {e}"),
+            // leaves the blob to garbage collection. Through the collection
+            // protocol: an upload of the same bytes may have pinned it.
+            if let Err(e) = self.remove_blob_if_unused(&sha).await {
+                tracing::warn!("removing the blob {sha} of a deleted image: {e}");
             }
         }
         self.ensure_space_reserve().await;

@@ -53,6 +53,17 @@ impl IngestOptions {
     }
 }
 
+/// How long a pin protects a blob if its writer never removes it (a writer
+/// that died). Longer than storing any blob and committing its row takes.
+const PIN_TTL: chrono::Duration = chrono::Duration::hours(24);
+
+/// A pending reference to a blob (see [`Engine::store_pinned`]).
+#[must_use = "a pin is removed with Engine::unpin once the row is committed"]
+pub(crate) struct BlobPin {
+    sha256: String,
+    id: String,
+}
+
 /// A complete upload in a temporary file, hashed and probed.
 pub(crate) struct Staged {
     pub temp: TempPath,
@@ -181,12 +192,44 @@ impl Engine {
     }
 
     /// Stores a staged upload's blob (content-addressed: the same bytes
-    /// are stored once).
-    pub(crate) async fn commit_blob(&self, staged: &Staged) -> Result<(), CoreError> {
-        self.blobs
-            .put_file(&staged.sha256, &staged.temp, staged.size)
+    /// are stored once), pinned: the caller commits the row that
+    /// references it, then calls [`Engine::unpin`].
+    pub(crate) async fn commit_blob(&self, staged: &Staged) -> Result<BlobPin, CoreError> {
+        self.store_pinned(&staged.sha256, &staged.temp, staged.size)
+            .await
+    }
+
+    /// Pins a blob in the catalog, then stores it unless it exists (the
+    /// order matters: see tintype-store's docs on garbage collection). The
+    /// pin keeps the blob from garbage collection until [`Engine::unpin`]
+    /// (call it once the row that references the blob is committed, or
+    /// given up) or until it expires.
+    pub(crate) async fn store_pinned(
+        &self,
+        sha256: &str,
+        path: &std::path::Path,
+        size: u64,
+    ) -> Result<BlobPin, CoreError> {
+        let pin = BlobPin {
+            sha256: sha256.to_string(),
+            id: uuid::Uuid::new_v4().simple().to_string(),
+        };
+        self.catalog
+            .pin_blob(&pin.sha256, &pin.id, now() + PIN_TTL)
             .await?;
-        Ok(())
+        if let Err(e) = self.blobs.put_file(sha256, path, size).await {
+            self.unpin(pin).await;
+            return Err(e.into());
+        }
+        Ok(pin)
+    }
+
+    /// Removes a pin taken by [`Engine::store_pinned`]. A failure only
+    /// logs: the pin expires by itself.
+    pub(crate) async fn unpin(&self, pin: BlobPin) {
+        if let Err(e) = self.catalog.unpin_blob(&pin.sha256, &pin.id).await {
+            tracing::warn!(sha256 = %pin.sha256, "could not remove a blob pin (it expires): {e}");
+        }
     }
 
     /// Checks the owner's images-per-day quota for `n` more images.
@@ -222,25 +265,31 @@ impl Engine {
         // Refuse early, before the body is read...
         self.check_quota(opts.owner, 1).await?;
         let staged = self.stage(body, opts.max_bytes, &opts.accept).await?;
-        self.commit_blob(&staged).await?;
+        let pin = self.commit_blob(&staged).await?;
         // ...and check again with the insert under one lock: concurrent
         // uploads all pass the early check. (Per process: several nodes
         // would need the catalog to make the insert conditional.) A refused
         // upload's blob is left to garbage collection.
-        let image = {
+        let inserted = async {
             let _quota = self.quota_lock.lock().await;
             self.check_quota(opts.owner, 1).await?;
-            self.catalog
-                .insert_image(&NewImage {
-                    id: new_image_id(),
-                    owner_id: opts.owner,
-                    name: opts.name,
-                    content: content_of(&staged),
-                    metadata: opts.metadata,
-                    created_at: now(),
-                })
-                .await?
-        };
+            Ok::<_, CoreError>(
+                self.catalog
+                    .insert_image(&NewImage {
+                        id: new_image_id(),
+                        owner_id: opts.owner,
+                        name: opts.name,
+                        content: content_of(&staged),
+                        metadata: opts.metadata,
+                        created_at: now(),
+                    })
+                    .await?,
+            )
+        }
+        .await;
+        // The row is committed (or refused): the pin has done its work.
+        self.unpin(pin).await;
+        let image = inserted?;
         self.after_content_change(&image).await?;
         Ok(image)
     }
@@ -258,12 +307,13 @@ impl Engine {
         E: std::fmt::Display,
     {
         let staged = self.stage(body, None, accept).await?;
-        self.commit_blob(&staged).await?;
-        let image = self
+        let pin = self.commit_blob(&staged).await?;
+        let replaced = self
             .catalog
             .replace_image_content(image_id, &content_of(&staged))
-            .await?
-            .ok_or(CoreError::NotFound)?;
+            .await;
+        self.unpin(pin).await;
+        let image = replaced?.ok_or(CoreError::NotFound)?;
         self.after_content_change(&image).await?;
         Ok(image)
     }

@@ -21,7 +21,7 @@ mod webhook;
 
 pub use auth::NewTokenSecret;
 pub use budget::{BudgetConfig, BudgetPermit, DecodeBudget};
-pub use gc::GcReport;
+pub use gc::{CheckReport, GcReport, Problem};
 pub use images::{BlobRef, ImagePage};
 pub use ingest::{Accept, IngestOptions};
 pub use jobs::{JobHandler, JobOutcome};
@@ -42,7 +42,8 @@ use tintype_core::{BlobStore, Catalog};
 /// Settings of the engine (the binary fills them from its configuration).
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Where uploads are streamed before they are complete; emptied at start.
+    /// Where uploads are streamed before they are complete. Owned by this
+    /// process: the binary gives each process a directory of its own.
     pub tmp_dir: PathBuf,
     /// Largest accepted upload in bytes.
     pub max_upload_bytes: u64,
@@ -118,21 +119,16 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Builds the engine and empties the temporary directory (whatever is
-    /// there was left by an interrupted upload).
+    /// Builds the engine and creates its temporary directory. Removes
+    /// nothing: other processes (a running server, other admin commands)
+    /// may own files there; `tintype serve` sweeps what dead processes
+    /// left (tintype-store's `staging` module).
     pub fn new(
         catalog: Arc<dyn Catalog>,
         blobs: Arc<dyn BlobStore>,
         config: EngineConfig,
     ) -> Result<Arc<Self>, tintype_core::CoreError> {
         std::fs::create_dir_all(&config.tmp_dir).map_err(tintype_core::CoreError::internal)?;
-        if let Ok(rd) = std::fs::read_dir(&config.tmp_dir) {
-            for e in rd.flatten() {
-                if e.file_type().map(|t| t.is_file()).unwrap_or(false) {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
         let fetcher = tintype_fetch::Fetcher::new(config.fetch.clone())
             .map_err(tintype_core::CoreError::internal)?;
         let engine = Arc::new(Engine {

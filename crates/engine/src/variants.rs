@@ -246,7 +246,7 @@ impl Engine {
         }
         let mut out = Vec::with_capacity(rendered.len());
         for (preset, w, h, ct, size, sha, temp) in rendered {
-            self.blobs.put_file(&sha, &temp, size as u64).await?;
+            let pin = self.store_pinned(&sha, &temp, size as u64).await?;
             let v = Variant {
                 image_id: image.id.clone(),
                 preset,
@@ -257,7 +257,9 @@ impl Engine {
                 size: size as i64,
                 created_at: now(),
             };
-            self.catalog.put_variant(&v).await?;
+            let put = self.catalog.put_variant(&v).await;
+            self.unpin(pin).await;
+            put?;
             self.metrics.renders.fetch_add(1, Ordering::Relaxed);
             out.push(v);
         }

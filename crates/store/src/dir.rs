@@ -6,24 +6,38 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
 /// Blobs as files under `root/sha256/ab/cd/<hex>`. A blob is first complete
-/// and fsynced under a temporary name in `root/incoming`, then renamed into
-/// place, so a reader never sees half a blob.
+/// and fsynced under a temporary name in this process's own directory
+/// under `root/incoming` (see [`crate::staging`]), then renamed into place,
+/// so a reader never sees half a blob.
+///
+/// Storing bytes that exist already changes nothing (not even the file's
+/// modification time): what keeps such a blob from garbage collection is
+/// the writer's pin in the catalog (see the crate docs).
 pub struct DirBlobStore {
     root: PathBuf,
 }
 
 impl DirBlobStore {
+    /// Opens (creating) the store. Removes nothing: other processes may be
+    /// staging blobs in `incoming/` (see [`DirBlobStore::remove_stale_staging`]).
     pub async fn open(root: &Path) -> std::io::Result<Self> {
         tokio::fs::create_dir_all(root.join("sha256")).await?;
         tokio::fs::create_dir_all(root.join("incoming")).await?;
-        // Anything left in incoming/ was interrupted by a crash.
-        let mut rd = tokio::fs::read_dir(root.join("incoming")).await?;
-        while let Some(e) = rd.next_entry().await? {
-            let _ = tokio::fs::remove_file(e.path()).await;
-        }
         Ok(DirBlobStore {
             root: root.to_path_buf(),
         })
+    }
+
+    /// Removes what crashed processes left in `incoming/`, and nothing a
+    /// live process owns (see [`crate::staging::remove_stale`]). For
+    /// `tintype serve` at start.
+    pub async fn remove_stale_staging(&self) -> std::io::Result<crate::staging::Swept> {
+        let incoming = self.root.join("incoming");
+        tokio::task::spawn_blocking(move || {
+            crate::staging::remove_stale(&incoming, crate::staging::FOREIGN_MAX_AGE)
+        })
+        .await
+        .map_err(std::io::Error::other)?
     }
 
     fn path_of(&self, sha256: &str) -> Result<PathBuf, BlobError> {
@@ -72,10 +86,9 @@ impl BlobStore for DirBlobStore {
             .map_err(BlobError::io)?;
         // Copy into our own incoming directory first when the source is on
         // another file system (rename would fail), then rename atomically.
-        let staged = self
-            .root
-            .join("incoming")
-            .join(format!("{sha256}.{}", uuid::Uuid::new_v4().simple()));
+        let incoming = crate::staging::owned_dir(&self.root.join("incoming"));
+        tokio::fs::create_dir_all(&incoming).await?;
+        let staged = incoming.join(format!("{sha256}.{}", uuid::Uuid::new_v4().simple()));
         if tokio::fs::rename(path, &staged).await.is_err() {
             if let Err(e) = tokio::fs::copy(path, &staged).await {
                 // A full disk leaves no half copy behind.

@@ -9,6 +9,11 @@
 //! Objects are keyed like the directory store: `sha256/ab/cd/<hex>`. An
 //! object only becomes visible once its PUT (or multipart completion) has
 //! succeeded, so readers never see half a blob.
+//!
+//! Storing bytes that exist already is a HEAD and nothing else: the
+//! object's time is not refreshed (that would take a copy onto itself).
+//! What keeps such an object from garbage collection, across nodes, is the
+//! writer's pin in the shared catalog (see the crate docs).
 
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};

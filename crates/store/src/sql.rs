@@ -59,11 +59,18 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
-    postgres: include_str!("../migrations/postgres/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
+        postgres: include_str!("../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        sqlite: include_str!("../migrations/sqlite/0002_blob_pins.sql"),
+        postgres: include_str!("../migrations/postgres/0002_blob_pins.sql"),
+    },
+];
 
 /// The catalog over SQLite or PostgreSQL.
 pub struct SqlCatalog {
@@ -106,7 +113,7 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 /// The error recorded for a job whose lease ran out on its last attempt.
 pub const WORKER_STOPPED: &str = "the worker stopped while running this job";
 
-const IMAGE_COLS: &str = "seq, id, owner_id, name, sha256, size, kind, format, content_type, width, height, orientation, exif, latitude, longitude, metadata, created_at, updated_at, processed_at";
+pub(crate) const IMAGE_COLS: &str = "seq, id, owner_id, name, sha256, size, kind, format, content_type, width, height, orientation, exif, latitude, longitude, metadata, created_at, updated_at, processed_at";
 const USER_COLS: &str =
     "id, name, email, created_at, images_per_day, profile_image_id, webhook_secret";
 const RECORD_COLS: &str = "seq, scope, key, owner_id, image_id, data, created_at, updated_at";
@@ -439,7 +446,7 @@ fn row_token(r: &AnyRow) -> Result<Token, CatalogError> {
     })
 }
 
-fn row_image(r: &AnyRow) -> Result<Image, CatalogError> {
+pub(crate) fn row_image(r: &AnyRow) -> Result<Image, CatalogError> {
     let kind: String = get(r, "kind")?;
     Ok(Image {
         seq: get(r, "seq")?,
@@ -1237,6 +1244,41 @@ impl Catalog for SqlCatalog {
             .await
             .map_err(db)?;
         r.as_ref().map(row_job).transpose()
+    }
+
+    // blob pins and collection: see pins.rs
+    async fn pin_blob(
+        &self,
+        sha256: &str,
+        pin_id: &str,
+        expires_at: Timestamp,
+    ) -> Result<(), CatalogError> {
+        self.pin_blob_impl(sha256, pin_id, expires_at).await
+    }
+
+    async fn unpin_blob(&self, sha256: &str, pin_id: &str) -> Result<(), CatalogError> {
+        self.unpin_blob_impl(sha256, pin_id).await
+    }
+
+    async fn expire_blob_pins(&self, now: Timestamp) -> Result<u64, CatalogError> {
+        self.expire_blob_pins_impl(now).await
+    }
+
+    async fn collect_blob(
+        &self,
+        sha256: &str,
+        now: Timestamp,
+        delete: BlobDelete<'_>,
+    ) -> Result<Collected, CatalogError> {
+        self.collect_blob_impl(sha256, now, delete).await
+    }
+
+    async fn images_after(&self, after_seq: i64, limit: i64) -> Result<Vec<Image>, CatalogError> {
+        self.images_after_impl(after_seq, limit).await
+    }
+
+    async fn delete_variant(&self, image_id: &str, preset: &str) -> Result<bool, CatalogError> {
+        self.delete_variant_impl(image_id, preset).await
     }
 
     async fn job_counts(&self) -> Result<JobCounts, CatalogError> {

@@ -479,3 +479,186 @@ async fn postgres_passes_every_case_on_one_long_lived_catalog() {
     let cat = Arc::new(SqlCatalog::connect(&url).await.unwrap());
     shared_pool_runs(cat, &tag).await;
 }
+
+/// A blob key of its own for each case and run (PostgreSQL is shared).
+fn blob_key(tag: &str, n: u32) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(
+        format!("{tag}-{n}-{}", uuid::Uuid::new_v4()).as_bytes(),
+    ))
+}
+
+/// The catalog's half of the garbage collection protocol: pins, the
+/// collection lock, and what `tintype check` reads and repairs.
+async fn pins_suite(cat: Arc<dyn Catalog>, tag: &str) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let ran = Arc::new(AtomicBool::new(false));
+    let deleter = |ran: Arc<AtomicBool>| -> BlobDelete<'static> {
+        Box::pin(async move {
+            ran.store(true, Ordering::SeqCst);
+            Ok(())
+        })
+    };
+
+    // Unreferenced and unpinned: the delete runs.
+    let x = blob_key(tag, 1);
+    let r = cat
+        .collect_blob(&x, now(), deleter(ran.clone()))
+        .await
+        .unwrap();
+    assert!(matches!(r, Collected::Deleted), "{r:?}");
+    assert!(ran.swap(false, Ordering::SeqCst));
+
+    // Pinned: kept, and the delete never runs.
+    cat.pin_blob(&x, "up1", now() + chrono::Duration::seconds(60))
+        .await
+        .unwrap();
+    // An expired pin of another writer protects nothing.
+    cat.pin_blob(&x, "dead", now() - chrono::Duration::seconds(1))
+        .await
+        .unwrap();
+    let r = cat
+        .collect_blob(&x, now(), deleter(ran.clone()))
+        .await
+        .unwrap();
+    assert!(matches!(r, Collected::Pinned), "{r:?}");
+    assert!(!ran.load(Ordering::SeqCst), "a pinned blob's delete ran");
+    // Pinning again moves the expiry (here: into the past).
+    cat.pin_blob(&x, "up1", now() - chrono::Duration::seconds(1))
+        .await
+        .unwrap();
+    let r = cat
+        .collect_blob(&x, now(), deleter(ran.clone()))
+        .await
+        .unwrap();
+    assert!(matches!(r, Collected::Deleted), "{r:?}");
+    assert!(ran.swap(false, Ordering::SeqCst));
+    assert!(cat.expire_blob_pins(now()).await.unwrap() >= 2);
+    cat.unpin_blob(&x, "up1").await.unwrap(); // gone already: a no-op
+
+    // Unpinned after the commit: the reference keeps it.
+    cat.pin_blob(&x, "up2", now() + chrono::Duration::seconds(60))
+        .await
+        .unwrap();
+    let owner = cat
+        .create_user(&format!("pinner-{tag}"), None, "s")
+        .await
+        .unwrap()
+        .unwrap();
+    let id = format!("{:0>32}", format!("{tag}pin"));
+    cat.insert_image(&NewImage {
+        id: id.clone(),
+        owner_id: owner.id,
+        name: None,
+        content: content(&x),
+        metadata: serde_json::Map::new(),
+        created_at: now(),
+    })
+    .await
+    .unwrap();
+    cat.unpin_blob(&x, "up2").await.unwrap();
+    let r = cat
+        .collect_blob(&x, now(), deleter(ran.clone()))
+        .await
+        .unwrap();
+    assert!(matches!(r, Collected::Referenced), "{r:?}");
+    assert!(!ran.load(Ordering::SeqCst));
+
+    // A failing delete is reported as such.
+    let y = blob_key(tag, 2);
+    let r = cat
+        .collect_blob(
+            &y,
+            now(),
+            Box::pin(async { Err(BlobError::Backend("disk on fire".into())) }),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(r, Collected::Failed(_)), "{r:?}");
+
+    // A pin taken while a collection is deleting waits until the delete is
+    // done: then the writer, looking only after its pin, sees it gone.
+    let z = blob_key(tag, 3);
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let deleted = Arc::new(AtomicBool::new(false));
+    let d2 = deleted.clone();
+    let cat2 = cat.clone();
+    let z2 = z.clone();
+    let collector = tokio::spawn(async move {
+        cat2.collect_blob(
+            &z2,
+            now(),
+            Box::pin(async move {
+                let _ = started_tx.send(());
+                tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+                d2.store(true, Ordering::SeqCst);
+                Ok(())
+            }),
+        )
+        .await
+    });
+    started_rx.await.unwrap();
+    cat.pin_blob(&z, "late", now() + chrono::Duration::seconds(60))
+        .await
+        .unwrap();
+    assert!(
+        deleted.load(Ordering::SeqCst),
+        "a pin completed while its blob was being deleted"
+    );
+    assert!(matches!(
+        collector.await.unwrap().unwrap(),
+        Collected::Deleted
+    ));
+    // ...and a collection after the pin keeps the blob.
+    let r = cat
+        .collect_blob(&z, now(), deleter(ran.clone()))
+        .await
+        .unwrap();
+    assert!(matches!(r, Collected::Pinned), "{r:?}");
+    cat.unpin_blob(&z, "late").await.unwrap();
+
+    // What `tintype check` reads: every image in insertion order.
+    let all = cat.images_after(0, 1_000_000).await.unwrap();
+    assert!(all.iter().any(|i| i.id == id));
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+    let mine = all.iter().find(|i| i.id == id).unwrap();
+    let after = cat.images_after(mine.seq, 10).await.unwrap();
+    assert!(after.iter().all(|i| i.seq > mine.seq));
+    let page = cat.images_after(0, 1).await.unwrap();
+    assert_eq!(page.len(), 1);
+    // ...and repairs: one variant row.
+    let v = Variant {
+        image_id: id.clone(),
+        preset: "small".into(),
+        sha256: y.clone(),
+        content_type: "image/jpeg".into(),
+        width: 5,
+        height: 5,
+        size: 3,
+        created_at: now(),
+    };
+    cat.put_variant(&v).await.unwrap();
+    assert!(cat.delete_variant(&id, "small").await.unwrap());
+    assert!(!cat.delete_variant(&id, "small").await.unwrap());
+    assert!(cat.variant(&id, "small").await.unwrap().is_none());
+    assert!(cat.image_by_id(&id).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn sqlite_keeps_the_garbage_collection_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("c.db").display());
+    let cat = Arc::new(SqlCatalog::connect(&url).await.unwrap());
+    pins_suite(cat, "s").await;
+}
+
+#[tokio::test]
+async fn postgres_keeps_the_garbage_collection_protocol() {
+    let Ok(url) = std::env::var("TINTYPE_TEST_DATABASE_URL") else {
+        eprintln!("TINTYPE_TEST_DATABASE_URL not set: PostgreSQL tier not run here");
+        return;
+    };
+    let tag = format!("q{}", std::process::id());
+    let cat = Arc::new(SqlCatalog::connect(&url).await.unwrap());
+    pins_suite(cat, &tag).await;
+}

@@ -63,6 +63,9 @@ pub struct Flags {
     /// Connections open at once; more wait in the listen backlog [default: 4096].
     #[arg(long, env = "TINTYPE_MAX_CONNECTIONS", global = true)]
     pub max_connections: Option<usize>,
+    /// Seconds an unreferenced blob is kept before `tintype gc` may remove it [default: 3600].
+    #[arg(long, env = "TINTYPE_GC_GRACE_SECS", global = true)]
+    pub gc_grace_secs: Option<u64>,
 }
 
 /// The configuration file; every field is optional.
@@ -105,6 +108,9 @@ pub struct FileConfig {
     pub job_max_attempts: Option<i64>,
     /// Seconds a claimed job stays leased before another node may take it.
     pub job_lease_secs: Option<u64>,
+    /// Seconds an unreferenced blob is kept before garbage collection may
+    /// remove it (uploads in flight are protected by pins, not by this).
+    pub gc_grace_secs: Option<u64>,
     /// Seconds before an unpublished diaspora* photo is removed.
     pub pending_ttl_secs: Option<u64>,
     /// Seconds a client has to send a whole request head.
@@ -183,7 +189,10 @@ impl Settings {
             Some(s) => parse_bool(s).context("TINTYPE_FETCH_ALLOW_PRIVATE")?,
             None => file.fetch_allow_private.unwrap_or(false),
         };
-        let mut engine = EngineConfig::new(data_dir.join("tmp"));
+        // Each process streams into a directory of its own under tmp/, so
+        // no command removes another one's files (see tintype_store::staging).
+        let mut engine =
+            EngineConfig::new(tintype_store::staging::owned_dir(&data_dir.join("tmp")));
         engine.space_reserve = Some(data_dir.join("space-reserve"));
         if let Some(n) = flags.max_upload_bytes.or(file.max_upload_bytes) {
             engine.max_upload_bytes = n;
@@ -205,6 +214,9 @@ impl Settings {
         }
         if let Some(n) = flags.job_lease_secs.or(file.job_lease_secs) {
             engine.job_lease = Duration::from_secs(n.max(3));
+        }
+        if let Some(n) = flags.gc_grace_secs.or(file.gc_grace_secs) {
+            engine.gc_grace = Duration::from_secs(n);
         }
         if let Some(n) = file.job_max_attempts {
             engine.job_max_attempts = n.max(1);

@@ -36,6 +36,16 @@ enum Command {
     Quota(QuotaCommand),
     /// Remove blobs that no image references (safe while serving).
     Gc,
+    /// Verify the library: every image's and variant's blob exists and
+    /// hashes to its SHA-256; count orphan blobs. Exits non-zero when a
+    /// blob is missing or corrupt (safe while serving).
+    Check {
+        /// Remove the catalog rows whose blob is missing (an image whose
+        /// original is gone, with its variants; a variant whose blob is
+        /// gone). Corrupt blobs are only reported.
+        #[arg(long)]
+        repair: bool,
+    },
     /// Manage Djinn namespaces (collaborators, visibility).
     #[command(subcommand)]
     Namespace(tintype_djinn::cli::NamespaceCommand),
@@ -175,10 +185,31 @@ async fn open_engine(s: &Settings, workers: bool) -> anyhow::Result<Arc<Engine>>
     let mut cfg = s.engine.clone();
     if !workers {
         cfg.workers = 0;
-        // Admin commands must not empty the server's temp directory.
-        cfg.tmp_dir = s.data_dir.join("tmp-admin");
     }
     Engine::new(catalog, blobs, cfg).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// `serve` only, before it opens anything: removes the temporary files of
+/// processes that are gone (in tmp/ and the blob directory's incoming/),
+/// never those of a live process (a running server, an admin command).
+async fn remove_stale_temp_files(s: &Settings) -> anyhow::Result<()> {
+    let tmp = s.data_dir.join("tmp");
+    let swept = tokio::task::spawn_blocking(move || {
+        tintype_store::staging::remove_stale(&tmp, tintype_store::staging::FOREIGN_MAX_AGE)
+    })
+    .await?
+    .context("sweeping the temporary directory")?;
+    let incoming = tintype_store::remove_stale_staging(&s.blob_store)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    if swept.removed + incoming > 0 {
+        tracing::info!(
+            temp = swept.removed,
+            incoming,
+            "removed what interrupted processes left"
+        );
+    }
+    Ok(())
 }
 
 /// Registers the dialects' background work and returns their routers.
@@ -204,6 +235,9 @@ fn dialects(engine: &Arc<Engine>, s: &Settings) -> Vec<axum::Router<tintype_http
 }
 
 async fn serve(s: Settings) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&s.data_dir)
+        .with_context(|| format!("creating {}", s.data_dir.display()))?;
+    remove_stale_temp_files(&s).await?;
     let engine = open_engine(&s, true).await?;
     if let Some(secret) = engine.bootstrap_admin().await? {
         println!("Created the user 'admin'. Its token (shown once, keep it):");
@@ -231,6 +265,8 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     tintype_http::serve_with(listener, app, s.server.clone(), shutdown_signal())
         .await
         .context("serving")?;
+    // Stopped cleanly: nothing of ours is in flight any more.
+    let _ = std::fs::remove_dir_all(&engine.config().tmp_dir);
     Ok(())
 }
 
@@ -311,6 +347,13 @@ fn user_json(u: &tintype_engine::core::User) -> serde_json::Value {
 
 async fn admin(s: Settings, cmd: Command) -> anyhow::Result<()> {
     let engine = open_engine(&s, false).await?;
+    let result = admin_command(&engine, cmd).await;
+    // Our own temporary directory: nobody else writes there.
+    let _ = std::fs::remove_dir_all(&engine.config().tmp_dir);
+    result
+}
+
+async fn admin_command(engine: &Arc<Engine>, cmd: Command) -> anyhow::Result<()> {
     let e = |err: tintype_engine::core::CoreError| anyhow::anyhow!("{err}");
     match cmd {
         Command::User(UserCommand::Create { name, email }) => {
@@ -391,7 +434,42 @@ async fn admin(s: Settings, cmd: Command) -> anyhow::Result<()> {
             let r = engine.gc().await.map_err(e)?;
             println!("{}", serde_json::to_string(&r)?);
         }
-        Command::Namespace(cmd) => tintype_djinn::cli::run(&engine, cmd).await?,
+        Command::Check { repair } => {
+            let r = engine.check(repair).await.map_err(e)?;
+            for p in &r.missing {
+                let fix = if p.repaired { " (row removed)" } else { "" };
+                eprintln!("missing blob: {p}{fix}");
+            }
+            for p in &r.corrupt {
+                eprintln!("corrupt blob: {p}");
+            }
+            println!(
+                "{}",
+                serde_json::json!({
+                    "images": r.images,
+                    "variants": r.variants,
+                    "blobs": r.blobs,
+                    "orphans": r.orphans,
+                    "orphan_bytes": r.orphan_bytes,
+                    "missing": r.missing.len(),
+                    "corrupt": r.corrupt.len(),
+                    "repaired": r.repaired,
+                })
+            );
+            if !r.clean() {
+                anyhow::bail!(
+                    "{} missing and {} corrupt blob(s){}",
+                    r.missing.len() as u64 - r.repaired,
+                    r.corrupt.len(),
+                    if r.missing.len() as u64 > r.repaired {
+                        "; `tintype check --repair` removes the rows of missing ones"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        Command::Namespace(cmd) => tintype_djinn::cli::run(engine, cmd).await?,
         Command::Serve | Command::Probe(_) | Command::Render(_) | Command::Migrate { .. } => {}
     }
     Ok(())

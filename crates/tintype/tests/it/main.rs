@@ -1,6 +1,7 @@
 //! tintype's integration tier: one test binary, one shared harness.
 //!
-//! - `api`, `cli`, `variants`, `crash`, `hostile`: the real `tintype` binary, started
+//! - `api`, `cli`, `variants`, `crash`, `hostile`, `gc`, `budget`, `limits`,
+//!   `diskfull`: the real `tintype` binary, started
 //!   as a child process on a free loopback port over a temporary data
 //!   directory, driven over HTTP and on its command line.
 //! - `jobs`: the durable job queue, through the engine over a real SQLite
@@ -11,6 +12,7 @@ mod budget;
 mod cli;
 mod crash;
 mod diskfull;
+mod gc;
 mod harness;
 mod hostile;
 mod jobs;
