@@ -108,7 +108,7 @@ class Chaos:
                 c.request("GET", "/healthz")
                 if c.getresponse().status == 200:
                     return
-            except OSError:
+            except (OSError, http.client.HTTPException):
                 pass
             time.sleep(0.05)
         raise RuntimeError("tintype serve never became healthy")
@@ -140,7 +140,7 @@ class Chaos:
                 body = png(rnd.randrange(16, 200), rnd.randrange(16, 150), rnd.randrange(1 << 40))
             try:
                 status, text = self.request("POST", "/v1/images?name=chaos", body)
-            except OSError:
+            except (OSError, http.client.HTTPException):
                 self.record("upload", "cut off")
                 time.sleep(0.1)
                 continue
@@ -171,7 +171,7 @@ class Chaos:
             try:
                 status, _ = self.request("GET", path)
                 self.record("read", status)
-            except OSError:
+            except (OSError, http.client.HTTPException):
                 self.record("read", "cut off")
                 time.sleep(0.1)
 
@@ -188,7 +188,7 @@ class Chaos:
                 continue
             try:
                 status, _ = self.request("DELETE", f"/v1/images/{i}")
-            except OSError:
+            except (OSError, http.client.HTTPException):
                 self.record("delete", "cut off")
                 with self.lock:
                     self.uncertain.add(i)

@@ -79,7 +79,7 @@ def run(bin_path, budget_mib, concurrency, pictures):
                 c.request("GET", "/healthz")
                 if c.getresponse().status == 200:
                     break
-            except OSError:
+            except (OSError, http.client.HTTPException):
                 time.sleep(0.05)
         idle = peak_rss_mib(srv.pid)
         ids = []
@@ -110,7 +110,7 @@ def run(bin_path, budget_mib, concurrency, pictures):
                     r = c.getresponse()
                     r.read()
                     s = r.status
-                except OSError as e:
+                except (OSError, http.client.HTTPException) as e:
                     s = f"error {e}"
                 with lock:
                     statuses[s] += 1

@@ -112,8 +112,13 @@ for tier in $tiers; do
       fi
       cargo test --workspace --no-fail-fast
       if [ "$tier" = s3 ]; then
-        TINTYPE_DATABASE_URL=$TINTYPE_TEST_DATABASE_URL TINTYPE_BLOB_STORE=$TINTYPE_TEST_BLOB_STORE \
-          chaos "PostgreSQL + Garage S3"
+        # A database of its own: the suites above left rows in the shared one.
+        pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+        psql=${pg_bin:+$pg_bin/}psql
+        chaos_db="chaos_$(date +%s)"
+        "$psql" "$TINTYPE_TEST_DATABASE_URL" -qc "CREATE DATABASE $chaos_db"
+        TINTYPE_DATABASE_URL=${TINTYPE_TEST_DATABASE_URL%/*}/$chaos_db \
+          TINTYPE_BLOB_STORE=$TINTYPE_TEST_BLOB_STORE chaos "PostgreSQL + Garage S3"
       fi
       bash scripts/services.sh stop "$svc" >/dev/null 2>&1 || true
       trap - EXIT

@@ -17,4 +17,5 @@ mod harness;
 mod hostile;
 mod jobs;
 mod limits;
+mod mutations;
 mod variants;
