@@ -120,6 +120,7 @@ impl Engine {
                 Collected::Referenced => {}
                 Collected::Pinned => report.kept_pinned += 1,
                 Collected::Deleted => {
+                    self.caches.blobs.remove(&b.sha256);
                     report.removed += 1;
                     report.removed_bytes += b.size;
                 }
@@ -138,7 +139,10 @@ impl Engine {
         let sha = sha256.to_string();
         let delete = async move { blobs.delete(&sha).await }.boxed();
         match self.catalog.collect_blob(sha256, now(), delete).await? {
-            Collected::Deleted => Ok(true),
+            Collected::Deleted => {
+                self.caches.blobs.remove(sha256);
+                Ok(true)
+            }
             Collected::Referenced | Collected::Pinned => Ok(false),
             Collected::Failed(e) => Err(e.into()),
         }
