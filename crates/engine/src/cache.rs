@@ -149,7 +149,8 @@ impl BlobCache {
         g.0.get(sha256).cloned()
     }
 
-    pub fn insert(&self, sha256: &str, b: bytes::Bytes) {
+    pub fn insert(&self, sha256: &str, b: impl Into<bytes::Bytes>) {
+        let b: bytes::Bytes = b.into();
         if b.len() as u64 > self.max_blob || b.len() > self.total {
             return;
         }
