@@ -82,14 +82,11 @@ up() { curl -sf "${auth[@]}" --data-binary @"$1" "$tbase/v1/images"; }
 field() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(d'"$1"')'; }
 small_id=$(up "$small_src" | field '["id"]')
 large_id=$(up "$large_src" | field '["id"]')
-# Wait for the thumbnail of the large one.
-for _ in $(seq 300); do
-    thumb_sha=$(curl -sf "${auth[@]}" "$tbase/v1/images/$large_id" |
-        python3 -c 'import json,sys; d=json.load(sys.stdin); v=[x for x in d.get("variants",[]) if x.get("preset")=="thumbnail"]; print(v[0]["sha256"] if v else "")' || true)
-    [ -n "$thumb_sha" ] && break
-    sleep 0.2
-done
-[ -n "$thumb_sha" ] || { echo "no thumbnail rendered" >&2; exit 1; }
+# The thumbnail of the large one (rendered now if the queue has not yet);
+# its ETag is its SHA-256.
+etag_of() { curl -sf -D - -o /dev/null "${auth[@]}" "$1" | awk -F': ' 'tolower($1)=="etag" {print $2}' | tr -d '\r"'; }
+thumb_sha=$(etag_of "$tbase/v1/images/$large_id/variants/thumbnail")
+[ -n "$thumb_sha" ] || { echo "no thumbnail" >&2; exit 1; }
 small_sha=$(curl -sf "${auth[@]}" "$tbase/v1/images/$small_id" | field '["sha256"]')
 large_sha=$(curl -sf "${auth[@]}" "$tbase/v1/images/$large_id" | field '["sha256"]')
 

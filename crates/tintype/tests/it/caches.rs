@@ -36,7 +36,11 @@ async fn a_revoked_token_never_works_again_on_the_node_that_revoked_it() {
     let other = e.create_token("rita", &[]).await.unwrap();
     // Warm: the principal is now cached.
     for _ in 0..3 {
-        let p = e.authenticate(&t.secret).await.unwrap().expect("valid token");
+        let p = e
+            .authenticate(&t.secret)
+            .await
+            .unwrap()
+            .expect("valid token");
         assert_eq!(p.token_id, t.token.id);
     }
     assert!(e.authenticate(&other.secret).await.unwrap().is_some());
@@ -154,7 +158,10 @@ fn ranges_and_304_from_the_small_blob_cache() {
     let c = reqwest::blocking::Client::new();
     let img = upload(&s, &token);
     let bytes = jpeg(320, 240, 9);
-    let url = s.url(&format!("/v1/images/{}/original", img["id"].as_str().unwrap()));
+    let url = s.url(&format!(
+        "/v1/images/{}/original",
+        img["id"].as_str().unwrap()
+    ));
     for _ in 0..2 {
         let r = c
             .get(&url)
@@ -189,7 +196,12 @@ fn caches_never_hold_more_than_their_cap() {
     for i in 0..1000u64 {
         let g = c.generation();
         c.insert(g, format!("k{i}"), i);
-        assert!(c.len() <= c.cap(), "{} entries over a cap of {}", c.len(), c.cap());
+        assert!(
+            c.len() <= c.cap(),
+            "{} entries over a cap of {}",
+            c.len(),
+            c.cap()
+        );
     }
     assert_eq!(c.len(), 64);
     assert_eq!(c.get("k999"), Some(999));
