@@ -178,6 +178,7 @@ impl Engine {
                             continue;
                         }
                         if repair && self.catalog.delete_image(&image.id).await? {
+                            self.caches.forget_image(&image.id);
                             original.repaired = true;
                             report.repaired += 1;
                         }
@@ -207,6 +208,10 @@ impl Engine {
                             // Rendered again on demand once removed.
                             if repair && self.catalog.delete_variant(&v.image_id, &v.preset).await?
                             {
+                                self.caches
+                                    .variants
+                                    .remove(&(v.image_id.clone(), v.preset.clone()));
+                                self.caches.variant_lists.remove(v.image_id.as_str());
                                 p.repaired = true;
                                 report.repaired += 1;
                             }
