@@ -64,6 +64,7 @@ impl Engine {
         }
         let u = self.user(user).await?;
         self.catalog.set_quota(u.id, images_per_day).await?;
+        self.caches.forget_user(u.id);
         self.user(&u.name).await
     }
 
@@ -102,7 +103,16 @@ impl Engine {
     }
 
     pub async fn revoke_token(&self, token_id: &str) -> Result<(), CoreError> {
-        if self.catalog.revoke_token(token_id).await? {
+        // Forgotten before and after the catalog write: a lookup running
+        // concurrently cannot put the token back (see cache generations).
+        self.caches
+            .tokens
+            .remove_where(|_, p| p.token_id == token_id);
+        let revoked = self.catalog.revoke_token(token_id).await;
+        self.caches
+            .tokens
+            .remove_where(|_, p| p.token_id == token_id);
+        if revoked? {
             Ok(())
         } else {
             Err(CoreError::NotFound)
@@ -115,6 +125,12 @@ impl Engine {
             return Ok(None);
         }
         let h = hash_secret(secret);
+        // Cached for at most CACHE_TTL: a revocation on another node is
+        // seen within that; on this node revoke_token forgets it at once.
+        if let Some(p) = self.caches.tokens.get(h.as_str()) {
+            return Ok(Some(p));
+        }
+        let generation = self.caches.tokens.generation();
         let Some(token) = self.catalog.token_by_hash(&h).await? else {
             return Ok(None);
         };
@@ -126,11 +142,13 @@ impl Engine {
         let Some(user) = self.catalog.user_by_id(token.user_id).await? else {
             return Ok(None);
         };
-        Ok(Some(Principal {
+        let p = Principal {
             user,
             token_id: token.id,
             scopes: token.scopes,
-        }))
+        };
+        self.caches.tokens.insert(generation, h, p.clone());
+        Ok(Some(p))
     }
 
     /// On the first start with an empty catalog: creates the user `admin`

@@ -120,6 +120,7 @@ impl Engine {
                 Collected::Referenced => {}
                 Collected::Pinned => report.kept_pinned += 1,
                 Collected::Deleted => {
+                    self.caches.blobs.remove(&b.sha256);
                     report.removed += 1;
                     report.removed_bytes += b.size;
                 }
@@ -138,7 +139,10 @@ impl Engine {
         let sha = sha256.to_string();
         let delete = async move { blobs.delete(&sha).await }.boxed();
         match self.catalog.collect_blob(sha256, now(), delete).await? {
-            Collected::Deleted => Ok(true),
+            Collected::Deleted => {
+                self.caches.blobs.remove(sha256);
+                Ok(true)
+            }
             Collected::Referenced | Collected::Pinned => Ok(false),
             Collected::Failed(e) => Err(e.into()),
         }
@@ -174,6 +178,7 @@ impl Engine {
                             continue;
                         }
                         if repair && self.catalog.delete_image(&image.id).await? {
+                            self.caches.forget_image(&image.id);
                             original.repaired = true;
                             report.repaired += 1;
                         }
@@ -203,6 +208,10 @@ impl Engine {
                             // Rendered again on demand once removed.
                             if repair && self.catalog.delete_variant(&v.image_id, &v.preset).await?
                             {
+                                self.caches
+                                    .variants
+                                    .remove(&(v.image_id.clone(), v.preset.clone()));
+                                self.caches.variant_lists.remove(v.image_id.as_str());
                                 p.repaired = true;
                                 report.repaired += 1;
                             }

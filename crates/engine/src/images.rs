@@ -1,4 +1,6 @@
 use crate::Engine;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use serde_json::{Map, Value};
 use tintype_core::{
     to_millis, BlobStream, ByteRange, CatalogError, CoreError, Image, ImageCursor, Principal,
@@ -58,11 +60,21 @@ fn decode_cursor(s: &str) -> Option<ImageCursor> {
 
 impl Engine {
     /// An image by id, whoever owns it (for public serving paths).
+    /// Cached (see `cache`): no catalog round trip once warm.
     pub async fn image(&self, id: &str) -> Result<Image, CoreError> {
-        self.catalog
+        if let Some(i) = self.caches.images.get(id) {
+            return Ok(i);
+        }
+        let generation = self.caches.images.generation();
+        let img = self
+            .catalog
             .image_by_id(id)
             .await?
-            .ok_or(CoreError::NotFound)
+            .ok_or(CoreError::NotFound)?;
+        self.caches
+            .images
+            .insert(generation, id.to_string(), img.clone());
+        Ok(img)
     }
 
     pub async fn image_by_seq(&self, seq: i64) -> Result<Image, CoreError> {
@@ -112,10 +124,10 @@ impl Engine {
         name: Option<Option<&str>>,
         metadata: Option<&Map<String, Value>>,
     ) -> Result<Image, CoreError> {
-        self.catalog
-            .update_image_fields(id, name, metadata)
-            .await?
-            .ok_or(CoreError::NotFound)
+        self.caches.images.remove(id);
+        let r = self.catalog.update_image_fields(id, name, metadata).await;
+        self.caches.images.remove(id);
+        r?.ok_or(CoreError::NotFound)
     }
 
     /// Deletes an image and everything tied to it, then removes its blobs
@@ -132,17 +144,26 @@ impl Engine {
         for v in self.catalog.variants(id).await? {
             blobs.push(v.sha256);
         }
-        let deleted = match self.catalog.delete_image(id).await {
-            Err(CatalogError::NoSpace(m)) => {
-                if !self.release_space_reserve().await {
-                    return Err(CoreError::NoSpace(m));
+        // Forgotten before and after: a lookup running meanwhile cannot put
+        // the image back into the caches (see cache generations).
+        self.caches.forget_image(id);
+        let deleted = async {
+            match self.catalog.delete_image(id).await {
+                Err(CatalogError::NoSpace(m)) => {
+                    if !self.release_space_reserve().await {
+                        return Err(CoreError::NoSpace(m));
+                    }
+                    tracing::warn!(
+                        "the disk is full: gave up the space reserve to delete an image"
+                    );
+                    Ok(self.catalog.delete_image(id).await?)
                 }
-                tracing::warn!("the disk is full: gave up the space reserve to delete an image");
-                self.catalog.delete_image(id).await?
+                other => Ok(other?),
             }
-            other => other?,
-        };
-        if !deleted {
+        }
+        .await;
+        self.caches.forget_image(id);
+        if !deleted? {
             return Err(CoreError::NotFound);
         }
         blobs.sort();
@@ -212,13 +233,42 @@ impl Engine {
         Ok(self.blobs.get(sha256, range).await?)
     }
 
+    /// The whole bytes of a small blob (at most `cache::SMALL_BLOB_MAX`),
+    /// from memory once read; None for a larger one. Blobs are named by
+    /// their SHA-256, so what is kept is never stale.
+    pub async fn small_blob(&self, sha256: &str, size: u64) -> Result<Option<Bytes>, CoreError> {
+        if size > self.caches.blobs.max_blob() {
+            return Ok(None);
+        }
+        if let Some(b) = self.caches.blobs.get(sha256) {
+            return Ok(Some(b));
+        }
+        let mut stream = self.blobs.get(sha256, None).await?;
+        let mut buf = BytesMut::with_capacity(size as usize);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(CoreError::internal)?;
+            if (buf.len() + chunk.len()) as u64 > self.caches.blobs.max_blob() {
+                return Ok(None); // not the size the catalog says
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        let b = buf.freeze();
+        if b.len() as u64 != size {
+            return Ok(None);
+        }
+        self.caches.blobs.insert(sha256, b.clone());
+        Ok(Some(b))
+    }
+
     /// Sets (or clears) the user's profile picture.
     pub async fn set_profile_image(
         &self,
         user: UserId,
         image_id: Option<&str>,
     ) -> Result<(), CoreError> {
-        self.catalog.set_profile_image(user, image_id).await?;
+        let r = self.catalog.set_profile_image(user, image_id).await;
+        self.caches.forget_user(user);
+        r?;
         Ok(())
     }
 

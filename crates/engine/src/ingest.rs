@@ -308,11 +308,13 @@ impl Engine {
     {
         let staged = self.stage(body, None, accept).await?;
         let pin = self.commit_blob(&staged).await?;
+        self.caches.forget_image(image_id);
         let replaced = self
             .catalog
             .replace_image_content(image_id, &content_of(&staged))
             .await;
         self.unpin(pin).await;
+        self.caches.forget_image(image_id);
         let image = replaced?.ok_or(CoreError::NotFound)?;
         self.after_content_change(&image).await?;
         Ok(image)

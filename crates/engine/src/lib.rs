@@ -10,6 +10,7 @@
 
 mod auth;
 mod budget;
+pub mod cache;
 mod gc;
 mod images;
 mod ingest;
@@ -116,6 +117,8 @@ pub struct Engine {
     /// uploads cannot all pass the same check (per process; see ingest).
     quota_lock: tokio::sync::Mutex<()>,
     budget: DecodeBudget,
+    /// Hot-path caches (tokens, images, variants, records, small blobs).
+    caches: cache::Caches,
 }
 
 impl Engine {
@@ -142,6 +145,12 @@ impl Engine {
             notify: tokio::sync::Notify::new(),
             quota_lock: tokio::sync::Mutex::new(()),
             budget: DecodeBudget::new(config.decode_budget.clone()),
+            caches: cache::Caches::new(
+                cache::CACHE_ENTRIES,
+                cache::CACHE_TTL,
+                cache::SMALL_BLOB_MAX,
+                cache::SMALL_BLOBS_TOTAL,
+            ),
             config,
         });
         engine.register_handler(variants::RENDER_JOB, Arc::new(variants::RenderHandler));
@@ -164,6 +173,10 @@ impl Engine {
     /// The decode memory budget every render takes room from.
     pub fn budget(&self) -> &DecodeBudget {
         &self.budget
+    }
+    /// The hot-path caches (for tests and metrics).
+    pub fn caches(&self) -> &cache::Caches {
+        &self.caches
     }
 
     /// Whether the catalog and the blob store answer.

@@ -8,15 +8,32 @@ impl Engine {
         &self,
         r: &NewRecord,
     ) -> Result<Result<Record, AlreadyExists>, CoreError> {
-        Ok(self.catalog.insert_record(r).await?)
+        let out = self.catalog.insert_record(r).await;
+        self.caches
+            .forget_record(&r.scope, &r.key, r.image_id.as_deref());
+        Ok(out?)
     }
 
     pub async fn put_record(&self, r: &NewRecord) -> Result<Record, CoreError> {
-        Ok(self.catalog.upsert_record(r).await?)
+        self.caches
+            .forget_record(&r.scope, &r.key, r.image_id.as_deref());
+        let out = self.catalog.upsert_record(r).await;
+        self.caches
+            .forget_record(&r.scope, &r.key, r.image_id.as_deref());
+        Ok(out?)
     }
 
     pub async fn record(&self, scope: &str, key: &str) -> Result<Option<Record>, CoreError> {
-        Ok(self.catalog.record(scope, key).await?)
+        let k = (scope.to_string(), key.to_string());
+        if let Some(r) = self.caches.records.get(&k) {
+            return Ok(Some(r));
+        }
+        let generation = self.caches.records.generation();
+        let r = self.catalog.record(scope, key).await?;
+        if let Some(r) = &r {
+            self.caches.records.insert(generation, k, r.clone());
+        }
+        Ok(r)
     }
 
     pub async fn record_by_seq(&self, scope: &str, seq: i64) -> Result<Option<Record>, CoreError> {
@@ -24,7 +41,15 @@ impl Engine {
     }
 
     pub async fn records_for_image(&self, image_id: &str) -> Result<Vec<Record>, CoreError> {
-        Ok(self.catalog.records_for_image(image_id).await?)
+        if let Some(list) = self.caches.image_records.get(image_id) {
+            return Ok(list);
+        }
+        let generation = self.caches.image_records.generation();
+        let list = self.catalog.records_for_image(image_id).await?;
+        self.caches
+            .image_records
+            .insert(generation, image_id.to_string(), list.clone());
+        Ok(list)
     }
 
     pub async fn list_records(
@@ -56,6 +81,9 @@ impl Engine {
     }
 
     pub async fn delete_record(&self, scope: &str, key: &str) -> Result<bool, CoreError> {
-        Ok(self.catalog.delete_record(scope, key).await?)
+        self.caches.forget_record(scope, key, None);
+        let out = self.catalog.delete_record(scope, key).await;
+        self.caches.forget_record(scope, key, None);
+        Ok(out?)
     }
 }

@@ -73,6 +73,7 @@ impl Engine {
             .await?;
         } else {
             self.catalog.set_processed(&image.id, Some(now())).await?;
+            self.caches.images.remove(image.id.as_str());
         }
         Ok(())
     }
@@ -103,6 +104,7 @@ impl Engine {
             self.render(&image, Rendering::Presets(missing)).await?;
         }
         self.catalog.set_processed(image_id, Some(now())).await?;
+        self.caches.images.remove(image_id);
         Ok(())
     }
 
@@ -147,7 +149,13 @@ impl Engine {
                 "disk images have no variants".into(),
             ));
         }
+        let key = (image.id.clone(), name.to_string());
+        if let Some(v) = self.caches.variants.get(&key) {
+            return Ok(v);
+        }
+        let generation = self.caches.variants.generation();
         if let Some(v) = self.catalog.variant(&image.id, name).await? {
+            self.caches.variants.insert(generation, key, v.clone());
             return Ok(v);
         }
         let key = (image.id.clone(), name.to_string());
@@ -259,6 +267,10 @@ impl Engine {
             };
             let put = self.catalog.put_variant(&v).await;
             self.unpin(pin).await;
+            self.caches
+                .variants
+                .remove(&(v.image_id.clone(), v.preset.clone()));
+            self.caches.variant_lists.remove(v.image_id.as_str());
             put?;
             self.metrics.renders.fetch_add(1, Ordering::Relaxed);
             out.push(v);
@@ -269,8 +281,15 @@ impl Engine {
     /// The variants an image has so far (its presets; full-size
     /// conversions are served by their own routes).
     pub async fn variants(&self, image_id: &str) -> Result<Vec<Variant>, CoreError> {
+        if let Some(all) = self.caches.variant_lists.get(image_id) {
+            return Ok(all);
+        }
+        let generation = self.caches.variant_lists.generation();
         let mut all = self.catalog.variants(image_id).await?;
         all.retain(|v| !v.preset.starts_with(CONVERSION_PREFIX));
+        self.caches
+            .variant_lists
+            .insert(generation, image_id.to_string(), all.clone());
         Ok(all)
     }
 }

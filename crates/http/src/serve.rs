@@ -1,6 +1,6 @@
 //! Serving stored bytes: ETag (the SHA-256), Last-Modified, Cache-Control,
 //! conditional requests (304) and single byte ranges (206, 416), streamed
-//! from the blob store without buffering.
+//! from the blob store (small blobs whole from the engine's memory cache).
 
 use crate::AppState;
 use axum::body::Body;
@@ -152,13 +152,25 @@ pub async fn serve_blob(
             return (StatusCode::RANGE_NOT_SATISFIABLE, headers).into_response();
         }
     };
-    let stream = match state.engine.open_blob(&blob.sha256, range).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("serving blob {}: {e:?}", blob.sha256);
-            return crate::Problem::from(CoreError::Internal("blob unavailable".into()))
-                .into_response();
-        }
+    let unavailable = |e: CoreError| {
+        tracing::error!("serving blob {}: {e:?}", blob.sha256);
+        crate::Problem::from(CoreError::Internal("blob unavailable".into())).into_response()
+    };
+    // Small blobs come whole from memory (one buffer, written with the
+    // headers); larger ones are streamed from the store.
+    let body = match state.engine.small_blob(&blob.sha256, blob.size).await {
+        Ok(Some(bytes)) => match range {
+            None => Body::from(bytes),
+            Some(r) => match (usize::try_from(r.start), usize::try_from(r.end)) {
+                (Ok(a), Ok(b)) if a <= b && b < bytes.len() => Body::from(bytes.slice(a..=b)),
+                _ => return unavailable(CoreError::Internal("range past the blob".into())),
+            },
+        },
+        Ok(None) => match state.engine.open_blob(&blob.sha256, range).await {
+            Ok(s) => Body::from_stream(s),
+            Err(e) => return unavailable(e),
+        },
+        Err(e) => return unavailable(e),
     };
     state
         .metrics
@@ -178,7 +190,7 @@ pub async fn serve_blob(
             StatusCode::OK
         }
     };
-    (status, headers, Body::from_stream(stream)).into_response()
+    (status, headers, body).into_response()
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use std::path::{Path, PathBuf};
 use tintype_core::{valid_key, BlobError, BlobMeta, BlobStore, BlobStream, ByteRange, LocalFile};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 use tokio_util::io::ReaderStream;
 
 /// Blobs as files under `root/sha256/ab/cd/<hex>`. A blob is first complete
@@ -51,6 +51,15 @@ impl DirBlobStore {
             .join(&sha256[2..4])
             .join(sha256))
     }
+}
+
+/// Reads of blobs go in buffers of this size; a blob (or range) no larger
+/// is read whole in one call.
+const READ_BUF: usize = 256 * 1024;
+
+enum Opened {
+    Whole(bytes::Bytes),
+    File(std::fs::File, u64),
 }
 
 fn not_found(sha256: &str, e: std::io::Error) -> BlobError {
@@ -129,14 +138,36 @@ impl BlobStore for DirBlobStore {
 
     async fn get(&self, sha256: &str, range: Option<ByteRange>) -> Result<BlobStream, BlobError> {
         let p = self.path_of(sha256)?;
-        let mut f = tokio::fs::File::open(&p)
-            .await
-            .map_err(|e| not_found(sha256, e))?;
-        match range {
-            None => Ok(ReaderStream::with_capacity(f, 64 * 1024).boxed()),
-            Some(r) => {
-                f.seek(std::io::SeekFrom::Start(r.start)).await?;
-                Ok(ReaderStream::with_capacity(f.take(r.len()), 64 * 1024).boxed())
+        // Open, size, seek and (for what fits in one buffer) read in one
+        // trip to the blocking pool: a small blob or range comes back as a
+        // single chunk, which the server writes with its headers.
+        let key = sha256.to_string();
+        let opened = tokio::task::spawn_blocking(move || -> Result<Opened, BlobError> {
+            use std::io::{Read, Seek};
+            let mut f = std::fs::File::open(&p).map_err(|e| not_found(&key, e))?;
+            let len = f.metadata()?.len();
+            let (start, want) = match range {
+                None => (0, len),
+                Some(r) => (r.start, r.len().min(len.saturating_sub(r.start))),
+            };
+            if start > 0 {
+                f.seek(std::io::SeekFrom::Start(start))?;
+            }
+            if want <= READ_BUF as u64 {
+                let mut buf = vec![0u8; want as usize];
+                f.read_exact(&mut buf)?;
+                Ok(Opened::Whole(bytes::Bytes::from(buf)))
+            } else {
+                Ok(Opened::File(f, want))
+            }
+        })
+        .await
+        .map_err(|e| BlobError::Backend(e.to_string()))??;
+        match opened {
+            Opened::Whole(b) => Ok(futures::stream::once(async move { Ok(b) }).boxed()),
+            Opened::File(f, want) => {
+                let f = tokio::fs::File::from_std(f);
+                Ok(ReaderStream::with_capacity(f.take(want), READ_BUF).boxed())
             }
         }
     }

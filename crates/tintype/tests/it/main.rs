@@ -9,6 +9,7 @@
 
 mod api;
 mod budget;
+mod caches;
 mod cli;
 mod crash;
 mod diskfull;
