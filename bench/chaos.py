@@ -248,24 +248,25 @@ class Chaos:
             shutil.rmtree(self.data, ignore_errors=True)
         return 0 if not self.failures else 1
 
-    def verify(self):
-        ok = 0
-        for i, sha in sorted(self.acked.items()):
-            status, body = self.request("GET", f"/v1/images/{i}/original", timeout=120)
+    def verify_one(self, i, sha):
+        status, body = self.request("GET", f"/v1/images/{i}/original", timeout=300)
+        if status != 200:
+            return f"image {i}: original answered {status}: {body[:200]!r}"
+        if hashlib.sha256(body).hexdigest() != sha:
+            return f"image {i}: original bytes do not hash to {sha}"
+        for preset in ("small", "large"):
+            status, body = self.request("GET", f"/v1/images/{i}/variants/{preset}", timeout=300)
             if status != 200:
-                self.failures.append(f"image {i}: original answered {status}: {body[:200]!r}")
-                continue
-            if hashlib.sha256(body).hexdigest() != sha:
-                self.failures.append(f"image {i}: original bytes do not hash to {sha}")
-                continue
-            bad = False
-            for preset in ("small", "large"):
-                status, body = self.request("GET", f"/v1/images/{i}/variants/{preset}", timeout=120)
-                if status != 200:
-                    self.failures.append(f"image {i}: variant {preset} answered {status}: {body[:200]!r}")
-                    bad = True
-            ok += 0 if bad else 1
-        return ok
+                return f"image {i}: variant {preset} answered {status}: {body[:200]!r}"
+        return None
+
+    def verify(self):
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda kv: self.verify_one(*kv), sorted(self.acked.items())))
+        bad = [r for r in results if r is not None]
+        self.failures.extend(bad)
+        return len(results) - len(bad)
 
     def report(self, ran, verified, check_out):
         print(f"chaos: {ran:.0f} s, seed {self.args.seed}, storage "

@@ -80,7 +80,7 @@ fi
 # with -9 and restarted; every acknowledged image must read back intact.
 # TINTYPE_CHAOS_SECS=0 skips it; bench/chaos.sh runs the long version.
 chaos() {
-  local secs=${TINTYPE_CHAOS_SECS:-20}
+  local secs=${TINTYPE_CHAOS_SECS:-$2}
   [ "$secs" = 0 ] && return 0
   echo "== chaos ($secs s): $1"
   python3 bench/chaos.py --bin "$CARGO_TARGET_DIR/debug/tintype" --seconds "$secs"
@@ -92,7 +92,7 @@ for tier in $tiers; do
     sqlite)
       echo "== tier sqlite: SQLite + blob directory"
       cargo test --workspace --no-fail-fast
-      chaos "SQLite + blob directory"
+      chaos "SQLite + blob directory" 20
       ;;
     postgres|s3)
       if [ ! -f scripts/services.sh ]; then
@@ -118,7 +118,7 @@ for tier in $tiers; do
         chaos_db="chaos_$(date +%s)"
         "$psql" "$TINTYPE_TEST_DATABASE_URL" -qc "CREATE DATABASE $chaos_db"
         TINTYPE_DATABASE_URL=${TINTYPE_TEST_DATABASE_URL%/*}/$chaos_db \
-          TINTYPE_BLOB_STORE=$TINTYPE_TEST_BLOB_STORE chaos "PostgreSQL + Garage S3"
+          TINTYPE_BLOB_STORE=$TINTYPE_TEST_BLOB_STORE chaos "PostgreSQL + Garage S3" 10
       fi
       bash scripts/services.sh stop "$svc" >/dev/null 2>&1 || true
       trap - EXIT

@@ -209,7 +209,13 @@ impl BlobStore for DirBlobStore {
                         if !valid_key(&name) {
                             continue;
                         }
-                        let m = f.metadata()?;
+                        // Removed meanwhile (another collector, a delete):
+                        // it is simply not listed.
+                        let m = match f.metadata() {
+                            Ok(m) => m,
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                            Err(e) => return Err(e),
+                        };
                         out.push(BlobMeta {
                             sha256: name,
                             size: m.len(),

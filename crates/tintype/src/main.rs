@@ -132,7 +132,13 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // An operator sees the cause that an API client is never shown.
+            match e.downcast_ref::<tintype_engine::core::CoreError>() {
+                Some(tintype_engine::core::CoreError::Internal(detail)) => {
+                    eprintln!("error: {detail}")
+                }
+                _ => eprintln!("error: {e:#}"),
+            }
             ExitCode::FAILURE
         }
     }
