@@ -89,9 +89,12 @@ class Chaos:
         # A pool of payloads uploaded again and again (dedup races with gc).
         self.pool = [png(32 + i, 24 + i, 1000 + i) for i in range(12)]
 
-    def cli(self, *argv, check=True):
-        r = subprocess.run([self.args.bin, *argv], env=self.env, capture_output=True, text=True,
-                           timeout=300)
+    def cli(self, *argv, check=True, timeout=900):
+        try:
+            r = subprocess.run([self.args.bin, *argv], env=self.env, capture_output=True, text=True,
+                               timeout=timeout)
+        except subprocess.TimeoutExpired:
+            r = subprocess.CompletedProcess(argv, -1, "", f"timed out after {timeout} s")
         if check and r.returncode != 0:
             raise RuntimeError(f"tintype {' '.join(argv)}: {r.stderr.strip()}")
         return r

@@ -90,6 +90,9 @@ impl std::fmt::Display for Problem {
 }
 
 /// Images read per catalog query during a check.
+/// Images (and blobs) checked at once.
+const CHECK_CONCURRENCY: usize = 8;
+
 const CHECK_PAGE: i64 = 500;
 
 impl Engine {
@@ -161,75 +164,103 @@ impl Engine {
             let page = self.catalog.images_after(after, CHECK_PAGE).await?;
             let Some(last) = page.last() else { break };
             after = last.seq;
-            for image in page {
-                report.images += 1;
-                let mut original = Problem {
-                    image_id: image.id.clone(),
-                    preset: None,
-                    sha256: image.content.sha256.clone(),
-                    actual_sha256: None,
-                    repaired: false,
-                };
-                match self.verify_blob(&image.content.sha256).await? {
-                    Verdict::Ok => {}
-                    Verdict::Missing => {
-                        // Deleted or replaced meanwhile: not a problem.
-                        if !self.still_missing_image(&image).await? {
-                            continue;
-                        }
-                        if repair && self.catalog.delete_image(&image.id).await? {
-                            self.caches.forget_image(&image.id);
-                            original.repaired = true;
-                            report.repaired += 1;
-                        }
-                        report.missing.push(original);
-                        continue;
-                    }
-                    Verdict::Corrupt(actual) => {
-                        original.actual_sha256 = Some(actual);
-                        report.corrupt.push(original);
-                    }
-                }
-                for v in self.catalog.variants(&image.id).await? {
-                    report.variants += 1;
-                    let mut p = Problem {
-                        image_id: image.id.clone(),
-                        preset: Some(v.preset.clone()),
-                        sha256: v.sha256.clone(),
-                        actual_sha256: None,
-                        repaired: false,
-                    };
-                    match self.verify_blob(&v.sha256).await? {
-                        Verdict::Ok => {}
-                        Verdict::Missing => {
-                            if !self.still_missing_variant(&v).await? {
-                                continue;
-                            }
-                            // Rendered again on demand once removed.
-                            if repair && self.catalog.delete_variant(&v.image_id, &v.preset).await?
-                            {
-                                self.caches
-                                    .variants
-                                    .remove(&(v.image_id.clone(), v.preset.clone()));
-                                self.caches.variant_lists.remove(v.image_id.as_str());
-                                p.repaired = true;
-                                report.repaired += 1;
-                            }
-                            report.missing.push(p);
-                        }
-                        Verdict::Corrupt(actual) => {
-                            p.actual_sha256 = Some(actual);
-                            report.corrupt.push(p);
-                        }
-                    }
-                }
+            // A few images at a time: each check is a read of whole blobs,
+            // which on S3 is a round trip worth overlapping.
+            let mut checks = futures::stream::iter(page)
+                .map(|image| self.check_image(image, repair))
+                .buffer_unordered(CHECK_CONCURRENCY);
+            while let Some(one) = checks.next().await {
+                let one = one?;
+                report.images += one.images;
+                report.variants += one.variants;
+                report.repaired += one.repaired;
+                report.missing.extend(one.missing);
+                report.corrupt.extend(one.corrupt);
             }
         }
-        for b in self.blobs.list().await? {
-            report.blobs += 1;
-            if !self.catalog.blob_referenced(&b.sha256).await? {
+        let blobs = self.blobs.list().await?;
+        report.blobs = blobs.len() as u64;
+        let mut refs = futures::stream::iter(blobs)
+            .map(|b| async move {
+                let referenced = self.catalog.blob_referenced(&b.sha256).await?;
+                Ok::<_, CoreError>((referenced, b.size))
+            })
+            .buffer_unordered(CHECK_CONCURRENCY);
+        while let Some(r) = refs.next().await {
+            let (referenced, size) = r?;
+            if !referenced {
                 report.orphans += 1;
-                report.orphan_bytes += b.size;
+                report.orphan_bytes += size;
+            }
+        }
+        Ok(report)
+    }
+
+    /// One image's part of [`Engine::check`]: its original, then its variants.
+    async fn check_image(
+        &self,
+        image: tintype_core::Image,
+        repair: bool,
+    ) -> Result<CheckReport, CoreError> {
+        let mut report = CheckReport::default();
+        report.images += 1;
+        let mut original = Problem {
+            image_id: image.id.clone(),
+            preset: None,
+            sha256: image.content.sha256.clone(),
+            actual_sha256: None,
+            repaired: false,
+        };
+        match self.verify_blob(&image.content.sha256).await? {
+            Verdict::Ok => {}
+            Verdict::Missing => {
+                // Deleted or replaced meanwhile: not a problem.
+                if !self.still_missing_image(&image).await? {
+                    return Ok(report);
+                }
+                if repair && self.catalog.delete_image(&image.id).await? {
+                    self.caches.forget_image(&image.id);
+                    original.repaired = true;
+                    report.repaired += 1;
+                }
+                report.missing.push(original);
+                return Ok(report);
+            }
+            Verdict::Corrupt(actual) => {
+                original.actual_sha256 = Some(actual);
+                report.corrupt.push(original);
+            }
+        }
+        for v in self.catalog.variants(&image.id).await? {
+            report.variants += 1;
+            let mut p = Problem {
+                image_id: image.id.clone(),
+                preset: Some(v.preset.clone()),
+                sha256: v.sha256.clone(),
+                actual_sha256: None,
+                repaired: false,
+            };
+            match self.verify_blob(&v.sha256).await? {
+                Verdict::Ok => {}
+                Verdict::Missing => {
+                    if !self.still_missing_variant(&v).await? {
+                        continue;
+                    }
+                    // Rendered again on demand once removed.
+                    if repair && self.catalog.delete_variant(&v.image_id, &v.preset).await? {
+                        self.caches
+                            .variants
+                            .remove(&(v.image_id.clone(), v.preset.clone()));
+                        self.caches.variant_lists.remove(v.image_id.as_str());
+                        p.repaired = true;
+                        report.repaired += 1;
+                    }
+                    report.missing.push(p);
+                }
+                Verdict::Corrupt(actual) => {
+                    p.actual_sha256 = Some(actual);
+                    report.corrupt.push(p);
+                }
             }
         }
         Ok(report)

@@ -96,7 +96,21 @@ impl Clock {
 struct Watched {
     io: TcpStream,
     clock: Arc<Clock>,
+    linger: Option<Linger>,
 }
+
+/// Lingering close: after an answer given before the request body was read
+/// (a refusal of an upload), the client may still be sending. Closing the
+/// socket with its bytes unread would reset the connection and lose the
+/// answer on the client's side, so the write side is shut first and what
+/// still arrives is read and dropped, for a bounded time and amount.
+struct Linger {
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    drained: u64,
+}
+
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: u64 = 8 * 1024 * 1024;
 
 impl AsyncRead for Watched {
     fn poll_read(
@@ -134,7 +148,39 @@ impl AsyncWrite for Watched {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        if self.linger.is_none() {
+            if let Err(e) = std::task::ready!(Pin::new(&mut self.io).poll_shutdown(cx)) {
+                return Poll::Ready(Err(e));
+            }
+            self.linger = Some(Linger {
+                deadline: Box::pin(tokio::time::sleep(LINGER_TIME)),
+                drained: 0,
+            });
+        }
+        let this = &mut *self;
+        let Some(linger) = this.linger.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let mut scratch = [0u8; 16 * 1024];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut this.io).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                    linger.drained += buf.filled().len() as u64;
+                    if linger.drained > LINGER_BYTES {
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                // End of stream or an error: nothing more will come.
+                Poll::Ready(_) => return Poll::Ready(Ok(())),
+                Poll::Pending => {
+                    return match linger.deadline.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(Ok(())),
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+            }
+        }
     }
 
     fn poll_write_vectored(
@@ -150,11 +196,39 @@ impl AsyncWrite for Watched {
     }
 }
 
-/// A request body that fails when no byte arrives for `timeout`.
+/// A request body that fails when no byte arrives for `timeout`. The
+/// connection keeps a handle on it, to drain what the handler left unread.
 struct TimedBody {
-    inner: Incoming,
+    inner: SharedIncoming,
     timeout: Duration,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+type SharedIncoming = Arc<std::sync::Mutex<Incoming>>;
+
+fn lock(b: &SharedIncoming) -> std::sync::MutexGuard<'_, Incoming> {
+    b.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Reads and drops what a handler left of its request body (a refusal
+/// answered before the upload was read), at most `LINGER_BYTES` within
+/// `LINGER_TIME`, so that the client can finish sending, read the answer,
+/// and keep its connection. A body read whole costs nothing here.
+async fn drain(body: &SharedIncoming) {
+    let deadline = tokio::time::Instant::now() + LINGER_TIME;
+    let mut drained = 0u64;
+    loop {
+        let next = std::future::poll_fn(|cx| Pin::new(&mut *lock(body)).poll_frame(cx));
+        match tokio::time::timeout_at(deadline, next).await {
+            Ok(Some(Ok(frame))) => {
+                drained += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if drained > LINGER_BYTES {
+                    return;
+                }
+            }
+            _ => return,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -181,7 +255,8 @@ impl HttpBody for TimedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let polled = Pin::new(&mut *lock(&this.inner)).poll_frame(cx);
+        match polled {
             Poll::Ready(r) => {
                 this.timer = None;
                 Poll::Ready(r.map(|f| f.map_err(Into::into)))
@@ -202,11 +277,11 @@ impl HttpBody for TimedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        lock(&self.inner).is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        lock(&self.inner).size_hint()
     }
 }
 
@@ -314,6 +389,7 @@ async fn connection(
     let io = hyper_util::rt::TokioIo::new(Watched {
         io: stream,
         clock: clock.clone(),
+        linger: None,
     });
     let svc_clock = clock.clone();
     let body_timeout = limits.body_timeout;
@@ -322,13 +398,16 @@ async fn connection(
         clock.in_flight.fetch_add(1, Ordering::AcqRel);
         clock.head_since.store(NONE, Ordering::Release);
         clock.changed.notify_one();
-        let req = req.map(|b| {
+        let (parts, incoming) = req.into_parts();
+        let incoming: SharedIncoming = Arc::new(std::sync::Mutex::new(incoming));
+        let req = Request::from_parts(
+            parts,
             Body::new(TimedBody {
-                inner: b,
+                inner: incoming.clone(),
                 timeout: body_timeout,
                 timer: None,
-            })
-        });
+            }),
+        );
         let app = app.clone();
         // Created now, so that the request counts as done however its
         // future ends (answered, or dropped with the connection).
@@ -341,6 +420,7 @@ async fn connection(
                 Ok(r) => r,
                 Err(never) => match never {},
             };
+            drain(&incoming).await;
             Ok::<_, std::convert::Infallible>(resp.map(|b| {
                 let mut tracked = guard;
                 tracked.inner = b;

@@ -498,3 +498,56 @@ fn tokens_in_queries_and_headers_never_reach_the_log() {
         }
     }
 }
+
+#[test]
+fn an_upload_refused_before_its_body_is_read_still_gets_its_answer_and_keeps_the_connection() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let s = Server::start(&data, Opts::default().env("TINTYPE_WORKERS", "0"));
+    let mut c = connect(&s);
+    let body_len = 1 << 20;
+    // A refusal (no valid token) comes before the body is read; the client
+    // keeps sending it in pieces, as a slow uploader does.
+    write!(
+        c,
+        "POST /v1/images HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tt_wrong\r\nContent-Length: {body_len}\r\n\r\n"
+    )
+    .unwrap();
+    let chunk = vec![7u8; 64 * 1024];
+    for _ in 0..body_len / chunk.len() {
+        c.write_all(&chunk)
+            .expect("the server resets the connection while the body is sent");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = c.read(&mut buf).expect("the answer to the refused upload");
+        assert!(n > 0, "closed without an answer");
+        head.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&head).to_string();
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+    let len: usize = text
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .expect("content-length");
+    let start = text.find("\r\n\r\n").unwrap() + 4;
+    let mut rest = head.len() - start;
+    while rest < len {
+        rest += c.read(&mut buf).unwrap();
+    }
+    // The same connection serves the next request.
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let n = c.read(&mut buf).expect("an answer on the kept connection");
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+}
