@@ -172,7 +172,13 @@ impl Engine {
             // The image is gone whatever happens here: a failure only
             // leaves the blob to garbage collection. Through the collection
             // protocol: an upload of the same bytes may have pinned it.
-            if let Err(e) = self.remove_blob_if_unused(&sha).await {
+            let mut removed = self.remove_blob_if_unused(&sha).await;
+            // The collection writes to the catalog too: on a full disk it
+            // may need the reserve that the row's delete did not.
+            if matches!(removed, Err(CoreError::NoSpace(_))) && self.release_space_reserve().await {
+                removed = self.remove_blob_if_unused(&sha).await;
+            }
+            if let Err(e) = removed {
                 tracing::warn!("removing the blob {sha} of a deleted image: {e}");
             }
         }
@@ -217,7 +223,7 @@ impl Engine {
     }
 
     /// Removes the space reserve; false when there was none.
-    async fn release_space_reserve(&self) -> bool {
+    pub(crate) async fn release_space_reserve(&self) -> bool {
         match &self.config.space_reserve {
             Some(p) => tokio::fs::remove_file(p).await.is_ok(),
             None => false,

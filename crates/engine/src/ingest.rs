@@ -227,7 +227,15 @@ impl Engine {
     /// Removes a pin taken by [`Engine::store_pinned`]. A failure only
     /// logs: the pin expires by itself.
     pub(crate) async fn unpin(&self, pin: BlobPin) {
-        if let Err(e) = self.catalog.unpin_blob(&pin.sha256, &pin.id).await {
+        let mut done = self.catalog.unpin_blob(&pin.sha256, &pin.id).await;
+        // On a full disk even removing a row needs room: a pin left behind
+        // would keep a later delete from freeing this blob for a day.
+        if matches!(done, Err(tintype_core::CatalogError::NoSpace(_)))
+            && self.release_space_reserve().await
+        {
+            done = self.catalog.unpin_blob(&pin.sha256, &pin.id).await;
+        }
+        if let Err(e) = done {
             tracing::warn!(sha256 = %pin.sha256, "could not remove a blob pin (it expires): {e}");
         }
     }
