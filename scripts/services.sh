@@ -50,7 +50,12 @@ WHAT="${2:-s3}"
 
 # --- helpers ---------------------------------------------------------------
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# In use: something listens there, or any socket (an outgoing connection's
+# local end, in the ephemeral range) holds it, which would make bind fail.
+port_in_use() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    command -v ss >/dev/null 2>&1 && [ -n "$(ss -Htan "( sport = :$1 )" 2>/dev/null)" ]
+}
 
 # First port from $1 on whose port and the next $2-1 are all free.
 free_ports() {
@@ -151,7 +156,7 @@ else
         as_pg "$bindir/initdb" -D "$PGDIR/data" -U postgres --auth=trust -E UTF8 --locale=C >"$PGDIR/initdb.log" 2>&1 ||
             die "initdb failed; see $PGDIR/initdb.log"
     fi
-    PG_PORT=$(free_ports "${TINTYPE_PG_PORT:-55432}" 1)
+    PG_PORT=$(free_ports "${TINTYPE_PG_PORT:-25432}" 1)
     echo "$PG_PORT" >"$PGDIR/port"
     if [ "$(id -u)" = 0 ]; then chown postgres: "$PGDIR/port"; fi
     as_pg "$bindir/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/postgres.log" -w -t 60 \
