@@ -186,26 +186,8 @@ fn check_jpeg(bytes: &[u8], limits: &Limits) -> Result<(), MediaError> {
         // 1/8 scale: libjpeg still decodes every block, but keeps only
         // their DC terms: at most max_pixels / 64 pixels here.
         let (out_w, out_h) = (header.width.div_ceil(8), header.height.div_ceil(8));
-        let cmyk = matches!(
-            header.colorspace,
-            turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK
-        );
-        let (format, channels) = if cmyk {
-            (turbojpeg::PixelFormat::CMYK, 4)
-        } else {
-            (turbojpeg::PixelFormat::RGB, 3)
-        };
-        let mut pixels = vec![0u8; out_w * out_h * channels];
-        let decoded = dec.decompress(
-            bytes,
-            turbojpeg::Image {
-                pixels: pixels.as_mut_slice(),
-                width: out_w,
-                pitch: out_w * channels,
-                height: out_h,
-                format,
-            },
-        );
+        let (_, _, decoded) =
+            crate::render::turbo_decompress(&mut dec, bytes, &header, out_w, out_h);
         Ok(decoded.map_err(turbo))
     })()?;
     match result {

@@ -232,26 +232,7 @@ fn decode_jpeg_turbo(
     let h = u32::try_from(header.height).map_err(|_| MediaError::Corrupt("JPEG height".into()))?;
     limits.check(w, h)?;
     let (out_w, out_h) = jpeg_scaled_size(header.width, header.height, need);
-    let cmyk = matches!(
-        header.colorspace,
-        turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK
-    );
-    let (format, channels) = if cmyk {
-        (turbojpeg::PixelFormat::CMYK, 4)
-    } else {
-        (turbojpeg::PixelFormat::RGB, 3)
-    };
-    let mut pixels = vec![0u8; out_w * out_h * channels];
-    let decoded = dec.decompress(
-        bytes,
-        turbojpeg::Image {
-            pixels: pixels.as_mut_slice(),
-            width: out_w,
-            pitch: out_w * channels,
-            height: out_h,
-            format,
-        },
-    );
+    let (cmyk, mut pixels, decoded) = turbo_decompress(&mut dec, bytes, &header, out_w, out_h);
     if let Err(e) = decoded {
         // A warning about damage libjpeg worked around (stray bytes before
         // a marker) leaves every pixel decoded.
@@ -349,6 +330,40 @@ pub fn render_memory(probe: &Probe, specs: &[VariantSpec]) -> u64 {
             .fold(0u64, u64::saturating_add)
     };
     decoded.saturating_add(outputs)
+}
+
+/// Decompresses a JPEG at `out_w` x `out_h` (one of its DCT scales): RGB,
+/// or libjpeg-turbo's CMYK for CMYK and YCCK files. Returns whether the
+/// pixels are CMYK, the pixels, and libjpeg-turbo's outcome (an error may be
+/// only a warning about damage it worked around; see [`turbo_outcome`]).
+pub(crate) fn turbo_decompress(
+    dec: &mut turbojpeg::Decompressor,
+    bytes: &[u8],
+    header: &turbojpeg::DecompressHeader,
+    out_w: usize,
+    out_h: usize,
+) -> (bool, Vec<u8>, Result<(), turbojpeg::Error>) {
+    let cmyk = matches!(
+        header.colorspace,
+        turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK
+    );
+    let (format, channels) = if cmyk {
+        (turbojpeg::PixelFormat::CMYK, 4)
+    } else {
+        (turbojpeg::PixelFormat::RGB, 3)
+    };
+    let mut pixels = vec![0u8; out_w * out_h * channels];
+    let decoded = dec.decompress(
+        bytes,
+        turbojpeg::Image {
+            pixels: pixels.as_mut_slice(),
+            width: out_w,
+            pitch: out_w * channels,
+            height: out_h,
+            format,
+        },
+    );
+    (cmyk, pixels, decoded)
 }
 
 fn decode_with_image(
