@@ -5,8 +5,9 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum CatalogError {
+    /// The database driver's error, kept as the source.
     #[error("database error: {0}")]
-    Database(String),
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("corrupt row: {0}")]
     Corrupt(String),
     #[error("migration failed: {0}")]
@@ -14,6 +15,13 @@ pub enum CatalogError {
     /// The database has no room to write (disk full).
     #[error("database full: {0}")]
     NoSpace(String),
+}
+
+impl CatalogError {
+    /// A database error from the driver's error or a message.
+    pub fn database(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        CatalogError::Database(e.into())
+    }
 }
 
 /// The expected outcome of an insert that found its key taken.

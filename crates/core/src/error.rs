@@ -16,10 +16,10 @@ pub enum CoreError {
     Conflict(String),
     #[error("the body is larger than the limit of {limit} bytes")]
     TooLarge { limit: u64 },
+    /// Bytes (an upload, a fetched body) or an operation on them refused
+    /// for a typed reason.
     #[error("{0}")]
-    Unsupported(String),
-    #[error("{0}")]
-    Rejected(String),
+    Refused(Refusal),
     #[error("quota exceeded: {limit} images per day, {used} used, {requested} requested")]
     QuotaExceeded {
         limit: i64,
@@ -44,6 +44,75 @@ pub enum CoreError {
     Internal(String),
 }
 
+/// Why bytes given to tintype were refused. Each API maps a reason to its
+/// own status and body in one place (its error module); nothing matches on
+/// message text.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Nothing was sent.
+    #[error("the file is empty")]
+    Empty,
+    /// The client's body broke off or could not be read.
+    #[error("reading the body: {0}")]
+    BodyUnreadable(String),
+    /// Not a format tintype knows.
+    #[error("unsupported: {0}")]
+    UnknownFormat(String),
+    /// A known format that this use case does not take (a disk image where
+    /// pictures are expected); the format's name.
+    #[error("{0} files are not accepted here")]
+    NotAccepted(String),
+    /// The bytes claim a format but do not follow it, end early, or a
+    /// decoder failed on them.
+    #[error("corrupt image: {0}")]
+    Undecodable(String),
+    /// Nested or repeated beyond what the decoders take safely.
+    #[error("too complex: {0}")]
+    TooComplex(String),
+    /// More pixels or larger dimensions than the limits allow.
+    #[error("too large: {0}")]
+    TooManyPixels(String),
+    /// A URL could not be fetched (refused address, HTTP error, timeout).
+    #[error("{0}")]
+    FetchFailed(String),
+    /// The operation does not apply to this content (variants of a disk).
+    #[error("{0}")]
+    NotApplicable(String),
+}
+
+impl Refusal {
+    /// The native API's stable code for this reason.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::Empty | Refusal::BodyUnreadable(_) => "invalid",
+            Refusal::UnknownFormat(_)
+            | Refusal::NotAccepted(_)
+            | Refusal::Undecodable(_)
+            | Refusal::TooComplex(_)
+            | Refusal::NotApplicable(_) => "unsupported_media",
+            Refusal::TooManyPixels(_) | Refusal::FetchFailed(_) => "rejected",
+        }
+    }
+
+    /// Whether the bytes are not a usable picture or disk of an accepted
+    /// format (as opposed to empty, unreadable, over a limit or unfetched).
+    pub fn is_not_media(&self) -> bool {
+        matches!(
+            self,
+            Refusal::UnknownFormat(_)
+                | Refusal::NotAccepted(_)
+                | Refusal::Undecodable(_)
+                | Refusal::TooComplex(_)
+        )
+    }
+}
+
+impl From<Refusal> for CoreError {
+    fn from(r: Refusal) -> Self {
+        CoreError::Refused(r)
+    }
+}
+
 impl CoreError {
     /// A stable code, part of the native API's contract.
     pub fn code(&self) -> &'static str {
@@ -54,8 +123,7 @@ impl CoreError {
             CoreError::Invalid(_) => "invalid",
             CoreError::Conflict(_) => "conflict",
             CoreError::TooLarge { .. } => "too_large",
-            CoreError::Unsupported(_) => "unsupported_media",
-            CoreError::Rejected(_) => "rejected",
+            CoreError::Refused(r) => r.code(),
             CoreError::QuotaExceeded { .. } => "quota_exceeded",
             CoreError::Unavailable(_) => "unavailable",
             CoreError::Busy { .. } => "busy",
@@ -84,7 +152,8 @@ impl From<crate::CatalogError> for CoreError {
     fn from(e: crate::CatalogError) -> Self {
         match e {
             crate::CatalogError::NoSpace(m) => CoreError::NoSpace(format!("catalog: {m}")),
-            other => CoreError::Internal(format!("catalog: {other}")),
+            // The whole chain: the driver's own words are the real cause.
+            other => CoreError::Internal(format!("catalog: {}", chain(&other))),
         }
     }
 }
@@ -100,4 +169,19 @@ impl From<crate::BlobError> for CoreError {
             other => CoreError::Internal(format!("blob store: {other}")),
         }
     }
+}
+
+/// An error and its sources, joined with ": ".
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let next = c.to_string();
+        if !s.contains(&next) {
+            s.push_str(": ");
+            s.push_str(&next);
+        }
+        cur = c.source();
+    }
+    s
 }

@@ -17,5 +17,5 @@ mod model;
 
 pub use blob::{valid_key, BlobError, BlobMeta, BlobStore, BlobStream, ByteRange, LocalFile};
 pub use catalog::{AlreadyExists, BlobDelete, Catalog, CatalogError, Collected, ImageCursor};
-pub use error::CoreError;
+pub use error::{CoreError, Refusal};
 pub use model::*;

@@ -36,9 +36,7 @@ impl ApiError {
     /// How an engine error reads on an upload.
     pub(crate) fn on_create(e: CoreError) -> Self {
         match e {
-            CoreError::Invalid(_) | CoreError::Unsupported(_) | CoreError::Rejected(_) => {
-                ApiError::CreateFailed
-            }
+            CoreError::Invalid(_) | CoreError::Refused(_) => ApiError::CreateFailed,
             CoreError::TooLarge { limit } => ApiError::Status(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("{CREATE_FAILED}: the file is larger than {limit} bytes"),

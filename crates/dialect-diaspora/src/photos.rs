@@ -17,14 +17,12 @@ use tintype_engine::core::{
 };
 use tintype_engine::media::Format;
 use tintype_engine::{Accept, BlobRef, IngestOptions};
-use tintype_http::auth::TokenSource;
+use tintype_http::auth::{Caller, CallerRules, TokenSource};
 use tintype_http::limits::{read_text_field, ReadError};
 use tintype_http::serve::{serve_blob, Caching};
 use tintype_http::AppState;
 
 /// Where diaspora clients put their token.
-const SOURCES: &[TokenSource] = &[TokenSource::Bearer, TokenSource::QueryAccessToken];
-
 const DEFAULT_PER_PAGE: i64 = 15;
 const MAX_PER_PAGE: i64 = 100;
 /// Images read from the catalog at a time while looking for photos.
@@ -54,19 +52,25 @@ pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::Status(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed".into())
 }
 
-async fn who(
-    st: &AppState,
-    headers: &HeaderMap,
-    query: Option<&str>,
-    scope: Scope,
-) -> ApiResult<Principal> {
-    let p = tintype_http::auth::principal_from(st, headers, query, SOURCES)
-        .await?
-        .ok_or(ApiError::InvalidToken)?;
-    if !p.has(scope) {
-        return Err(ApiError::InsufficientScope);
+/// diaspora*'s callers: an OAuth Bearer token or `?access_token=`;
+/// refusals in its OAuth error bodies.
+pub(crate) struct Diaspora;
+
+impl CallerRules for Diaspora {
+    const SOURCES: &'static [TokenSource] = &[TokenSource::Bearer, TokenSource::QueryAccessToken];
+    type Rejection = ApiError;
+
+    fn missing() -> ApiError {
+        ApiError::InvalidToken
     }
-    Ok(p)
+
+    fn invalid() -> ApiError {
+        ApiError::InvalidToken
+    }
+
+    fn lacks(_: &[Scope]) -> ApiError {
+        ApiError::InsufficientScope
+    }
 }
 
 /// The caller's photo with this guid: one of their images that was
@@ -233,8 +237,12 @@ fn page_link(st: &AppState, per_page: i64, dir: &str, i: &Image) -> String {
     st.url(&format!("/api/v1/photos?{q}"))
 }
 
-pub(crate) async fn list(State(st): State<AppState>, req: Request) -> ApiResult<Response> {
-    let p = who(&st, req.headers(), req.uri().query(), Scope::ImageRead).await?;
+pub(crate) async fn list(
+    State(st): State<AppState>,
+    caller: Caller<Diaspora>,
+    req: Request,
+) -> ApiResult<Response> {
+    let p = caller.require(Scope::ImageRead)?;
     let (per_page, window) = parse_list_query(req.uri().query())?;
     let n = per_page as usize;
     let photos = match window {
@@ -262,9 +270,9 @@ pub(crate) async fn list(State(st): State<AppState>, req: Request) -> ApiResult<
 pub(crate) async fn show(
     State(st): State<AppState>,
     PathParams(guid): PathParams<String>,
-    req: Request,
+    caller: Caller<Diaspora>,
 ) -> ApiResult<Json<Value>> {
-    let p = who(&st, req.headers(), req.uri().query(), Scope::ImageRead).await?;
+    let p = caller.require(Scope::ImageRead)?;
     let image = own_photo(&st, &p, &guid).await?;
     Ok(Json(photo_json(&st, &image)))
 }
@@ -274,9 +282,9 @@ pub(crate) async fn show(
 pub(crate) async fn destroy(
     State(st): State<AppState>,
     PathParams(guid): PathParams<String>,
-    req: Request,
+    caller: Caller<Diaspora>,
 ) -> ApiResult<StatusCode> {
-    let p = who(&st, req.headers(), req.uri().query(), Scope::ImageDelete).await?;
+    let p = caller.require(Scope::ImageDelete)?;
     let image = own_photo(&st, &p, &guid).await?;
     // The catalog drops the photo's records and clears the owner's profile
     // picture if it was this photo.
@@ -421,8 +429,12 @@ async fn register(st: &AppState, p: &Principal, image: &Image, flags: Flags) -> 
     Ok(())
 }
 
-pub(crate) async fn create(State(st): State<AppState>, req: Request) -> ApiResult<Response> {
-    let p = who(&st, req.headers(), req.uri().query(), Scope::ImageWrite).await?;
+pub(crate) async fn create(
+    State(st): State<AppState>,
+    caller: Caller<Diaspora>,
+    req: Request,
+) -> ApiResult<Response> {
+    let p = caller.require(Scope::ImageWrite)?;
     let mut flags = Flags::default();
     for (k, v) in url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
         apply_flag(&mut flags, &k, &v)?;

@@ -12,9 +12,9 @@ use futures::{Stream, StreamExt};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Display;
-use tintype_engine::core::{CoreError, Image, NewRecord, Principal, Scope, UserId};
+use tintype_engine::core::{CoreError, Image, NewRecord, Principal, Refusal, Scope, UserId};
 use tintype_engine::{Accept, IngestOptions};
-use tintype_http::auth::{token_from, TokenSource};
+use tintype_http::auth::{Caller, CallerRules, TokenSource};
 use tintype_http::limits::{read_json, read_text_field, ReadError};
 use tintype_http::serve::{serve_blob, Caching};
 use tintype_http::AppState;
@@ -57,26 +57,24 @@ fn param(pairs: &[(String, String)], name: &str) -> Option<String> {
         .map(|(_, v)| v.clone())
 }
 
-/// The caller: `None` without a token; an unknown or revoked token is
-/// answered like a missing image.
-async fn caller(
-    state: &AppState,
-    headers: &HeaderMap,
-    query: Option<&str>,
-) -> ApiResult<Option<Principal>> {
-    match token_from(headers, query, &[TokenSource::Bearer]) {
-        None => Ok(None),
-        Some(t) => match state.engine.authenticate(&t).await? {
-            Some(p) => Ok(Some(p)),
-            None => Err(ApiError::NotFound),
-        },
-    }
-}
+/// Djinn's callers: a Bearer token, or anonymous. Whatever a caller may
+/// not see does not exist for them: every refusal is a 404.
+pub struct Djinn;
 
-fn require(who: Option<Principal>, scope: Scope) -> ApiResult<Principal> {
-    match who {
-        Some(p) if p.has(scope) => Ok(p),
-        _ => Err(ApiError::NotFound),
+impl CallerRules for Djinn {
+    const SOURCES: &'static [TokenSource] = &[TokenSource::Bearer];
+    type Rejection = ApiError;
+
+    fn missing() -> ApiError {
+        ApiError::NotFound
+    }
+
+    fn invalid() -> ApiError {
+        ApiError::NotFound
+    }
+
+    fn lacks(_: &[Scope]) -> ApiError {
+        ApiError::NotFound
     }
 }
 
@@ -156,11 +154,12 @@ fn page_url(state: &AppState, pairs: &[(String, String)], page: usize) -> String
     state.url(&format!("/images?{}", s.finish()))
 }
 
-pub async fn list(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
-    let who = require(
-        caller(&state, req.headers(), req.uri().query()).await?,
-        Scope::ImageRead,
-    )?;
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller<Djinn>,
+    req: Request,
+) -> ApiResult<Response> {
+    let who = caller.require(Scope::ImageRead)?;
     let pairs = query_pairs(req.uri().query());
     let search = param(&pairs, "search")
         .map(|s| s.to_lowercase())
@@ -213,13 +212,14 @@ fn wants_disk(headers: &HeaderMap) -> bool {
         .any(|t| t == DISK_CONTENT_TYPE || t == "application/octet-stream")
 }
 
-pub async fn get(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller<Djinn>,
+    req: Request,
+) -> ApiResult<Response> {
     // Without a token the caller is anonymous and may read public images;
     // a token must carry image:read.
-    let who = match caller(&state, req.headers(), req.uri().query()).await? {
-        None => None,
-        Some(p) => Some(require(Some(p), Scope::ImageRead)?),
-    };
+    let who = caller.optional(Scope::ImageRead)?;
     let seq = image_seq(&req).ok_or(ApiError::NotFound)?;
     let (image, data) = djinn_image(&state, seq).await?;
     let access = namespace::access(&state.engine, who.as_ref(), data.user_id, data.root_id).await?;
@@ -243,11 +243,12 @@ pub async fn get(State(state): State<AppState>, req: Request) -> ApiResult<Respo
 
 // ---- DELETE /images/{id} -----------------------------------------------------
 
-pub async fn delete(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
-    let who = require(
-        caller(&state, req.headers(), req.uri().query()).await?,
-        Scope::ImageDelete,
-    )?;
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller<Djinn>,
+    req: Request,
+) -> ApiResult<Response> {
+    let who = caller.require(Scope::ImageDelete)?;
     let seq = image_seq(&req).ok_or(ApiError::NotFound)?;
     let (image, data) = djinn_image(&state, seq).await?;
     let access = namespace::access(&state.engine, Some(&who), data.user_id, data.root_id).await?;
@@ -429,11 +430,8 @@ where
     };
     match state.engine.ingest(opts, body).await {
         Ok(image) => Ok(image),
-        Err(CoreError::Unsupported(m)) => {
-            tracing::debug!("djinn: rejected upload: {m}");
-            Err(ApiError::field("file", FILE_INVALID))
-        }
-        Err(CoreError::Invalid(m)) if m.contains("empty") => {
+        Err(CoreError::Refused(r)) if r.code() == "unsupported_media" || r == Refusal::Empty => {
+            tracing::debug!("djinn: rejected upload: {r}");
             Err(ApiError::field("file", FILE_INVALID))
         }
         Err(e) => Err(e.into()),
@@ -530,11 +528,12 @@ async fn record_image(
     }
 }
 
-pub async fn create(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
-    let who = require(
-        caller(&state, req.headers(), req.uri().query()).await?,
-        Scope::ImageWrite,
-    )?;
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller<Djinn>,
+    req: Request,
+) -> ApiResult<Response> {
+    let who = caller.require(Scope::ImageWrite)?;
     let pairs = query_pairs(req.uri().query());
     let params = Params {
         name: param(&pairs, "name"),

@@ -19,11 +19,10 @@ mod wire;
 
 pub use error::{FieldErrors, FulcrumError};
 
-use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::Router;
-use tintype_engine::core::{Principal, Scope};
-use tintype_http::auth::{principal_from, TokenSource};
+use tintype_engine::core::Scope;
+use tintype_http::auth::{CallerRules, TokenSource};
 use tintype_http::AppState;
 
 /// The routes of the dialect, with full paths.
@@ -45,25 +44,25 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-/// The caller, from `X-ApiToken` or `?token=`, holding `scope`.
-pub(crate) async fn authorize(
-    state: &AppState,
-    headers: &HeaderMap,
-    query: Option<&str>,
-    scope: Scope,
-) -> Result<Principal, FulcrumError> {
-    let who = principal_from(
-        state,
-        headers,
-        query,
-        &[TokenSource::XApiToken, TokenSource::QueryToken],
-    )
-    .await?
-    .ok_or(FulcrumError::Unauthorized)?;
-    if !who.has(scope) {
-        return Err(FulcrumError::Forbidden);
+/// Fulcrum's callers: `X-ApiToken` or `?token=`; refusals in its error
+/// bodies (401, 403).
+pub struct Fulcrum;
+
+impl CallerRules for Fulcrum {
+    const SOURCES: &'static [TokenSource] = &[TokenSource::XApiToken, TokenSource::QueryToken];
+    type Rejection = FulcrumError;
+
+    fn missing() -> FulcrumError {
+        FulcrumError::Unauthorized
     }
-    Ok(who)
+
+    fn invalid() -> FulcrumError {
+        FulcrumError::Unauthorized
+    }
+
+    fn lacks(_: &[Scope]) -> FulcrumError {
+        FulcrumError::Forbidden
+    }
 }
 
 /// Longest access key, record id or form id accepted.

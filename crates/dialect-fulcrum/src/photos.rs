@@ -2,7 +2,7 @@
 
 use crate::error::FulcrumError;
 use crate::wire::{self, record_key, SCOPE};
-use crate::{authorize, valid_access_key};
+use crate::{valid_access_key, Fulcrum};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
@@ -11,6 +11,7 @@ use axum::Json;
 use serde_json::json;
 use tintype_engine::core::{Image, Principal, Record, Scope};
 use tintype_engine::BlobRef;
+use tintype_http::auth::Caller;
 use tintype_http::serve::{serve_blob, Caching};
 use tintype_http::AppState;
 
@@ -135,10 +136,10 @@ async fn image_of(state: &AppState, record: &Record) -> Result<Option<Image>, Fu
 /// `GET /api/v2/photos(.json)`
 pub async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller<Fulcrum>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, FulcrumError> {
-    let who = authorize(&state, &headers, query.as_deref(), Scope::ImageRead).await?;
+    let who = caller.require(Scope::ImageRead)?;
     let q = parse_list_query(query.as_deref())?;
     let owner = Some(who.user.id);
     let skip = (q.page - 1).saturating_mul(q.per_page);
@@ -218,11 +219,11 @@ async fn find(
 /// `GET /api/v2/photos/{key}(.json|.jpg)`
 pub async fn show(
     State(state): State<AppState>,
+    caller: Caller<Fulcrum>,
     headers: HeaderMap,
-    RawQuery(query): RawQuery,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, FulcrumError> {
-    let who = authorize(&state, &headers, query.as_deref(), Scope::ImageRead).await?;
+    let who = caller.require(Scope::ImageRead)?;
     let Ok(Path(segment)) = path else {
         return Err(FulcrumError::NotFound);
     };
@@ -246,11 +247,11 @@ pub async fn show(
 /// `GET /api/v2/photos/{key}/{thumbnail|large}(.json|.jpg)`
 pub async fn show_version(
     State(state): State<AppState>,
+    caller: Caller<Fulcrum>,
     headers: HeaderMap,
-    RawQuery(query): RawQuery,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, FulcrumError> {
-    let who = authorize(&state, &headers, query.as_deref(), Scope::ImageRead).await?;
+    let who = caller.require(Scope::ImageRead)?;
     let Ok(Path((key, segment))) = path else {
         return Err(FulcrumError::NotFound);
     };

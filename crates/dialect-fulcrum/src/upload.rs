@@ -8,14 +8,15 @@
 use crate::error::{FieldErrors, FulcrumError};
 use crate::photos::photo_response;
 use crate::wire::{record_key, PhotoData, SCOPE};
-use crate::{authorize, valid_access_key, MAX_ID_LEN};
+use crate::{valid_access_key, Fulcrum, MAX_ID_LEN};
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::Response;
 use serde_json::Map;
-use tintype_engine::core::{CoreError, Image, NewRecord, Principal, Scope};
+use tintype_engine::core::{CoreError, Image, NewRecord, Principal, Refusal, Scope};
 use tintype_engine::media::Format;
 use tintype_engine::{Accept, IngestOptions};
+use tintype_http::auth::Caller;
 use tintype_http::limits::{read_field_bytes, ReadError};
 use tintype_http::AppState;
 
@@ -94,8 +95,12 @@ async fn discard(state: &AppState, image: Option<Image>) {
     }
 }
 
-pub async fn create(State(state): State<AppState>, req: Request) -> Result<Response, FulcrumError> {
-    let who = authorize(&state, req.headers(), req.uri().query(), Scope::ImageWrite).await?;
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller<Fulcrum>,
+    req: Request,
+) -> Result<Response, FulcrumError> {
+    let who = caller.require(Scope::ImageWrite)?;
     let mut form = Form::default();
     // A body that is not a form carries neither field: the validation
     // below says so.
@@ -184,14 +189,15 @@ async fn ingest_file(
     };
     match state.engine.ingest(opts, field).await {
         Ok(image) => form.image = Some(image),
-        Err(CoreError::Invalid(m)) if m == "the file is empty" => {
-            form.errors.add("file", "must be provided")
-        }
-        Err(CoreError::Unsupported(_)) => form.errors.add("file", "is not an image"),
-        Err(CoreError::Rejected(m)) => {
-            tracing::debug!("fulcrum: upload rejected: {m}");
-            form.errors.add("file", "is too large")
-        }
+        Err(CoreError::Refused(r)) => match r {
+            Refusal::Empty => form.errors.add("file", "must be provided"),
+            Refusal::TooManyPixels(m) => {
+                tracing::debug!("fulcrum: upload rejected: {m}");
+                form.errors.add("file", "is too large")
+            }
+            r if r.code() == "unsupported_media" => form.errors.add("file", "is not an image"),
+            other => return Err(FulcrumError::BadRequest(other.to_string())),
+        },
         Err(CoreError::Invalid(m)) => return Err(FulcrumError::BadRequest(m)),
         Err(e) => return Err(e.into()),
     }

@@ -47,10 +47,8 @@ impl From<CoreError> for ApiError {
             CoreError::NotFound => ApiError::NotFound("not found".into()),
             CoreError::Unauthorized => ApiError::Unauthorized("a valid access token is required"),
             CoreError::Forbidden(s) => ApiError::Forbidden(s),
-            CoreError::Invalid(m) | CoreError::Conflict(m) | CoreError::Rejected(m) => {
-                ApiError::invalid("body", m)
-            }
-            CoreError::Unsupported(m) => ApiError::invalid("body", m),
+            CoreError::Invalid(m) | CoreError::Conflict(m) => ApiError::invalid("body", m),
+            CoreError::Refused(r) => ApiError::invalid("body", r.to_string()),
             CoreError::TooLarge { limit } => ApiError::TooLarge(limit),
             CoreError::QuotaExceeded {
                 limit,

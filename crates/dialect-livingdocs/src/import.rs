@@ -8,8 +8,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use tintype_engine::core::{CoreError, Image, JobState, NewRecord, Principal, Scope};
-use tintype_http::auth::{principal_from, TokenSource};
+use tintype_engine::core::{CoreError, Image, JobState, NewRecord, Scope};
+use tintype_http::auth::{Caller, CallerRules, TokenSource};
 use tintype_http::limits::{read_body, ReadError};
 use tintype_http::AppState;
 
@@ -73,20 +73,25 @@ pub(crate) fn timestamp_now() -> String {
     chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
-const SOURCES: &[TokenSource] = &[TokenSource::Bearer, TokenSource::QueryAccessToken];
+/// Livingdocs' callers: a Bearer token or `?access_token=`; refusals in
+/// its error bodies.
+pub(crate) struct Livingdocs;
 
-async fn principal(
-    state: &AppState,
-    parts: &axum::http::request::Parts,
-) -> Result<Principal, ApiError> {
-    let has_token =
-        tintype_http::auth::token_from(&parts.headers, parts.uri.query(), SOURCES).is_some();
-    match principal_from(state, &parts.headers, parts.uri.query(), SOURCES).await? {
-        Some(p) => Ok(p),
-        None if has_token => Err(ApiError::Unauthorized(
-            "the access token is invalid or revoked",
-        )),
-        None => Err(ApiError::Unauthorized("an access token is required")),
+impl CallerRules for Livingdocs {
+    const SOURCES: &'static [TokenSource] = &[TokenSource::Bearer, TokenSource::QueryAccessToken];
+    type Rejection = ApiError;
+
+    fn missing() -> ApiError {
+        ApiError::Unauthorized("an access token is required")
+    }
+
+    fn invalid() -> ApiError {
+        ApiError::Unauthorized("the access token is invalid or revoked")
+    }
+
+    fn lacks(scopes: &[Scope]) -> ApiError {
+        let first = scopes.first().copied().unwrap_or(Scope::ImageRead);
+        ApiError::Forbidden(first.to_string())
     }
 }
 
@@ -111,11 +116,11 @@ fn json_ok(body: Value) -> Response {
 /// `POST /api/v1/import/images`
 pub(crate) async fn create(
     State(state): State<AppState>,
+    caller: Caller<Livingdocs>,
     req: Request,
 ) -> Result<Response, ApiError> {
+    let who = caller.require(Scope::ImageWrite)?;
     let (parts, body) = req.into_parts();
-    let who = principal(&state, &parts).await?;
-    who.require(Scope::ImageWrite)?;
     let limit = settings().max_body_bytes;
     let bytes = read_body(&parts.headers, body, limit)
         .await
@@ -229,13 +234,11 @@ pub(crate) fn image_json(state: &AppState, image: &Image) -> Value {
 /// `GET /api/v1/import/images/status?id=`
 pub(crate) async fn status(
     State(state): State<AppState>,
+    caller: Caller<Livingdocs>,
     req: Request,
 ) -> Result<Response, ApiError> {
+    let who = caller.require_any(&[Scope::ImageRead, Scope::ImageWrite])?;
     let (parts, _) = req.into_parts();
-    let who = principal(&state, &parts).await?;
-    if !who.has(Scope::ImageRead) && !who.has(Scope::ImageWrite) {
-        return Err(ApiError::Forbidden(Scope::ImageRead.to_string()));
-    }
     let id = parts
         .uri
         .query()

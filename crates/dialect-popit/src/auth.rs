@@ -5,7 +5,7 @@
 use crate::error::{PopitError, PopitResult};
 use axum::http::{HeaderMap, StatusCode};
 use tintype_engine::core::{Principal, Record, Scope};
-use tintype_http::auth::{token_from, TokenSource};
+use tintype_http::auth::{token_from, Caller, CallerRules, TokenSource};
 use tintype_http::AppState;
 
 const SOURCES: &[TokenSource] = &[TokenSource::ApikeyHeader, TokenSource::QueryApikey];
@@ -24,29 +24,41 @@ pub fn request_key(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
     token_from(headers, query, SOURCES)
 }
 
+/// PopIt's callers: the API key in the `Apikey` header or `?apikey=`
+/// (or a JSON body's `apikey`, found by the handler); refusals in its
+/// error bodies.
+pub struct Popit;
+
+impl CallerRules for Popit {
+    const SOURCES: &'static [TokenSource] = SOURCES;
+    type Rejection = PopitError;
+
+    fn missing() -> PopitError {
+        PopitError::Unauthorized
+    }
+
+    fn invalid() -> PopitError {
+        PopitError::Unauthorized
+    }
+
+    fn lacks(scopes: &[Scope]) -> PopitError {
+        let names: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        PopitError::Status(
+            StatusCode::FORBIDDEN,
+            format!("the API key lacks the scope {}", names.join(" or ")),
+        )
+    }
+}
+
 /// The principal behind `key`, allowed to do `need`.
 pub async fn writer(st: &AppState, key: Option<String>, need: Need) -> PopitResult<Principal> {
-    let key = key.ok_or(PopitError::Unauthorized)?;
-    let p = st
-        .engine
-        .authenticate(&key)
-        .await?
-        .ok_or(PopitError::Unauthorized)?;
-    let ok = match need {
-        Need::Write => p.has(Scope::ImageWrite),
-        Need::Delete => p.has(Scope::ImageWrite) || p.has(Scope::ImageDelete),
+    let scopes: &[Scope] = match need {
+        Need::Write => &[Scope::ImageWrite],
+        Need::Delete => &[Scope::ImageWrite, Scope::ImageDelete],
     };
-    if !ok {
-        let scope = match need {
-            Need::Write => "image:write",
-            Need::Delete => "image:write or image:delete",
-        };
-        return Err(PopitError::Status(
-            StatusCode::FORBIDDEN,
-            format!("the API key lacks the scope {scope}"),
-        ));
-    }
-    Ok(p)
+    Caller::<Popit>::with_token(st, key)
+        .await?
+        .require_any(scopes)
 }
 
 /// Refuses changes to a document another user created (admins excepted).

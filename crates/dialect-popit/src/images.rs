@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
-use tintype_engine::core::{CoreError, Image, UserId};
+use tintype_engine::core::{CoreError, Image, Refusal, UserId};
 use tintype_engine::{Accept, BlobRef, IngestOptions};
 use tintype_http::limits::{read_text_field, ReadError};
 use tintype_http::serve::{serve_blob, Caching};
@@ -62,16 +62,20 @@ struct Upload {
 
 fn upload_error(e: CoreError, received: u64, mime: &str) -> PopitError {
     match e {
-        CoreError::Invalid(_) if received == 0 => no_image_sent(),
-        CoreError::Unsupported(_) => PopitError::bad_request(format!(
-            "The uploaded image was of non-permitted type: {mime}"
-        )),
+        CoreError::Invalid(_) | CoreError::Refused(Refusal::Empty | Refusal::BodyUnreadable(_))
+            if received == 0 =>
+        {
+            no_image_sent()
+        }
+        CoreError::Refused(r) if r.code() == "unsupported_media" => PopitError::bad_request(
+            format!("The uploaded image was of non-permitted type: {mime}"),
+        ),
         CoreError::TooLarge { limit } => PopitError::Status(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("The uploaded image is larger than {limit} bytes"),
         ),
-        CoreError::Rejected(m) => {
-            PopitError::bad_request(format!("The uploaded image was rejected: {m}"))
+        CoreError::Refused(r) if r.code() == "rejected" => {
+            PopitError::bad_request(format!("The uploaded image was rejected: {r}"))
         }
         other => other.into(),
     }

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::sync::atomic::Ordering;
 use tempfile::TempPath;
-use tintype_core::{now, Content, CoreError, Image, ImageKind, NewImage, UserId};
+use tintype_core::{now, Content, CoreError, Image, ImageKind, NewImage, Refusal, UserId};
 use tintype_media::{Format, Kind, MediaError, Probe};
 use tokio::io::AsyncWriteExt;
 
@@ -72,20 +72,23 @@ pub(crate) struct Staged {
     pub probe: Probe,
 }
 
+/// The one mapping from the media crate's errors to the engine's: what is
+/// wrong with the bytes is a [`Refusal`]; our own I/O is internal.
 pub(crate) fn media_error(e: MediaError) -> CoreError {
     match e {
         MediaError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            CoreError::Unsupported("corrupt image: the file is truncated".into())
+            Refusal::Undecodable("the file is truncated".into()).into()
         }
-        MediaError::Io(e) => CoreError::Internal(format!("reading the upload: {e}")),
-        MediaError::TooLarge(m) => CoreError::Rejected(format!("too large: {m}")),
-        // Pathological input (nesting, element counts) and pictures whose
-        // pixels cannot all be decoded (or on which a decoder failed) are
-        // media the service cannot take: 415 with the reason.
-        e @ (MediaError::TooComplex(_) | MediaError::Corrupt(_)) => {
-            CoreError::Unsupported(e.to_string())
+        MediaError::Io(e) => CoreError::io("reading the upload", e),
+        MediaError::TooLarge(m) => Refusal::TooManyPixels(m).into(),
+        MediaError::TooComplex(m) => Refusal::TooComplex(m).into(),
+        // Bytes that claim a format but cannot all be decoded (or on which
+        // a decoder failed) are media the service cannot take.
+        MediaError::Corrupt(m) => Refusal::Undecodable(m).into(),
+        MediaError::Unsupported(m) => Refusal::UnknownFormat(m).into(),
+        e @ (MediaError::InvalidSpec(_) | MediaError::Encode(_)) => {
+            Refusal::NotApplicable(e.to_string()).into()
         }
-        other => CoreError::Unsupported(other.to_string()),
     }
 }
 
@@ -135,7 +138,7 @@ impl Engine {
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| CoreError::Invalid(format!("reading the body: {e}")))?;
+            let chunk = chunk.map_err(|e| Refusal::BodyUnreadable(e.to_string()))?;
             size += chunk.len() as u64;
             if size > limit {
                 return Err(CoreError::TooLarge { limit });
@@ -146,7 +149,7 @@ impl Engine {
                 .map_err(|e| CoreError::io("writing the upload", e))?;
         }
         if size == 0 {
-            return Err(CoreError::Invalid("the file is empty".into()));
+            return Err(Refusal::Empty.into());
         }
         file.flush()
             .await
@@ -167,10 +170,7 @@ impl Engine {
                 .map_err(media_error)?
         };
         if !accept.allows(probe.format) {
-            return Err(CoreError::Unsupported(format!(
-                "{} files are not accepted here",
-                probe.format.name()
-            )));
+            return Err(Refusal::NotAccepted(probe.format.name().into()).into());
         }
         let room = self
             .budget
@@ -340,6 +340,6 @@ impl Engine {
         self.fetcher
             .get(url)
             .await
-            .map_err(|e| CoreError::Rejected(e.to_string()))
+            .map_err(|e| Refusal::FetchFailed(e.to_string()).into())
     }
 }

@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tintype_core::{now, CoreError, Image, ImageKind, Job, Variant};
+use tintype_core::{now, CoreError, Image, ImageKind, Job, Refusal, Variant};
 
 pub(crate) const RENDER_JOB: &str = "render";
 
@@ -49,9 +49,9 @@ impl JobHandler for RenderHandler {
             Ok(()) => JobOutcome::Done,
             Err(CoreError::NotFound) => JobOutcome::Done, // deleted meanwhile
             Err(CoreError::Conflict(_)) => JobOutcome::Done, // replaced: a new job renders it
-            Err(e @ CoreError::Unsupported(_))
-            | Err(e @ CoreError::Rejected(_))
-            | Err(e @ CoreError::OverBudget { .. }) => JobOutcome::Fail(e.to_string()),
+            Err(e @ CoreError::Refused(_)) | Err(e @ CoreError::OverBudget { .. }) => {
+                JobOutcome::Fail(e.to_string())
+            }
             Err(e) => JobOutcome::Retry(format!("{e}: {e:?}")),
         }
     }
@@ -128,10 +128,11 @@ impl Engine {
         format: tintype_media::OutputFormat,
     ) -> Result<Variant, CoreError> {
         if format != tintype_media::OutputFormat::Webp {
-            return Err(CoreError::Unsupported(format!(
+            return Err(Refusal::NotApplicable(format!(
                 "full-size conversion to {} is not offered",
                 format.name()
-            )));
+            ))
+            .into());
         }
         let name = format!("{CONVERSION_PREFIX}{}", format.name());
         self.single_flight(image, &name, Rendering::Full(format))
@@ -145,9 +146,7 @@ impl Engine {
         rendering: Rendering,
     ) -> Result<Variant, CoreError> {
         if image.content.kind != ImageKind::Picture {
-            return Err(CoreError::Unsupported(
-                "disk images have no variants".into(),
-            ));
+            return Err(Refusal::NotApplicable("disk images have no variants".into()).into());
         }
         let key = (image.id.clone(), name.to_string());
         if let Some(v) = self.caches.variants.get(&key) {

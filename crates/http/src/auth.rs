@@ -1,10 +1,17 @@
-//! Where a token may come from. Each dialect picks the places it honours
-//! and words its own refusal.
+//! Who is calling: the one place a request's token is found and checked.
+//!
+//! Each API describes its rules once, as a [`CallerRules`] type (which
+//! token places it honours, how it words a missing or unknown token and a
+//! missing scope), and its handlers take a [`Caller`] of those rules as an
+//! extractor, then [`Caller::require`] the scope an operation needs.
 
 use crate::AppState;
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
-use tintype_engine::core::{CoreError, Principal};
+use axum::response::IntoResponse;
+use std::marker::PhantomData;
+use tintype_engine::core::{CoreError, Principal, Scope};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenSource {
@@ -73,23 +80,99 @@ pub fn token_from(
     None
 }
 
-/// The principal behind the request's token, if it carries a valid one.
-pub async fn principal(
-    state: &AppState,
-    parts: &Parts,
-    sources: &[TokenSource],
-) -> Result<Option<Principal>, CoreError> {
-    principal_from(state, &parts.headers, parts.uri.query(), sources).await
+/// How one API finds its caller and words refusals.
+pub trait CallerRules: Send + Sync + 'static {
+    /// Where the API's token may come from, in order.
+    const SOURCES: &'static [TokenSource];
+    /// The API's error type.
+    type Rejection: IntoResponse + From<CoreError> + Send;
+    /// No token was given where one is needed.
+    fn missing() -> Self::Rejection;
+    /// A token was given that is unknown, expired or revoked.
+    fn invalid() -> Self::Rejection;
+    /// The token holds none of `scopes`.
+    fn lacks(scopes: &[Scope]) -> Self::Rejection;
 }
 
-pub async fn principal_from(
-    state: &AppState,
-    headers: &HeaderMap,
-    query: Option<&str>,
-    sources: &[TokenSource],
-) -> Result<Option<Principal>, CoreError> {
-    match token_from(headers, query, sources) {
-        None => Ok(None),
-        Some(t) => state.engine.authenticate(&t).await,
+/// The caller of a request as the API `R` finds it: no principal when the
+/// request carries no token; an unknown token is refused with
+/// [`CallerRules::invalid`] while extracting.
+pub struct Caller<R> {
+    principal: Option<Principal>,
+    rules: PhantomData<R>,
+}
+
+impl<R: CallerRules> Caller<R> {
+    /// The caller of a request with these headers and query (for code that
+    /// has them at hand rather than as an extractor).
+    pub async fn of(
+        state: &AppState,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Result<Self, R::Rejection> {
+        Self::with_token(state, token_from(headers, query, R::SOURCES)).await
+    }
+
+    /// The caller holding `token` (found by the API itself, e.g. in a body).
+    pub async fn with_token(state: &AppState, token: Option<String>) -> Result<Self, R::Rejection> {
+        let principal = match token {
+            None => None,
+            Some(t) => Some(
+                state
+                    .engine
+                    .authenticate(&t)
+                    .await?
+                    .ok_or_else(R::invalid)?,
+            ),
+        };
+        Ok(Caller {
+            principal,
+            rules: PhantomData,
+        })
+    }
+
+    /// The signed-in principal, whatever it may do.
+    pub fn signed_in(self) -> Result<Principal, R::Rejection> {
+        self.principal.ok_or_else(R::missing)
+    }
+
+    /// The principal, holding `scope`.
+    pub fn require(self, scope: Scope) -> Result<Principal, R::Rejection> {
+        self.require_any(&[scope])
+    }
+
+    /// The principal, holding at least one of `scopes`.
+    pub fn require_any(self, scopes: &[Scope]) -> Result<Principal, R::Rejection> {
+        let p = self.signed_in()?;
+        if scopes.iter().any(|s| p.has(*s)) {
+            Ok(p)
+        } else {
+            Err(R::lacks(scopes))
+        }
+    }
+
+    /// No principal for an anonymous request; else the principal, holding
+    /// `scope`.
+    pub fn optional(self, scope: Scope) -> Result<Option<Principal>, R::Rejection> {
+        match self.principal {
+            None => Ok(None),
+            Some(_) => self.require(scope).map(Some),
+        }
+    }
+
+    /// The principal if the request carried a valid token.
+    pub fn principal(&self) -> Option<&Principal> {
+        self.principal.as_ref()
+    }
+}
+
+impl<R: CallerRules> FromRequestParts<AppState> for Caller<R> {
+    type Rejection = R::Rejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Self::of(state, &parts.headers, parts.uri.query()).await
     }
 }

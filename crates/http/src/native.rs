@@ -1,26 +1,20 @@
 //! The native API under /v1, health checks and metrics.
 
-use crate::auth::TokenSource;
+use crate::auth::{Caller, CallerRules, TokenSource};
 use crate::limits::{
     read_json, read_text_field, ReadError, MAX_JSON_BYTES, MAX_METADATA_BYTES, MAX_NAME_BYTES,
 };
 use crate::serve::{serve_blob, Caching};
 use crate::{AppState, Problem};
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use tintype_engine::core::{CoreError, Image, Principal, Scope, Variant};
+use tintype_engine::core::{CoreError, Image, Scope, Variant};
 use tintype_engine::{BlobRef, IngestOptions};
-
-const SOURCES: &[TokenSource] = &[
-    TokenSource::Bearer,
-    TokenSource::XApiToken,
-    TokenSource::QueryAccessToken,
-];
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -59,17 +53,30 @@ async fn metrics(State(st): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
-async fn who(
-    st: &AppState,
-    headers: &HeaderMap,
-    query: Option<&str>,
-    scope: Scope,
-) -> ApiResult<Principal> {
-    let p = crate::auth::principal_from(st, headers, query, SOURCES)
-        .await?
-        .ok_or(CoreError::Unauthorized)?;
-    p.require(scope)?;
-    Ok(p)
+/// The native API's callers: a Bearer token, `X-ApiToken` or
+/// `?access_token=`; refusals are problem+json 401 and 403.
+pub struct Native;
+
+impl CallerRules for Native {
+    const SOURCES: &'static [TokenSource] = &[
+        TokenSource::Bearer,
+        TokenSource::XApiToken,
+        TokenSource::QueryAccessToken,
+    ];
+    type Rejection = Problem;
+
+    fn missing() -> Problem {
+        CoreError::Unauthorized.into()
+    }
+
+    fn invalid() -> Problem {
+        CoreError::Unauthorized.into()
+    }
+
+    fn lacks(scopes: &[Scope]) -> Problem {
+        let names: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        CoreError::Forbidden(names.join(" or ")).into()
+    }
 }
 
 fn variant_json(st: &AppState, image: &Image, v: &Variant) -> Value {
@@ -121,12 +128,8 @@ async fn image_json(st: &AppState, image: &Image) -> ApiResult<Value> {
     }))
 }
 
-async fn me(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    req: Request,
-) -> ApiResult<Json<Value>> {
-    let p = who(&st, &headers, req.uri().query(), Scope::ImageRead).await?;
+async fn me(State(st): State<AppState>, caller: Caller<Native>) -> ApiResult<Json<Value>> {
+    let p = caller.require(Scope::ImageRead)?;
     let u = p.user;
     Ok(Json(json!({
         "id": u.id,
@@ -146,9 +149,12 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-async fn list(State(st): State<AppState>, headers: HeaderMap, req: Request) -> ApiResult<Response> {
-    let query = req.uri().query().map(str::to_string);
-    let p = who(&st, &headers, query.as_deref(), Scope::ImageRead).await?;
+async fn list(
+    State(st): State<AppState>,
+    caller: Caller<Native>,
+    req: Request,
+) -> ApiResult<Response> {
+    let p = caller.require(Scope::ImageRead)?;
     let q: Query<ListQuery> = Query::try_from_uri(req.uri())
         .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid", e.body_text()))?;
     let limit = q.limit.unwrap_or(50);
@@ -285,8 +291,12 @@ struct RawQuery {
     name: Option<String>,
 }
 
-async fn upload(State(st): State<AppState>, req: Request) -> ApiResult<Response> {
-    let p = who(&st, req.headers(), req.uri().query(), Scope::ImageWrite).await?;
+async fn upload(
+    State(st): State<AppState>,
+    caller: Caller<Native>,
+    req: Request,
+) -> ApiResult<Response> {
+    let p = caller.require(Scope::ImageWrite)?;
     let is_multipart = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -334,9 +344,9 @@ async fn upload(State(st): State<AppState>, req: Request) -> ApiResult<Response>
 async fn show(
     State(st): State<AppState>,
     Path(id): Path<String>,
-    req: Request,
+    caller: Caller<Native>,
 ) -> ApiResult<Json<Value>> {
-    let p = who(&st, req.headers(), req.uri().query(), Scope::ImageRead).await?;
+    let p = caller.require(Scope::ImageRead)?;
     let image = st.engine.owned_image(&p, &id).await?;
     Ok(Json(image_json(&st, &image).await?))
 }
@@ -361,9 +371,10 @@ mod double_option {
 async fn patch(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    caller: Caller<Native>,
     req: Request,
 ) -> ApiResult<Json<Value>> {
-    let p = who(&st, req.headers(), req.uri().query(), Scope::ImageWrite).await?;
+    let p = caller.require(Scope::ImageWrite)?;
     let image = st.engine.owned_image(&p, &id).await?;
     let (parts, body) = req.into_parts();
     let body: PatchBody = read_json(&parts.headers, body, MAX_JSON_BYTES)
@@ -407,9 +418,9 @@ async fn patch(
 async fn remove(
     State(st): State<AppState>,
     Path(id): Path<String>,
-    req: Request,
+    caller: Caller<Native>,
 ) -> ApiResult<StatusCode> {
-    let p = who(&st, req.headers(), req.uri().query(), Scope::ImageDelete).await?;
+    let p = caller.require(Scope::ImageDelete)?;
     let image = st.engine.owned_image(&p, &id).await?;
     st.engine.delete_image(&image.id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -418,9 +429,10 @@ async fn remove(
 async fn original(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    caller: Caller<Native>,
     req: Request,
 ) -> ApiResult<Response> {
-    let p = who(&st, req.headers(), req.uri().query(), Scope::ImageRead).await?;
+    let p = caller.require(Scope::ImageRead)?;
     let image = st.engine.owned_image(&p, &id).await?;
     Ok(serve_blob(
         &st,
@@ -435,9 +447,10 @@ async fn original(
 async fn variant(
     State(st): State<AppState>,
     Path((id, preset)): Path<(String, String)>,
+    caller: Caller<Native>,
     req: Request,
 ) -> ApiResult<Response> {
-    let p = who(&st, req.headers(), req.uri().query(), Scope::ImageRead).await?;
+    let p = caller.require(Scope::ImageRead)?;
     let image = st.engine.owned_image(&p, &id).await?;
     let v = st.engine.variant(&image, &preset).await?;
     let blob = BlobRef::of_variant(&v);

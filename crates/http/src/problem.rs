@@ -33,8 +33,11 @@ pub fn status_of(e: &CoreError) -> StatusCode {
         CoreError::Invalid(_) => StatusCode::BAD_REQUEST,
         CoreError::Conflict(_) => StatusCode::CONFLICT,
         CoreError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        CoreError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        CoreError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        CoreError::Refused(r) => match r.code() {
+            "invalid" => StatusCode::BAD_REQUEST,
+            "rejected" => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        },
         CoreError::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
         CoreError::Unavailable(_) | CoreError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
         CoreError::OverBudget { .. } => StatusCode::UNPROCESSABLE_ENTITY,

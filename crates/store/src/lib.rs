@@ -110,13 +110,13 @@ pub async fn create_postgres_database(url: &str, name: &str) -> Result<String, C
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         && !name.as_bytes()[0].is_ascii_digit();
     if !valid {
-        return Err(CatalogError::Database(format!(
+        return Err(CatalogError::database(format!(
             "not a plain database name: {name:?}"
         )));
     }
     let mut u =
-        url::Url::parse(url).map_err(|e| CatalogError::Database(format!("database URL: {e}")))?;
-    let db = |e: sqlx::Error| CatalogError::Database(e.to_string());
+        url::Url::parse(url).map_err(|e| CatalogError::database(format!("database URL: {e}")))?;
+    let db = |e: sqlx::Error| CatalogError::database(e);
     let mut conn = sqlx::PgConnection::connect(url).await.map_err(db)?;
     sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
         .execute(&mut conn)

@@ -12,7 +12,7 @@
 //!   `BEGIN IMMEDIATE` transaction; a pin is a write, so it waits for that
 //!   transaction to end (the pool's busy timeout bounds the wait).
 
-use crate::sql::{Backend, SqlCatalog};
+use crate::sql::{db, Backend, SqlCatalog};
 use sqlx::Row;
 use tintype_core::*;
 
@@ -20,21 +20,17 @@ use tintype_core::*;
 /// one-key space, used by the migration lock, does not overlap).
 const LOCK_CLASS: i32 = 0x7469_6e74; // "tint"
 
-fn db(e: sqlx::Error) -> CatalogError {
-    CatalogError::Database(e.to_string())
-}
-
 /// The second advisory lock key of a blob: its first 32 bits.
 fn lock_key(sha256: &str) -> Result<i32, CatalogError> {
     if !valid_key(sha256) {
-        return Err(CatalogError::Database(format!(
+        return Err(CatalogError::database(format!(
             "invalid blob key {sha256:?}"
         )));
     }
     let head = sha256.get(0..8).unwrap_or("0");
     u32::from_str_radix(head, 16)
         .map(|k| k as i32)
-        .map_err(|e| CatalogError::Database(format!("blob key {sha256:?}: {e}")))
+        .map_err(|e| CatalogError::database(format!("blob key {sha256:?}: {e}")))
 }
 
 /// Takes a blob's advisory lock until the transaction ends (PostgreSQL).

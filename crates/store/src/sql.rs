@@ -78,11 +78,11 @@ pub struct SqlCatalog {
     pub(crate) backend: Backend,
 }
 
-fn db(e: sqlx::Error) -> CatalogError {
+pub(crate) fn db(e: sqlx::Error) -> CatalogError {
     if is_disk_full(&e) {
         CatalogError::NoSpace(e.to_string())
     } else {
-        CatalogError::Database(e.to_string())
+        CatalogError::database(e)
     }
 }
 
@@ -129,7 +129,7 @@ impl SqlCatalog {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres
         } else {
-            return Err(CatalogError::Database(format!(
+            return Err(CatalogError::database(format!(
                 "unsupported database URL (expected sqlite:// or postgres://): {url}"
             )));
         };
@@ -1114,8 +1114,8 @@ impl Catalog for SqlCatalog {
                 Err(e) => return Err(db(e)),
             }
         }
-        Err(CatalogError::Database(
-            "could not enqueue the job: its dedup key stayed contended".into(),
+        Err(CatalogError::database(
+            "could not enqueue the job: its dedup key stayed contended",
         ))
     }
 
