@@ -12,11 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
-use tintype_engine::core::{
-    to_millis, CoreError, Image, ImageKind, NewRecord, Principal, Scope, UserId,
-};
+use tintype_engine::core::{to_millis, Image, ImageKind, NewRecord, Principal, Scope, UserId};
 use tintype_engine::media::Format;
-use tintype_engine::{Accept, BlobRef, IngestOptions};
+use tintype_engine::{Accept, BlobRef, IngestOptions, Staged};
 use tintype_http::auth::{Caller, CallerRules, TokenSource};
 use tintype_http::limits::{read_text_field, ReadError};
 use tintype_http::serve::{serve_blob, Caching};
@@ -61,10 +59,6 @@ impl CallerRules for Diaspora {
     type Rejection = ApiError;
 
     fn missing() -> ApiError {
-        ApiError::InvalidToken
-    }
-
-    fn invalid() -> ApiError {
         ApiError::InvalidToken
     }
 
@@ -351,37 +345,36 @@ fn accepted() -> Accept {
     Accept::Formats(vec![Format::Jpeg, Format::Png, Format::Gif, Format::Webp])
 }
 
-/// Reads every part; the first `image` part is ingested as it streams in
-/// and stored in `image`, so that the caller can remove it if a later
-/// part is bad.
+/// Reads every part; the first `image` part is staged as it streams in
+/// (nothing is stored until every part is read and valid).
 async fn read_parts(
     st: &AppState,
     owner: UserId,
     mut mp: Multipart,
-    image: &mut Option<Image>,
     flags: &mut Flags,
-) -> ApiResult<()> {
+) -> ApiResult<Option<(Staged, IngestOptions)>> {
+    let mut staged = None;
     loop {
         let field = match mp.next_field().await {
             Ok(Some(f)) => f,
-            Ok(None) => return Ok(()),
+            Ok(None) => return Ok(staged),
             Err(_) => return Err(ApiError::CreateFailed),
         };
         let name = field.name().unwrap_or("").to_string();
         match name.as_str() {
-            "image" if image.is_none() => {
+            "image" if staged.is_none() => {
                 let mut opts = IngestOptions::new(owner);
                 opts.accept = accepted();
                 opts.name = field
                     .file_name()
                     .map(|n| n.chars().take(255).collect::<String>())
                     .filter(|n| !n.is_empty());
-                let stored = st
+                let s = st
                     .engine
-                    .ingest(opts, field)
+                    .stage(field, &opts)
                     .await
                     .map_err(ApiError::on_create)?;
-                *image = Some(stored);
+                staged = Some((s, opts));
             }
             "pending" | "set_profile_picture" | "set_profile_photo" => {
                 let v = small_text(field).await?;
@@ -454,43 +447,19 @@ pub(crate) async fn create(
     let mp = Multipart::from_request(req, &st)
         .await
         .map_err(|_| ApiError::CreateFailed)?;
-    let mut image = None;
-    if let Err(e) = read_parts(&st, p.user.id, mp, &mut image, &mut flags).await {
-        discard(&st, image.as_ref()).await;
-        return Err(e);
-    }
-    let Some(image) = image else {
+    let staged = read_parts(&st, p.user.id, mp, &mut flags).await?;
+    let Some((staged, opts)) = staged else {
         return Err(ApiError::CreateFailed);
     };
-    // The probe reads headers only; rendering the smallest size now proves
-    // the pixels decode (diaspora, too, makes its versions on upload).
-    if let Err(e) = st.engine.variant(&image, "small").await {
-        discard(&st, Some(&image)).await;
-        return Err(match e {
-            // The decoder reports truncated pixel data as a read error,
-            // which the engine words as "reading the upload: ...": the
-            // file is broken, not the server.
-            CoreError::Internal(m) if m.starts_with("reading the upload") => {
-                tracing::info!("diaspora: undecodable upload: {m}");
-                ApiError::CreateFailed
-            }
-            other => ApiError::on_create(other),
-        });
-    }
-    if let Err(e) = register(&st, &p, &image, flags).await {
-        discard(&st, Some(&image)).await;
-        return Err(e);
-    }
+    // The engine has decoded every pixel while staging; the records are
+    // written once the image is committed, and a failure removes it again.
+    let (image, ()) = st
+        .engine
+        .commit_then(staged, opts, async |image: &Image| -> ApiResult<()> {
+            register(&st, &p, image, flags).await
+        })
+        .await?;
     Ok(Json(photo_json(&st, &image)).into_response())
-}
-
-/// Removes an image whose upload failed after it was stored.
-async fn discard(st: &AppState, image: Option<&Image>) {
-    if let Some(i) = image {
-        if let Err(e) = st.engine.delete_image(&i.id).await {
-            tracing::error!("diaspora: removing the failed upload {}: {e:?}", i.id);
-        }
-    }
 }
 
 #[cfg(test)]

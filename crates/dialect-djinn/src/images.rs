@@ -13,7 +13,8 @@ use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Display;
 use tintype_engine::core::{CoreError, Image, NewRecord, Principal, Refusal, Scope, UserId};
-use tintype_engine::{Accept, IngestOptions};
+use tintype_engine::media::Format;
+use tintype_engine::{Accept, IngestOptions, Staged};
 use tintype_http::auth::{Caller, CallerRules, TokenSource};
 use tintype_http::limits::{read_json, read_text_field, ReadError};
 use tintype_http::serve::{serve_blob, Caching};
@@ -66,10 +67,6 @@ impl CallerRules for Djinn {
     type Rejection = ApiError;
 
     fn missing() -> ApiError {
-        ApiError::NotFound
-    }
-
-    fn invalid() -> ApiError {
         ApiError::NotFound
     }
 
@@ -382,8 +379,9 @@ async fn validate(
     Ok((errors, plan))
 }
 
-/// Reads the first bytes of an upload and tells whether they start a QCOW2
-/// version 2 or 3 header. The bytes read are handed back to be replayed.
+/// Reads the first bytes of an upload and tells whether the media crate
+/// takes them for a QCOW2 disk. The bytes read are handed back to be
+/// replayed.
 async fn peek<S, E>(body: &mut S) -> ApiResult<(Vec<Bytes>, bool)>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -399,98 +397,60 @@ where
                 head.extend_from_slice(c.get(..take).unwrap_or_default());
                 chunks.push(c);
             }
-            Some(Err(e)) => {
-                return Err(ApiError::bad_request(format!(
-                    "Reading the request body failed: {e}"
-                )))
-            }
+            Some(Err(e)) => return Err(body_failed(e)),
             None => break,
         }
     }
-    let version = head
-        .get(4..8)
-        .and_then(|v| <[u8; 4]>::try_from(v).ok())
-        .map(u32::from_be_bytes);
-    let ok = head.starts_with(b"QFI\xfb") && matches!(version, Some(2 | 3));
+    let ok = tintype_engine::media::sniff(&head) == Some(Format::Qcow2);
     Ok((chunks, ok))
 }
 
-/// Streams the (already peeked) upload into the engine as a disk.
-async fn store<S, E>(state: &AppState, owner: UserId, name: &str, body: S) -> ApiResult<Image>
+fn body_failed(e: impl Display) -> ApiError {
+    ApiError::bad_request(format!("Reading the request body failed: {e}"))
+}
+
+/// Stages an upload as a disk (written, hashed and checked once, by the
+/// engine); `None` when it is not a QCOW2 disk the engine takes.
+async fn stage_disk<S, E>(state: &AppState, body: S) -> ApiResult<Option<Staged>>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
     E: Display,
 {
-    let opts = IngestOptions {
-        owner,
-        name: Some(name.to_string()),
-        metadata: Map::new(),
-        accept: Accept::Disks,
-        max_bytes: None,
-    };
-    match state.engine.ingest(opts, body).await {
-        Ok(image) => Ok(image),
-        Err(CoreError::Refused(r)) if r.code() == "unsupported_media" || r == Refusal::Empty => {
+    match state.engine.stage_body(body, &Accept::Disks, None).await {
+        Ok(staged) => Ok(Some(staged)),
+        Err(CoreError::Refused(Refusal::BodyUnreadable(m))) => Err(body_failed(m)),
+        Err(CoreError::Refused(r)) => {
             tracing::debug!("djinn: rejected upload: {r}");
-            Err(ApiError::field("file", FILE_INVALID))
+            Ok(None)
         }
         Err(e) => Err(e.into()),
     }
 }
 
-/// Peeks, reports every error at once, then streams into the engine.
-async fn check_and_store<S, E>(
-    state: &AppState,
-    mut errors: FieldErrors,
-    plan: Option<Plan>,
-    mut body: S,
-) -> ApiResult<(Image, Plan)>
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
-    E: Display,
-{
-    let (head, ok) = peek(&mut body).await?;
-    if !ok {
-        errors.add("file", FILE_INVALID);
-    }
-    let plan = match plan {
-        Some(p) if errors.is_empty() => p,
-        _ => return Err(ApiError::Fields(errors)),
-    };
-    let replay = futures::stream::iter(head.into_iter().map(Ok::<Bytes, E>)).chain(body);
-    let image = store(state, plan.owner, &plan.name, replay).await?;
-    Ok((image, plan))
-}
-
-/// Removes an image whose request failed after it was stored.
-async fn discard(state: &AppState, image: &Image) {
-    if let Err(e) = state.engine.delete_image(&image.id).await {
-        tracing::error!(
-            "djinn: removing image {} after a failed request: {e}",
-            image.id
-        );
-    }
-}
-
-/// Creates the namespace if needed and records the image; on failure the
-/// stored image is removed.
+/// Commits a staged disk under the plan's owner and name, creates the
+/// namespace if needed and records the image; the engine removes the
+/// image again if recording fails.
 async fn finish(
     state: &AppState,
     who: &Principal,
     plan: Plan,
-    image: Image,
+    staged: Staged,
 ) -> ApiResult<Response> {
-    let result = record_image(state, who, &plan, &image).await;
-    match result {
-        Ok(data) => {
-            let body = Renderer::new(state).image(&data).await?;
-            Ok((StatusCode::CREATED, axum::Json(body)).into_response())
-        }
-        Err(e) => {
-            discard(state, &image).await;
-            Err(e)
-        }
-    }
+    let opts = IngestOptions {
+        owner: plan.owner,
+        name: Some(plan.name.clone()),
+        metadata: Map::new(),
+        accept: Accept::Disks,
+        max_bytes: None,
+    };
+    let (_, data) = state
+        .engine
+        .commit_then(staged, opts, async |image: &Image| {
+            record_image(state, who, &plan, image).await
+        })
+        .await?;
+    let body = Renderer::new(state).image(&data).await?;
+    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
 
 async fn record_image(
@@ -552,9 +512,29 @@ pub async fn create(
     } else {
         let (errors, plan) = validate(&state, &who, &params).await?;
         let body = req.into_body().into_data_stream();
-        let (image, plan) = check_and_store(&state, errors, plan, body).await?;
-        finish(&state, &who, plan, image).await
+        match plan {
+            Some(plan) if errors.is_empty() => match stage_disk(&state, body).await? {
+                Some(staged) => finish(&state, &who, plan, staged).await,
+                None => Err(ApiError::field("file", FILE_INVALID)),
+            },
+            _ => Err(refused_with_file(errors, body).await),
+        }
     }
+}
+
+/// A request refused before its file is stored: the field errors, plus
+/// the file's own if its first bytes are not a disk.
+async fn refused_with_file<S, E>(mut errors: FieldErrors, mut body: S) -> ApiError
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: Display,
+{
+    match peek(&mut body).await {
+        Ok((_, true)) => {}
+        Ok((_, false)) => errors.add("file", FILE_INVALID),
+        Err(e) => return e,
+    }
+    ApiError::Fields(errors)
 }
 
 #[derive(serde::Deserialize)]
@@ -605,9 +585,10 @@ async fn create_json(
             ))
         }
     };
-    let (image, plan) =
-        check_and_store(&state, FieldErrors::default(), Some(plan), resp.body).await?;
-    finish(&state, &who, plan, image).await
+    match stage_disk(&state, resp.body).await? {
+        Some(staged) => finish(&state, &who, plan, staged).await,
+        None => Err(ApiError::field("file", FILE_INVALID)),
+    }
 }
 
 async fn read_text(mut field: axum::extract::multipart::Field<'_>) -> ApiResult<String> {
@@ -631,37 +612,16 @@ fn too_large_or(e: ReadError, what: &str) -> ApiError {
 async fn create_multipart(
     state: AppState,
     who: Principal,
-    params: Params,
+    mut params: Params,
     req: Request,
 ) -> ApiResult<Response> {
     let mut mp = Multipart::from_request(req, &state)
         .await
         .map_err(|e| ApiError::bad_request(format!("Invalid multipart body: {e}")))?;
-    let mut stored: Option<(Image, Option<Plan>)> = None;
-    let result = multipart_fields(&state, &who, params, &mut mp, &mut stored).await;
-    match result {
-        Ok(resp) => Ok(resp),
-        Err(e) => {
-            if let Some((image, _)) = stored {
-                discard(&state, &image).await;
-            }
-            Err(e)
-        }
-    }
-}
-
-/// Reads the parts in order. A file that arrives after `name` is checked
-/// before it is streamed; one that arrives first is streamed to the
-/// engine and the request checked once every part is read.
-async fn multipart_fields(
-    state: &AppState,
-    who: &Principal,
-    mut params: Params,
-    mp: &mut Multipart,
-    stored: &mut Option<(Image, Option<Plan>)>,
-) -> ApiResult<Response> {
+    // The file is staged (nothing is stored before every part is read and
+    // checked); a file after `name` is checked before it is streamed.
     let mut file_seen = false;
-    let mut file_ok = true;
+    let mut staged: Option<Staged> = None;
     loop {
         let field = match mp.next_field().await {
             Ok(Some(f)) => f,
@@ -678,62 +638,26 @@ async fn multipart_fields(
             Some("file") if !file_seen => {
                 file_seen = true;
                 if params.name.is_some() {
-                    let (errors, plan) = validate(state, who, &params).await?;
-                    let (image, plan) = check_and_store(state, errors, plan, field).await?;
-                    *stored = Some((image, Some(plan)));
-                } else {
-                    // Checked later: store under the caller for now.
-                    let mut field = field;
-                    let (head, ok) = peek(&mut field).await?;
-                    file_ok = ok;
-                    if ok {
-                        let replay = futures::stream::iter(head.into_iter().map(Ok)).chain(field);
-                        let image = store(state, who.user.id, "upload", replay).await?;
-                        *stored = Some((image, None));
+                    let (errors, plan) = validate(&state, &who, &params).await?;
+                    if plan.is_none() || !errors.is_empty() {
+                        // Every error at once, without storing the file.
+                        return Err(refused_with_file(errors, field).await);
                     }
                 }
+                staged = stage_disk(&state, field).await?;
             }
             _ => {} // other parts are skipped
         }
     }
-    match stored.take() {
-        Some((image, Some(plan))) => finish(state, who, plan, image).await,
-        Some((image, None)) => {
-            *stored = Some((image.clone(), None));
-            let (errors, plan) = validate(state, who, &params).await?;
-            let plan = match plan {
-                Some(p) if errors.is_empty() => p,
-                _ => return Err(ApiError::Fields(errors)),
-            };
-            let image = if plan.owner == image.owner_id {
-                state
-                    .engine
-                    .update_image(&image.id, Some(Some(&plan.name)), None)
-                    .await?
-            } else {
-                // The image belongs to the namespace owner: store it again
-                // under them (the blob is shared) and drop the first.
-                let bytes = state.engine.open_blob(&image.content.sha256, None).await?;
-                let again = store(state, plan.owner, &plan.name, bytes).await?;
-                discard(state, &image).await;
-                *stored = Some((again.clone(), None));
-                again
-            };
-            *stored = None;
-            finish(state, who, plan, image).await
-        }
-        None => {
-            let (mut errors, _) = validate(state, who, &params).await?;
-            errors.add(
-                "file",
-                if file_seen && !file_ok {
-                    FILE_INVALID
-                } else {
-                    FILE_REQUIRED
-                },
-            );
-            Err(ApiError::Fields(errors))
-        }
+    let (mut errors, plan) = validate(&state, &who, &params).await?;
+    match (&staged, file_seen) {
+        (Some(_), _) => {}
+        (None, true) => errors.add("file", FILE_INVALID),
+        (None, false) => errors.add("file", FILE_REQUIRED),
+    }
+    match (plan, staged) {
+        (Some(plan), Some(staged)) if errors.is_empty() => finish(&state, &who, plan, staged).await,
+        _ => Err(ApiError::Fields(errors)),
     }
 }
 

@@ -56,10 +56,6 @@ impl CallerRules for Fulcrum {
         FulcrumError::Unauthorized
     }
 
-    fn invalid() -> FulcrumError {
-        FulcrumError::Unauthorized
-    }
-
     fn lacks(_: &[Scope]) -> FulcrumError {
         FulcrumError::Forbidden
     }

@@ -15,7 +15,7 @@ use axum::response::Response;
 use serde_json::Map;
 use tintype_engine::core::{CoreError, Image, NewRecord, Principal, Refusal, Scope};
 use tintype_engine::media::Format;
-use tintype_engine::{Accept, IngestOptions};
+use tintype_engine::{Accept, IngestOptions, Staged};
 use tintype_http::auth::Caller;
 use tintype_http::limits::{read_field_bytes, ReadError};
 use tintype_http::AppState;
@@ -30,8 +30,9 @@ struct Form {
     access_key: Option<String>,
     record_id: Option<String>,
     form_id: Option<String>,
-    /// The ingested file, until the photo is committed (or discarded).
-    image: Option<Image>,
+    /// The staged file with its options, until the photo is committed
+    /// (dropped with the form otherwise: nothing is stored).
+    file: Option<(Staged, IngestOptions)>,
     errors: FieldErrors,
 }
 
@@ -87,14 +88,6 @@ fn is_multipart(req: &Request) -> bool {
         })
 }
 
-async fn discard(state: &AppState, image: Option<Image>) {
-    if let Some(image) = image {
-        if let Err(e) = state.engine.delete_image(&image.id).await {
-            tracing::warn!("fulcrum: discarding image {}: {e}", image.id);
-        }
-    }
-}
-
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller<Fulcrum>,
@@ -108,18 +101,9 @@ pub async fn create(
         let mut multipart = Multipart::from_request(req, &state)
             .await
             .map_err(|e| FulcrumError::BadRequest(format!("the form cannot be read: {e}")))?;
-        if let Err(e) = read_form(&state, &who, &mut multipart, &mut form).await {
-            discard(&state, form.image.take()).await;
-            return Err(e);
-        }
+        read_form(&state, &who, &mut multipart, &mut form).await?;
     }
-    match commit(&state, &who, &mut form).await {
-        Ok(resp) => Ok(resp),
-        Err(e) => {
-            discard(&state, form.image.take()).await;
-            Err(e)
-        }
-    }
+    commit(&state, &who, form).await
 }
 
 async fn read_form(
@@ -151,10 +135,10 @@ async fn read_form(
         let name = field.name().unwrap_or_default().to_string();
         let (slot, label) = match name.as_str() {
             "photo[file]" => {
-                if form.image.is_some() || form.errors.has("file") {
+                if form.file.is_some() || form.errors.has("file") {
                     continue; // only the first file counts
                 }
-                ingest_file(state, who, field, form).await?;
+                stage_file(state, who, field, form).await?;
                 continue;
             }
             "photo[access_key]" => (&mut form.access_key, "access_key"),
@@ -174,7 +158,7 @@ async fn read_form(
     Ok(())
 }
 
-async fn ingest_file(
+async fn stage_file(
     state: &AppState,
     who: &Principal,
     field: axum::extract::multipart::Field<'_>,
@@ -187,8 +171,8 @@ async fn ingest_file(
         accept: Accept::Formats(vec![Format::Jpeg, Format::Png, Format::Gif, Format::Webp]),
         max_bytes: None,
     };
-    match state.engine.ingest(opts, field).await {
-        Ok(image) => form.image = Some(image),
+    match state.engine.stage(field, &opts).await {
+        Ok(staged) => form.file = Some((staged, opts)),
         Err(CoreError::Refused(r)) => match r {
             Refusal::Empty => form.errors.add("file", "must be provided"),
             Refusal::TooManyPixels(m) => {
@@ -204,13 +188,10 @@ async fn ingest_file(
     Ok(())
 }
 
-/// Judges the form; when it is valid, ties the image to its access key.
-async fn commit(
-    state: &AppState,
-    who: &Principal,
-    form: &mut Form,
-) -> Result<Response, FulcrumError> {
-    let mut errors = std::mem::take(&mut form.errors);
+/// Judges the form; when it is valid, commits the image and ties it to
+/// its access key.
+async fn commit(state: &AppState, who: &Principal, form: Form) -> Result<Response, FulcrumError> {
+    let mut errors = form.errors;
     let key = match form.access_key.as_deref() {
         None => {
             errors.add("access_key", "must be provided");
@@ -222,7 +203,7 @@ async fn commit(
         }
         Some(k) => Some(k.to_string()),
     };
-    if form.image.is_none() && !errors.has("file") {
+    if form.file.is_none() && !errors.has("file") {
         errors.add("file", "must be provided");
     }
     if let Some(k) = &key {
@@ -235,37 +216,37 @@ async fn commit(
             errors.add("access_key", "has already been taken");
         }
     }
-    let (Some(key), Some(image), true) = (key, form.image.clone(), errors.is_empty()) else {
+    let (Some(key), Some((staged, opts)), true) = (key, form.file, errors.is_empty()) else {
         return Err(FulcrumError::Validation(errors));
     };
     let data = PhotoData {
         access_key: key.clone(),
-        record_id: form.record_id.clone(),
-        form_id: form.form_id.clone(),
+        record_id: form.record_id,
+        form_id: form.form_id,
         created_by_id: who.user.id.to_string(),
         created_by: who.user.name.clone(),
     };
-    let inserted = state
+    let (image, record) = state
         .engine
-        .insert_record(&NewRecord {
-            scope: SCOPE.to_string(),
-            key: record_key(who.user.id, &key),
-            owner_id: Some(who.user.id),
-            image_id: Some(image.id.clone()),
-            data: data.to_json(),
+        .commit_then(staged, opts, async |image: &Image| {
+            let inserted = state
+                .engine
+                .insert_record(&NewRecord {
+                    scope: SCOPE.to_string(),
+                    key: record_key(who.user.id, &key),
+                    owner_id: Some(who.user.id),
+                    image_id: Some(image.id.clone()),
+                    data: data.to_json(),
+                })
+                .await?;
+            // Another upload may have taken the key since the check.
+            inserted.map_err(|_already| {
+                errors.add("access_key", "has already been taken");
+                FulcrumError::Validation(std::mem::take(&mut errors))
+            })
         })
         .await?;
-    match inserted {
-        Ok(record) => {
-            form.image = None; // committed: no longer ours to discard
-            Ok(photo_response(state, &record, &image))
-        }
-        Err(_already) => {
-            // Another upload took the key between the check and now.
-            errors.add("access_key", "has already been taken");
-            Err(FulcrumError::Validation(errors))
-        }
-    }
+    Ok(photo_response(state, &record, &image))
 }
 
 #[cfg(test)]

@@ -8,19 +8,14 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use tintype_engine::core::{CoreError, Job, NewRecord, Record, UserId};
+use tintype_engine::core::{CoreError, Job, NewRecord, Record, Refusal, UserId};
 use tintype_engine::media::Format;
-use tintype_engine::{Accept, Engine, IngestOptions, JobHandler, JobOutcome};
-use tokio::io::AsyncWriteExt;
+use tintype_engine::{Accept, Engine, IngestOptions, JobHandler, JobOutcome, Staged};
 
 /// A reservation of a pair older than this, by an import that never
 /// finished it, may be taken over.
 const STALE_RESERVATION: chrono::Duration = chrono::Duration::minutes(15);
-
-/// Bytes handed to the format sniffer.
-const HEAD_LEN: usize = 4096;
 
 fn accept() -> Accept {
     Accept::Formats(vec![Format::Png, Format::Jpeg, Format::Gif, Format::Svg])
@@ -235,77 +230,33 @@ async fn save(
     Ok(())
 }
 
-/// A fetched body in a temporary file, hashed.
-struct Fetched {
-    temp: tempfile::TempPath,
-    sha256: String,
-}
-
-impl Fetched {
-    async fn stream(&self) -> Result<tokio_util::io::ReaderStream<tokio::fs::File>, CoreError> {
-        let f = tokio::fs::File::open(&self.temp)
-            .await
-            .map_err(|e| CoreError::Internal(format!("reopening the fetched file: {e}")))?;
-        Ok(tokio_util::io::ReaderStream::new(f))
-    }
-}
-
-/// Fetches through the engine's guard into a temporary file. `Ok(Err)` is
-/// a reason for the item to fail; `Err` an internal failure.
-async fn fetch(engine: &Engine, url: &str) -> Result<Result<Fetched, String>, CoreError> {
+/// Fetches through the engine's guard and stages the body (written and
+/// hashed once, probed and checked). `Ok(Err)` is a reason for the item
+/// to fail; `Err` an internal failure or a retryable one.
+async fn fetch(
+    engine: &Engine,
+    url: &str,
+    last_attempt: bool,
+) -> Result<Result<Staged, String>, CoreError> {
     let resp = match engine.fetch(url).await {
         Ok(r) => r,
         Err(e) => return Ok(Err(format!("could not fetch the image: {e}"))),
     };
-    let named = tempfile::Builder::new()
-        .prefix("livingdocs-")
-        .tempfile_in(&engine.config().tmp_dir)
-        .map_err(|e| CoreError::Internal(format!("temp file: {e}")))?;
-    let (file, temp) = named.into_parts();
-    let mut file = tokio::fs::File::from_std(file);
-    let mut hasher = Sha256::new();
-    let mut head: Vec<u8> = Vec::with_capacity(HEAD_LEN);
-    let mut size: u64 = 0;
-    let mut body = resp.body;
-    while let Some(chunk) = body.next().await {
-        let chunk = match chunk {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(format!("could not fetch the image: {e}"))),
-        };
-        size += chunk.len() as u64;
-        if head.len() < HEAD_LEN {
-            let take = (HEAD_LEN - head.len()).min(chunk.len());
-            head.extend_from_slice(chunk.get(..take).unwrap_or_default());
-        }
-        hasher.update(&chunk);
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| CoreError::Internal(format!("writing the fetched file: {e}")))?;
+    match engine.stage_body(resp.body, &accept(), None).await {
+        Ok(staged) => Ok(Ok(staged)),
+        Err(CoreError::Refused(r)) => Ok(Err(match r {
+            Refusal::BodyUnreadable(m) => format!("could not fetch the image: {m}"),
+            Refusal::NotAccepted(f) => {
+                format!("{f} files are not accepted (allowed types: png, jpg, gif, svg)")
+            }
+            Refusal::UnknownFormat(_) => "not an image (allowed types: png, jpg, gif, svg)".into(),
+            other => other.to_string(),
+        })),
+        Err(e) => match item_error(&e, last_attempt) {
+            Some(reason) => Ok(Err(reason)),
+            None => Err(e),
+        },
     }
-    file.flush()
-        .await
-        .map_err(|e| CoreError::Internal(format!("writing the fetched file: {e}")))?;
-    drop(file);
-    if size == 0 {
-        return Ok(Err("the file is empty".into()));
-    }
-    match tintype_engine::media::sniff(&head) {
-        Some(Format::Png | Format::Jpeg | Format::Gif | Format::Svg) => {}
-        Some(other) => {
-            return Ok(Err(format!(
-                "{other} files are not accepted (allowed types: png, jpg, gif, svg)"
-            )))
-        }
-        None => {
-            return Ok(Err(
-                "not an image (allowed types: png, jpg, gif, svg)".to_string()
-            ))
-        }
-    }
-    Ok(Ok(Fetched {
-        temp,
-        sha256: hex::encode(hasher.finalize()),
-    }))
 }
 
 /// Whether an engine error is the item's fault (it fails) rather than the
@@ -427,7 +378,7 @@ async fn process_item(
         }
     }
 
-    let fetched = match fetch(engine, &item.url).await? {
+    let fetched = match fetch(engine, &item.url, last_attempt).await? {
         Ok(f) => f,
         Err(reason) => return Ok(ItemResult::failed(reason)),
     };
@@ -435,7 +386,7 @@ async fn process_item(
     if let Some(image_id) = existing.as_ref().and_then(|r| r.image_id.clone()) {
         match engine.image(&image_id).await {
             Ok(img) if img.owner_id == owner => {
-                return update(&pair, prev.as_ref(), &img, &fetched, last_attempt).await;
+                return update(&pair, prev.as_ref(), &img, fetched, last_attempt).await;
             }
             // The image is gone: import it anew under the same pair.
             Ok(_) | Err(CoreError::NotFound) => {}
@@ -467,14 +418,15 @@ async fn process_item(
             ));
         }
     }
-    create(&pair, &fetched, last_attempt).await
+    create(&pair, fetched, last_attempt).await
 }
 
 async fn create(
     pair: &Pair<'_>,
-    fetched: &Fetched,
+    fetched: Staged,
     last_attempt: bool,
 ) -> Result<ItemResult, CoreError> {
+    let sha256 = fetched.sha256().to_string();
     let mut d = pair.data(None);
     d.pending = Some((pair.import.to_string(), pair.index));
     pair.write(None, &d).await?;
@@ -485,9 +437,9 @@ async fn create(
         accept: accept(),
         max_bytes: None,
     };
-    match pair.engine.ingest(opts, fetched.stream().await?).await {
+    match pair.engine.commit(fetched, opts).await {
         Ok(img) => {
-            pair.done(&img.id, None, &fetched.sha256, ItemResult::success(&img.id))
+            pair.done(&img.id, None, &sha256, ItemResult::success(&img.id))
                 .await
         }
         Err(e) => match item_error(&e, last_attempt) {
@@ -505,21 +457,19 @@ async fn update(
     pair: &Pair<'_>,
     prev: Option<&ExtData>,
     img: &tintype_engine::core::Image,
-    fetched: &Fetched,
+    fetched: Staged,
     last_attempt: bool,
 ) -> Result<ItemResult, CoreError> {
+    let sha256 = fetched.sha256().to_string();
     let engine = pair.engine;
     let item = pair.item;
     let fields_changed = img.name != item.title || img.metadata != item.metadata;
     let resumed = prev.is_some_and(|d| pair.ours(d));
-    if img.content.sha256 != fetched.sha256 {
+    if img.content.sha256 != sha256 {
         let mut d = pair.data(prev);
         d.pending = Some((pair.import.to_string(), pair.index));
         pair.write(Some(&img.id), &d).await?;
-        if let Err(e) = engine
-            .replace_content(&img.id, &accept(), fetched.stream().await?)
-            .await
-        {
+        if let Err(e) = engine.replace_with(&img.id, fetched).await {
             return match item_error(&e, last_attempt) {
                 Some(reason) => {
                     let mut d = pair.data(prev);
@@ -532,7 +482,7 @@ async fn update(
         }
     } else if !fields_changed && !resumed {
         return pair
-            .done(&img.id, prev, &fetched.sha256, ItemResult::skipped(&img.id))
+            .done(&img.id, prev, &sha256, ItemResult::skipped(&img.id))
             .await;
     }
     if fields_changed {
@@ -541,6 +491,6 @@ async fn update(
             .update_image(&img.id, Some(item.title.as_deref()), Some(meta))
             .await?;
     }
-    pair.done(&img.id, prev, &fetched.sha256, ItemResult::success(&img.id))
+    pair.done(&img.id, prev, &sha256, ItemResult::success(&img.id))
         .await
 }

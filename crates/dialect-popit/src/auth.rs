@@ -37,10 +37,6 @@ impl CallerRules for Popit {
         PopitError::Unauthorized
     }
 
-    fn invalid() -> PopitError {
-        PopitError::Unauthorized
-    }
-
     fn lacks(scopes: &[Scope]) -> PopitError {
         let names: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
         PopitError::Status(

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tintype_engine::core::{CoreError, Image, Refusal, UserId};
-use tintype_engine::{Accept, BlobRef, IngestOptions};
+use tintype_engine::{Accept, BlobRef, IngestOptions, Staged};
 use tintype_http::limits::{read_text_field, ReadError};
 use tintype_http::serve::{serve_blob, Caching};
 use tintype_http::AppState;
@@ -95,7 +95,13 @@ async fn field_text(mut f: Field<'_>) -> PopitResult<String> {
         })
 }
 
-async fn store_file(st: &AppState, field: Field<'_>, target: &Target) -> PopitResult<Stored> {
+/// The file part of a form, staged (nothing stored yet).
+struct StagedFile {
+    staged: Staged,
+    name: Option<String>,
+}
+
+async fn stage_file(st: &AppState, field: Field<'_>) -> PopitResult<StagedFile> {
     let mime = field
         .content_type()
         .unwrap_or("application/octet-stream")
@@ -107,33 +113,45 @@ async fn store_file(st: &AppState, field: Field<'_>, target: &Target) -> PopitRe
             received.fetch_add(b.len() as u64, Ordering::Relaxed);
         }
     });
+    match st.engine.stage_body(body, &Accept::Pictures, None).await {
+        Ok(staged) => Ok(StagedFile { staged, name }),
+        Err(e) => Err(upload_error(e, received.load(Ordering::Relaxed), &mime)),
+    }
+}
+
+/// Stores a staged file where the upload goes.
+async fn store_file(st: &AppState, file: StagedFile, target: &Target) -> PopitResult<Stored> {
+    let mime = file.staged.format().mime();
     let result = match target {
         Target::New { owner, metadata } => {
             let mut opts = IngestOptions::new(*owner);
             opts.accept = Accept::Pictures;
-            opts.name = name;
+            opts.name = file.name;
             opts.metadata = metadata.clone();
-            st.engine.ingest(opts, body).await.map(|image| Stored {
-                image,
-                created: true,
-            })
+            st.engine
+                .commit(file.staged, opts)
+                .await
+                .map(|image| Stored {
+                    image,
+                    created: true,
+                })
         }
         Target::Replace(id) => st
             .engine
-            .replace_content(id, &Accept::Pictures, body)
+            .replace_with(id, file.staged)
             .await
             .map(|image| Stored {
                 image,
                 created: false,
             }),
     };
-    result.map_err(|e| upload_error(e, received.load(Ordering::Relaxed), &mime))
+    result.map_err(|e| upload_error(e, 1, mime))
 }
 
 async fn read_form(
     mp: &mut Multipart,
     st: &AppState,
-    target: &Target,
+    file: &mut Option<StagedFile>,
     up: &mut Upload,
 ) -> PopitResult<()> {
     let mut parts = 0usize;
@@ -156,10 +174,10 @@ async fn read_form(
         }
         let name = field.name().unwrap_or("").to_string();
         if name == "image" {
-            if up.file.is_some() {
+            if file.is_some() {
                 return Err(PopitError::bad_request("only one image may be sent"));
             }
-            up.file = Some(store_file(st, field, target).await?);
+            *file = Some(stage_file(st, field).await?);
         } else if name == "index" {
             up.index = Some(field_text(field).await?);
         } else if NOT_COPIED.contains(&name.as_str()) || name.is_empty() {
@@ -171,8 +189,9 @@ async fn read_form(
     }
 }
 
-/// Reads an upload form, storing its `image` part as it streams past. On
-/// error nothing new is left behind.
+/// Reads an upload form, staging its `image` part as it streams past,
+/// and stores the file once the whole form is read. On error nothing new
+/// is left behind.
 async fn read_upload(st: &AppState, req: Request, target: Target) -> PopitResult<Upload> {
     let is_multipart = req
         .headers()
@@ -190,14 +209,12 @@ async fn read_upload(st: &AppState, req: Request, target: Target) -> PopitResult
         fields: Map::new(),
         index: None,
     };
-    let res = read_form(&mut mp, st, &target, &mut up).await;
-    match res {
-        Ok(()) => Ok(up),
-        Err(e) => {
-            discard(st, &up).await;
-            Err(e)
-        }
+    let mut file = None;
+    read_form(&mut mp, st, &mut file, &mut up).await?;
+    if let Some(f) = file {
+        up.file = Some(store_file(st, f, &target).await?);
     }
+    Ok(up)
 }
 
 /// Deletes the image an upload made, when the request fails after it.

@@ -64,12 +64,35 @@ pub(crate) struct BlobPin {
     id: String,
 }
 
-/// A complete upload in a temporary file, hashed and probed.
-pub(crate) struct Staged {
-    pub temp: TempPath,
-    pub sha256: String,
-    pub size: u64,
-    pub probe: Probe,
+/// A complete upload in a temporary file: size-limited, hashed, probed
+/// and pixel-checked, visible to no one. [`Engine::commit`] makes it an
+/// image; dropping it removes the file, so a request that fails after
+/// staging leaves nothing behind.
+pub struct Staged {
+    temp: TempPath,
+    sha256: String,
+    size: u64,
+    probe: Probe,
+}
+
+impl Staged {
+    /// What the probe found (format, dimensions, EXIF).
+    pub fn probe(&self) -> &Probe {
+        &self.probe
+    }
+
+    pub fn format(&self) -> Format {
+        self.probe.format
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The SHA-256 of the bytes, lowercase hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
 }
 
 /// The one mapping from the media crate's errors to the engine's: what is
@@ -113,14 +136,27 @@ pub(crate) fn content_of(staged: &Staged) -> Content {
 }
 
 impl Engine {
-    /// Streams a body into a temporary file while hashing it and checking
-    /// its size, then probes it. Nothing is visible to anyone yet; dropping
-    /// the result removes the file.
-    pub(crate) async fn stage<S, E>(
+    /// Streams an upload for `opts.owner` into a temporary file while
+    /// hashing it and checking its size, then probes and checks it (format
+    /// in `opts.accept`, pixels within the limits and decodable). The
+    /// owner's quota is checked first, before the body is read. Nothing is
+    /// visible to anyone yet: see [`Staged`].
+    pub async fn stage<S, E>(&self, body: S, opts: &IngestOptions) -> Result<Staged, CoreError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: std::fmt::Display,
+    {
+        self.check_quota(opts.owner, 1).await?;
+        self.stage_body(body, &opts.accept, opts.max_bytes).await
+    }
+
+    /// [`Engine::stage`] without an owner (no quota check): for bytes that
+    /// may replace an existing image's content.
+    pub async fn stage_body<S, E>(
         &self,
         mut body: S,
-        max_bytes: Option<u64>,
         accept: &Accept,
+        max_bytes: Option<u64>,
     ) -> Result<Staged, CoreError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
@@ -262,22 +298,27 @@ impl Engine {
         Ok(())
     }
 
-    /// The whole upload use case: stream, hash, limit, probe, store the
-    /// blob, commit the catalog row, queue the variants. A failure at any
-    /// step leaves no image behind.
+    /// The whole upload use case: [`Engine::stage`] then [`Engine::commit`].
     pub async fn ingest<S, E>(&self, opts: IngestOptions, body: S) -> Result<Image, CoreError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: std::fmt::Display,
     {
-        // Refuse early, before the body is read...
-        self.check_quota(opts.owner, 1).await?;
-        let staged = self.stage(body, opts.max_bytes, &opts.accept).await?;
+        let staged = self.stage(body, &opts).await?;
+        self.commit(staged, opts).await
+    }
+
+    /// Makes a staged upload an image of `opts.owner` named `opts.name`
+    /// with `opts.metadata`: stores the blob, commits the catalog row
+    /// within the quota, queues the variants. A failure at any step leaves
+    /// no image behind.
+    pub async fn commit(&self, staged: Staged, opts: IngestOptions) -> Result<Image, CoreError> {
         let pin = self.commit_blob(&staged).await?;
-        // ...and check again with the insert under one lock: concurrent
-        // uploads all pass the early check. (Per process: several nodes
-        // would need the catalog to make the insert conditional.) A refused
-        // upload's blob is left to garbage collection.
+        // The quota is checked again with the insert under one lock:
+        // concurrent uploads all pass the early check. (Per process:
+        // several nodes would need the catalog to make the insert
+        // conditional.) A refused upload's blob is left to garbage
+        // collection.
         let inserted = async {
             let _quota = self.quota_lock.lock().await;
             self.check_quota(opts.owner, 1).await?;
@@ -302,6 +343,30 @@ impl Engine {
         Ok(image)
     }
 
+    /// [`Engine::commit`], then `then` (an API's own bookkeeping, such as
+    /// its records); when `then` fails the image is deleted again, so the
+    /// request leaves nothing behind. The one place of that rule.
+    pub async fn commit_then<T, E>(
+        &self,
+        staged: Staged,
+        opts: IngestOptions,
+        then: impl AsyncFnOnce(&Image) -> Result<T, E>,
+    ) -> Result<(Image, T), E>
+    where
+        E: From<CoreError>,
+    {
+        let image = self.commit(staged, opts).await?;
+        match then(&image).await {
+            Ok(t) => Ok((image, t)),
+            Err(e) => {
+                if let Err(d) = self.delete_image(&image.id).await {
+                    tracing::error!(image = %image.id, "removing a failed upload: {d}");
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// Replaces the bytes of an existing image in place (same id), e.g. a
     /// re-import with changed bytes. Its variants are rendered again.
     pub async fn replace_content<S, E>(
@@ -314,7 +379,12 @@ impl Engine {
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: std::fmt::Display,
     {
-        let staged = self.stage(body, None, accept).await?;
+        let staged = self.stage_body(body, accept, None).await?;
+        self.replace_with(image_id, staged).await
+    }
+
+    /// Replaces the bytes of an existing image with a staged upload.
+    pub async fn replace_with(&self, image_id: &str, staged: Staged) -> Result<Image, CoreError> {
         let pin = self.commit_blob(&staged).await?;
         self.caches.forget_image(image_id);
         let replaced = self

@@ -24,7 +24,7 @@ pub use auth::NewTokenSecret;
 pub use budget::{BudgetConfig, BudgetPermit, DecodeBudget};
 pub use gc::{CheckReport, GcReport, Problem};
 pub use images::{BlobRef, ImagePage};
-pub use ingest::{Accept, IngestOptions};
+pub use ingest::{Accept, IngestOptions, Staged};
 pub use jobs::{JobHandler, JobOutcome};
 pub use presets::{OutputChoice, Preset, Presets};
 pub use webhook::sign_webhook;

@@ -88,8 +88,11 @@ pub trait CallerRules: Send + Sync + 'static {
     type Rejection: IntoResponse + From<CoreError> + Send;
     /// No token was given where one is needed.
     fn missing() -> Self::Rejection;
-    /// A token was given that is unknown, expired or revoked.
-    fn invalid() -> Self::Rejection;
+    /// A token was given that is unknown, expired or revoked (by default
+    /// worded as a missing one).
+    fn invalid() -> Self::Rejection {
+        Self::missing()
+    }
     /// The token holds none of `scopes`.
     fn lacks(scopes: &[Scope]) -> Self::Rejection;
 }

@@ -69,10 +69,6 @@ impl CallerRules for Native {
         CoreError::Unauthorized.into()
     }
 
-    fn invalid() -> Problem {
-        CoreError::Unauthorized.into()
-    }
-
     fn lacks(scopes: &[Scope]) -> Problem {
         let names: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
         CoreError::Forbidden(names.join(" or ")).into()
@@ -211,18 +207,16 @@ fn field_problem(what: &str, e: ReadError) -> Problem {
     Problem::new(status, code, e.message(what))
 }
 
-/// Reads the parts of a multipart upload; the `file` part is ingested as it
-/// streams and left in `image`, so that the caller removes it when a later
-/// part is refused.
-async fn read_upload_parts(
+/// Reads the parts of a multipart upload, staging the `file` part as it
+/// streams, and commits it once every part is read and valid: a refused
+/// request stores nothing.
+async fn upload_parts(
     st: &AppState,
     owner: tintype_engine::core::UserId,
     mut mp: Multipart,
-    image: &mut Option<Image>,
 ) -> ApiResult<Image> {
     let mut opts = IngestOptions::new(owner);
-    let mut late_name = None;
-    let mut late_meta = None;
+    let mut staged = None;
     loop {
         let mut field = match mp.next_field().await {
             Ok(Some(f)) => f,
@@ -236,29 +230,20 @@ async fn read_upload_parts(
             }
         };
         match field.name().unwrap_or("") {
-            "file" if image.is_none() => {
-                *image = Some(st.engine.ingest(opts.clone(), field).await?);
+            "file" if staged.is_none() => {
+                staged = Some(st.engine.stage(field, &opts).await?);
             }
             "name" => {
                 let v = read_text_field(&mut field, MAX_NAME_BYTES)
                     .await
                     .map_err(|e| field_problem("the name", e))?;
-                if image.is_some() {
-                    late_name = Some(v);
-                } else {
-                    opts.name = Some(v);
-                }
+                opts.name = Some(v);
             }
             "metadata" => {
                 let v = read_text_field(&mut field, MAX_METADATA_BYTES)
                     .await
                     .map_err(|e| field_problem("the metadata", e))?;
-                let m = parse_metadata(&v)?;
-                if image.is_some() {
-                    late_meta = Some(m);
-                } else {
-                    opts.metadata = m;
-                }
+                opts.metadata = parse_metadata(&v)?;
             }
             _ => {
                 // Unknown parts are drained and ignored.
@@ -266,24 +251,14 @@ async fn read_upload_parts(
             }
         }
     }
-    let Some(mut stored) = image.clone() else {
+    let Some(staged) = staged else {
         return Err(Problem::new(
             StatusCode::BAD_REQUEST,
             "invalid",
             "the multipart body has no 'file' part",
         ));
     };
-    if late_name.is_some() || late_meta.is_some() {
-        stored = st
-            .engine
-            .update_image(
-                &stored.id,
-                late_name.as_deref().map(Some),
-                late_meta.as_ref(),
-            )
-            .await?;
-    }
-    Ok(stored)
+    Ok(st.engine.commit(staged, opts).await?)
 }
 
 #[derive(Deserialize)]
@@ -306,17 +281,7 @@ async fn upload(
         let mp = Multipart::from_request(req, &st)
             .await
             .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid", e.body_text()))?;
-        let mut image: Option<Image> = None;
-        match read_upload_parts(&st, p.user.id, mp, &mut image).await {
-            Ok(image) => image,
-            Err(e) => {
-                // Nothing of a refused upload is kept.
-                if let Some(i) = &image {
-                    let _ = st.engine.delete_image(&i.id).await;
-                }
-                return Err(e);
-            }
-        }
+        upload_parts(&st, p.user.id, mp).await?
     } else {
         let q: Query<RawQuery> = Query::try_from_uri(req.uri())
             .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid", e.body_text()))?;
