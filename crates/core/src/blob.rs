@@ -48,11 +48,17 @@ pub struct ByteRange {
 }
 
 impl ByteRange {
+    /// How many bytes the range covers (none when `end < start`).
     pub fn len(&self) -> u64 {
-        self.end - self.start + 1
+        if self.is_empty() {
+            0
+        } else {
+            self.end - self.start + 1
+        }
     }
+
     pub fn is_empty(&self) -> bool {
-        false
+        self.end < self.start
     }
 }
 
@@ -121,4 +127,22 @@ pub fn valid_key(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ByteRange;
+
+    #[test]
+    fn a_range_counts_its_bytes_and_an_inverted_one_is_empty() {
+        let r = ByteRange {
+            start: 0,
+            end: 1023,
+        };
+        assert_eq!((r.len(), r.is_empty()), (1024, false));
+        let one = ByteRange { start: 7, end: 7 };
+        assert_eq!((one.len(), one.is_empty()), (1, false));
+        let inverted = ByteRange { start: 8, end: 7 };
+        assert_eq!((inverted.len(), inverted.is_empty()), (0, true));
+    }
 }

@@ -12,8 +12,15 @@ pub fn to_millis(t: Timestamp) -> i64 {
     t.timestamp_millis()
 }
 
+/// A time from milliseconds we made ourselves (the clock, constants);
+/// stored times are read with [`try_from_millis`].
 pub fn from_millis(ms: i64) -> Timestamp {
-    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default()
+    try_from_millis(ms).unwrap_or_default()
+}
+
+/// A time from milliseconds, `None` outside the representable range.
+pub fn try_from_millis(ms: i64) -> Option<Timestamp> {
+    DateTime::<Utc>::from_timestamp_millis(ms)
 }
 
 /// The current time truncated to milliseconds, so that what is stored and

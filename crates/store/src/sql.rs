@@ -78,6 +78,13 @@ pub struct SqlCatalog {
     pub(crate) backend: Backend,
 }
 
+/// A stored time in milliseconds; one outside chrono's range is a
+/// corrupt row, never silently 1970.
+fn time(ms: i64) -> Result<Timestamp, CatalogError> {
+    try_from_millis(ms)
+        .ok_or_else(|| CatalogError::Corrupt(format!("time {ms} ms is out of range")))
+}
+
 pub(crate) fn db(e: sqlx::Error) -> CatalogError {
     if is_disk_full(&e) {
         CatalogError::NoSpace(e.to_string())
@@ -424,7 +431,7 @@ fn row_user(r: &AnyRow) -> Result<User, CatalogError> {
         id: get(r, "id")?,
         name: get(r, "name")?,
         email: get(r, "email")?,
-        created_at: from_millis(get(r, "created_at")?),
+        created_at: time(get(r, "created_at")?)?,
         images_per_day: get(r, "images_per_day")?,
         profile_image_id: get(r, "profile_image_id")?,
         webhook_secret: get(r, "webhook_secret")?,
@@ -441,7 +448,7 @@ fn row_token(r: &AnyRow) -> Result<Token, CatalogError> {
         id: get(r, "id")?,
         user_id: get(r, "user_id")?,
         scopes,
-        created_at: from_millis(get(r, "created_at")?),
+        created_at: time(get(r, "created_at")?)?,
         revoked: get::<i64>(r, "revoked")? != 0,
     })
 }
@@ -468,9 +475,11 @@ pub(crate) fn row_image(r: &AnyRow) -> Result<Image, CatalogError> {
             longitude: get(r, "longitude")?,
         },
         metadata: json_map(Some(get(r, "metadata")?), "metadata")?.unwrap_or_default(),
-        created_at: from_millis(get(r, "created_at")?),
-        updated_at: from_millis(get(r, "updated_at")?),
-        processed_at: get::<Option<i64>>(r, "processed_at")?.map(from_millis),
+        created_at: time(get(r, "created_at")?)?,
+        updated_at: time(get(r, "updated_at")?)?,
+        processed_at: get::<Option<i64>>(r, "processed_at")?
+            .map(time)
+            .transpose()?,
     })
 }
 
@@ -483,7 +492,7 @@ fn row_variant(r: &AnyRow) -> Result<Variant, CatalogError> {
         width: get(r, "width")?,
         height: get(r, "height")?,
         size: get(r, "size")?,
-        created_at: from_millis(get(r, "created_at")?),
+        created_at: time(get(r, "created_at")?)?,
     })
 }
 
@@ -497,8 +506,8 @@ fn row_record(r: &AnyRow) -> Result<Record, CatalogError> {
         image_id: get(r, "image_id")?,
         data: serde_json::from_str(&data)
             .map_err(|e| CatalogError::Corrupt(format!("record data: {e}")))?,
-        created_at: from_millis(get(r, "created_at")?),
-        updated_at: from_millis(get(r, "updated_at")?),
+        created_at: time(get(r, "created_at")?)?,
+        updated_at: time(get(r, "updated_at")?)?,
     })
 }
 
@@ -514,11 +523,13 @@ fn row_job(r: &AnyRow) -> Result<Job, CatalogError> {
             .ok_or_else(|| CatalogError::Corrupt(format!("job state {state}")))?,
         attempts: get(r, "attempts")?,
         max_attempts: get(r, "max_attempts")?,
-        run_at: from_millis(get(r, "run_at")?),
-        lease_until: get::<Option<i64>>(r, "lease_until")?.map(from_millis),
+        run_at: time(get(r, "run_at")?)?,
+        lease_until: get::<Option<i64>>(r, "lease_until")?
+            .map(time)
+            .transpose()?,
         locked_by: get(r, "locked_by")?,
         last_error: get(r, "last_error")?,
-        created_at: from_millis(get(r, "created_at")?),
+        created_at: time(get(r, "created_at")?)?,
     })
 }
 
@@ -1299,5 +1310,20 @@ impl Catalog for SqlCatalog {
             }
         }
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_times_out_of_range_are_corrupt_rows() {
+        assert_eq!(
+            time(1_478_403_783_382).ok(),
+            try_from_millis(1_478_403_783_382)
+        );
+        assert!(matches!(time(i64::MAX), Err(CatalogError::Corrupt(_))));
+        assert!(matches!(time(i64::MIN), Err(CatalogError::Corrupt(_))));
     }
 }

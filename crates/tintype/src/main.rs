@@ -360,7 +360,7 @@ async fn admin(s: Settings, cmd: Command) -> anyhow::Result<()> {
 }
 
 async fn admin_command(engine: &Arc<Engine>, cmd: Command) -> anyhow::Result<()> {
-    let e = |err: tintype_engine::core::CoreError| anyhow::anyhow!("{err}");
+    let e = cli_error;
     match cmd {
         Command::User(UserCommand::Create { name, email }) => {
             let u = engine
@@ -378,7 +378,7 @@ async fn admin_command(engine: &Arc<Engine>, cmd: Command) -> anyhow::Result<()>
             let u = engine
                 .user(&name)
                 .await
-                .map_err(|_| anyhow::anyhow!("no user named {name:?}"))?;
+                .map_err(|err| missing(err, || format!("no user named {name:?}")))?;
             println!("{}", u.webhook_secret);
         }
         Command::Token(TokenCommand::Create { user, scopes }) => {
@@ -389,19 +389,14 @@ async fn admin_command(engine: &Arc<Engine>, cmd: Command) -> anyhow::Result<()>
             let t = engine
                 .create_token(&user, &parsed)
                 .await
-                .map_err(|err| match err {
-                    tintype_engine::core::CoreError::NotFound => {
-                        anyhow::anyhow!("no user named {user:?}")
-                    }
-                    other => e(other),
-                })?;
+                .map_err(|err| missing(err, || format!("no user named {user:?}")))?;
             println!("{}", t.secret);
         }
         Command::Token(TokenCommand::List { user }) => {
             let tokens = engine
                 .tokens(&user)
                 .await
-                .map_err(|_| anyhow::anyhow!("no user named {user:?}"))?;
+                .map_err(|err| missing(err, || format!("no user named {user:?}")))?;
             for t in tokens {
                 println!(
                     "{}",
@@ -418,7 +413,7 @@ async fn admin_command(engine: &Arc<Engine>, cmd: Command) -> anyhow::Result<()>
             engine
                 .revoke_token(&token_id)
                 .await
-                .map_err(|_| anyhow::anyhow!("no token with id {token_id:?}"))?;
+                .map_err(|err| missing(err, || format!("no token with id {token_id:?}")))?;
             println!("revoked {token_id}");
         }
         Command::Quota(QuotaCommand::Set {
@@ -428,12 +423,7 @@ async fn admin_command(engine: &Arc<Engine>, cmd: Command) -> anyhow::Result<()>
             let u = engine
                 .set_quota(&user, images_per_day)
                 .await
-                .map_err(|err| match err {
-                    tintype_engine::core::CoreError::NotFound => {
-                        anyhow::anyhow!("no user named {user:?}")
-                    }
-                    other => e(other),
-                })?;
+                .map_err(|err| missing(err, || format!("no user named {user:?}")))?;
             println!("{}", user_json(&u));
         }
         Command::Gc => {
@@ -479,4 +469,18 @@ async fn admin_command(engine: &Arc<Engine>, cmd: Command) -> anyhow::Result<()>
         Command::Serve | Command::Probe(_) | Command::Render(_) | Command::Migrate { .. } => {}
     }
     Ok(())
+}
+
+/// An engine error kept as itself, so that `main` reports an internal
+/// error with its cause.
+fn cli_error(err: tintype_engine::core::CoreError) -> anyhow::Error {
+    anyhow::Error::new(err)
+}
+
+/// `what` when the engine found nothing; any other failure as itself.
+fn missing(err: tintype_engine::core::CoreError, what: impl FnOnce() -> String) -> anyhow::Error {
+    match err {
+        tintype_engine::core::CoreError::NotFound => anyhow::anyhow!(what()),
+        other => cli_error(other),
+    }
 }
