@@ -7,7 +7,7 @@ use crate::{PENDING_SCOPE, PHOTO_SCOPE};
 use axum::extract::multipart::Field;
 use axum::extract::{FromRequest, FromRequestParts, Multipart, Path, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
@@ -18,6 +18,7 @@ use tintype_engine::{Accept, BlobRef, IngestOptions, Staged};
 use tintype_http::auth::{Caller, CallerRules, TokenSource};
 use tintype_http::limits::{read_text_field, ReadError};
 use tintype_http::serve::{serve_blob, Caching};
+use tintype_http::wire::set_links;
 use tintype_http::AppState;
 
 /// Where diaspora clients put their token.
@@ -247,14 +248,9 @@ pub(crate) async fn list(
     let body: Vec<Value> = photos.iter().map(|i| photo_json(&st, i)).collect();
     let mut resp = Json(Value::Array(body)).into_response();
     if let (Some(first), Some(last)) = (photos.first(), photos.last()) {
-        let link = format!(
-            "<{}>; rel=\"next\", <{}>; rel=\"previous\"",
-            page_link(&st, per_page, "before", last),
-            page_link(&st, per_page, "after", first),
-        );
-        if let Ok(v) = HeaderValue::from_str(&link) {
-            resp.headers_mut().insert(header::LINK, v);
-        }
+        let next = page_link(&st, per_page, "before", last);
+        let previous = page_link(&st, per_page, "after", first);
+        set_links(&mut resp, &[(&next, "next"), (&previous, "previous")]);
     }
     Ok(resp)
 }

@@ -4,38 +4,10 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
+use serde_json::{json, Value};
 use tintype_engine::core::CoreError;
 
-/// Validation messages keyed by field, in the order they were found.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct FieldErrors(BTreeMap<String, Vec<String>>);
-
-impl FieldErrors {
-    pub fn add(&mut self, field: &str, message: impl Into<String>) {
-        self.0
-            .entry(field.to_string())
-            .or_default()
-            .push(message.into());
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn has(&self, field: &str) -> bool {
-        self.0.contains_key(field)
-    }
-
-    pub fn to_json(&self) -> Value {
-        let mut m = Map::new();
-        for (k, v) in &self.0 {
-            m.insert(k.clone(), json!(v));
-        }
-        Value::Object(m)
-    }
-}
+pub use tintype_http::wire::FieldErrors;
 
 /// Everything a Djinn handler can answer besides success.
 #[derive(Debug)]
@@ -105,9 +77,11 @@ impl IntoResponse for ApiError {
                 axum::Json(json!({"message": "Not Found"})),
             )
                 .into_response(),
-            ApiError::Fields(f) => {
-                (StatusCode::BAD_REQUEST, axum::Json(f.to_json())).into_response()
-            }
+            ApiError::Fields(f) => (
+                StatusCode::BAD_REQUEST,
+                axum::Json(Value::Object(f.to_map())),
+            )
+                .into_response(),
             ApiError::Message(status, message) => {
                 (status, axum::Json(json!({ "message": message }))).into_response()
             }
@@ -128,7 +102,7 @@ mod tests {
         f.add("file", "File not a valid QCOW2 file format");
         f.add("name", "Name already exists");
         assert_eq!(
-            f.to_json(),
+            Value::Object(f.to_map()),
             json!({"file": ["File not a valid QCOW2 file format"],
                    "name": ["Name field required", "Name already exists"]})
         );

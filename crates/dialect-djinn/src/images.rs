@@ -5,7 +5,7 @@ use crate::error::{ApiError, ApiResult, FieldErrors};
 use crate::namespace::{self, Access, Namespace};
 use crate::wire::{name_key, ImageData, Renderer, IMAGE_SCOPE};
 use axum::extract::{FromRequest, Multipart, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -18,6 +18,7 @@ use tintype_engine::{Accept, IngestOptions, Staged};
 use tintype_http::auth::{Caller, CallerRules, TokenSource};
 use tintype_http::limits::{read_json, read_text_field, ReadError};
 use tintype_http::serve::{serve_blob, Caching};
+use tintype_http::wire::set_links;
 use tintype_http::AppState;
 
 pub const PER_PAGE: usize = 25;
@@ -179,14 +180,11 @@ pub async fn list(
     if pages > 1 {
         let prev = page.saturating_sub(1).max(1);
         let next = (page + 1).min(pages);
-        let link = format!(
-            "<{}>; rel=\"prev\", <{}>; rel=\"next\"",
+        let (prev, next) = (
             page_url(&state, &pairs, prev),
-            page_url(&state, &pairs, next)
+            page_url(&state, &pairs, next),
         );
-        if let Ok(v) = HeaderValue::from_str(&link) {
-            resp.headers_mut().insert(header::LINK, v);
-        }
+        set_links(&mut resp, &[(&prev, "prev"), (&next, "next")]);
     }
     Ok(resp)
 }

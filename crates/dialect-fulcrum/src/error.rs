@@ -6,45 +6,14 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tintype_engine::core::CoreError;
 
-/// Field errors of an upload, in the order they were found.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct FieldErrors(Vec<(&'static str, String)>);
+pub use tintype_http::wire::FieldErrors;
 
-impl FieldErrors {
-    pub fn add(&mut self, field: &'static str, message: impl Into<String>) {
-        let message = message.into();
-        if !self
-            .0
-            .iter()
-            .any(|(f, m)| *f == field && m.as_str() == message)
-        {
-            self.0.push((field, message));
-        }
-    }
-
-    pub fn has(&self, field: &str) -> bool {
-        self.0.iter().any(|(f, _)| *f == field)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    fn body(&self) -> Value {
-        let mut errors = Map::new();
-        for (field, message) in &self.0 {
-            let entry = errors
-                .entry(field.to_string())
-                .or_insert_with(|| Value::Array(Vec::new()));
-            if let Value::Array(list) = entry {
-                list.push(Value::String(message.clone()));
-            }
-        }
-        json!({ "photo": { "errors": errors } })
-    }
+/// Fulcrum's validation body.
+fn field_body(errors: &FieldErrors) -> Value {
+    json!({ "photo": { "errors": errors.to_map() } })
 }
 
 #[derive(Debug)]
@@ -91,18 +60,28 @@ impl IntoResponse for FulcrumError {
                 resp
             }
             FulcrumError::BadRequest(m) => error_body(StatusCode::BAD_REQUEST, &m),
-            FulcrumError::Validation(errors) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(errors.body())).into_response()
-            }
+            FulcrumError::Validation(errors) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                axum::Json(field_body(&errors)),
+            )
+                .into_response(),
             FulcrumError::TooLarge(limit) => {
                 let mut errors = FieldErrors::default();
                 errors.add("file", format!("is too large (the limit is {limit} bytes)"));
-                (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(errors.body())).into_response()
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    axum::Json(field_body(&errors)),
+                )
+                    .into_response()
             }
             FulcrumError::FieldTooLarge(field, limit) => {
                 let mut errors = FieldErrors::default();
                 errors.add(field, format!("is too large (the limit is {limit} bytes)"));
-                (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(errors.body())).into_response()
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    axum::Json(field_body(&errors)),
+                )
+                    .into_response()
             }
             FulcrumError::Core(CoreError::NoSpace(detail)) => {
                 tracing::warn!("fulcrum: no space left: {detail}");
@@ -132,7 +111,7 @@ mod tests {
         e.add("file", "must be provided");
         e.add("file", "must be provided");
         assert_eq!(
-            e.body(),
+            field_body(&e),
             json!({"photo":{"errors":{"access_key":["must be provided"],"file":["must be provided"]}}})
         );
     }

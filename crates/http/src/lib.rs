@@ -14,6 +14,7 @@ mod native;
 mod problem;
 pub mod redact;
 pub mod serve;
+pub mod wire;
 
 pub use listen::{serve_with, ServerLimits};
 pub use metrics::HttpMetrics;

@@ -171,13 +171,8 @@ async fn list(
     }
     let mut resp = Json(Value::Array(out)).into_response();
     if let Some(next) = page.next {
-        let link = format!(
-            "<{}>; rel=\"next\"",
-            st.url(&format!("/v1/images?limit={limit}&cursor={next}"))
-        );
-        if let Ok(v) = HeaderValue::from_str(&link) {
-            resp.headers_mut().insert(header::LINK, v);
-        }
+        let next = st.url(&format!("/v1/images?limit={limit}&cursor={next}"));
+        crate::wire::set_links(&mut resp, &[(&next, "next")]);
     }
     Ok(resp)
 }
