@@ -3,9 +3,9 @@
 
 use crate::AppState;
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
-use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -15,7 +15,10 @@ const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 
 
 #[derive(Default)]
 pub struct HttpMetrics {
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    /// (method, route template, status) → count. Both labels are bounded
+    /// (standard methods or "other"; a route template or "unmatched"), so
+    /// this stays a short list, scanned without allocating.
+    requests: Mutex<Vec<((&'static str, String, u16), u64)>>,
     latency: Mutex<([u64; BUCKETS.len()], u64, f64)>,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
@@ -26,10 +29,15 @@ impl HttpMetrics {
         self.bytes_out.fetch_add(n, Ordering::Relaxed);
     }
 
-    fn observe(&self, method: &str, route: &str, status: u16, secs: f64) {
+    fn observe(&self, method: &'static str, route: &str, status: u16, secs: f64) {
         if let Ok(mut m) = self.requests.lock() {
-            *m.entry((method.to_string(), route.to_string(), status))
-                .or_default() += 1;
+            match m
+                .iter_mut()
+                .find(|((me, r, st), _)| *me == method && *st == status && r == route)
+            {
+                Some((_, n)) => *n += 1,
+                None => m.push(((method, route.to_string(), status), 1)),
+            }
         }
         if let Ok(mut l) = self.latency.lock() {
             for (i, b) in BUCKETS.iter().enumerate() {
@@ -43,13 +51,26 @@ impl HttpMetrics {
     }
 }
 
+/// A method as a label: the standard ones by name, any other as "other"
+/// (a client must not be able to make new series).
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
-    let method = req.method().to_string();
+    // The route template (an Arc inside) and a static method label: no
+    // allocation per request.
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = method_label(req.method());
     if let Some(n) = req
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
@@ -61,8 +82,8 @@ pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Nex
     let start = Instant::now();
     let resp = next.run(req).await;
     state.metrics.observe(
-        &method,
-        &route,
+        method,
+        route.as_ref().map_or("unmatched", |p| p.as_str()),
         resp.status().as_u16(),
         start.elapsed().as_secs_f64(),
     );
@@ -81,8 +102,10 @@ pub(crate) async fn render(state: &AppState) -> String {
         "# HELP tintype_http_requests_total HTTP requests by route and status."
     );
     let _ = writeln!(out, "# TYPE tintype_http_requests_total counter");
-    if let Ok(r) = m.requests.lock() {
-        for ((method, route, status), n) in r.iter() {
+    let mut requests = m.requests.lock().map(|r| r.clone()).unwrap_or_default();
+    requests.sort();
+    {
+        for ((method, route, status), n) in requests.iter() {
             let _ = writeln!(
                 out,
                 "tintype_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{status}\"}} {n}",

@@ -94,6 +94,10 @@ pub fn redact_headers(headers: &HeaderMap) -> Vec<(String, String)> {
 
 /// The span of one request (for `TraceLayer::make_span_with`).
 pub(crate) fn make_span<B>(req: &Request<B>) -> Span {
+    // Nothing is formatted for a span no one records.
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return Span::none();
+    }
     let uri = redact_uri(req.uri());
     if tracing::enabled!(tracing::Level::TRACE) {
         tracing::debug_span!(

@@ -96,7 +96,7 @@ pub async fn serve_blob(
 ) -> Response {
     let etag = format!("\"{}\"", blob.sha256);
     let last_modified = httpdate::fmt_http_date(std::time::SystemTime::from(blob.modified));
-    let mut headers = HeaderMap::new();
+    let mut headers = HeaderMap::with_capacity(12);
     let ct = content_type.unwrap_or(&blob.content_type);
     if let Ok(v) = HeaderValue::from_str(ct) {
         headers.insert(header::CONTENT_TYPE, v);
@@ -135,7 +135,7 @@ pub async fn serve_blob(
             }),
     };
     if not_modified {
-        return (StatusCode::NOT_MODIFIED, headers).into_response();
+        return respond(StatusCode::NOT_MODIFIED, headers, Body::empty());
     }
 
     // If-Range: only honour the range when the validator still matches.
@@ -149,7 +149,7 @@ pub async fn serve_blob(
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", blob.size)) {
                 headers.insert(header::CONTENT_RANGE, v);
             }
-            return (StatusCode::RANGE_NOT_SATISFIABLE, headers).into_response();
+            return respond(StatusCode::RANGE_NOT_SATISFIABLE, headers, Body::empty());
         }
     };
     let unavailable = |e: CoreError| {
@@ -190,7 +190,16 @@ pub async fn serve_blob(
             StatusCode::OK
         }
     };
-    (status, headers, body).into_response()
+    respond(status, headers, body)
+}
+
+/// A response with exactly these headers (moved in whole, not merged one
+/// by one into an empty map).
+fn respond(status: StatusCode, headers: HeaderMap, body: Body) -> Response {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
 }
 
 #[cfg(test)]
