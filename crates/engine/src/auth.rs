@@ -10,7 +10,12 @@ pub struct NewTokenSecret {
 }
 
 fn hash_secret(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
+    let mut hex = [0u8; 64];
+    // 32 bytes always fit 64 hex digits, which are always ASCII.
+    match hex::encode_to_slice(Sha256::digest(secret.as_bytes()), &mut hex) {
+        Ok(()) => String::from_utf8_lossy(&hex).into_owned(),
+        Err(_) => hex::encode(Sha256::digest(secret.as_bytes())),
+    }
 }
 
 impl Engine {

@@ -104,6 +104,12 @@ enum QuotaCommand {
     },
 }
 
+/// mimalloc: the serving hot path allocates and frees small objects on
+/// every request, where it needs fewer instructions than glibc's malloc
+/// (see "Serving speed" in the README).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         let place = info
