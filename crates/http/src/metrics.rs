@@ -13,12 +13,15 @@ use std::time::Instant;
 
 const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
+/// (method label, route template, status)
+type RequestKey = (&'static str, String, u16);
+
 #[derive(Default)]
 pub struct HttpMetrics {
     /// (method, route template, status) → count. Both labels are bounded
     /// (standard methods or "other"; a route template or "unmatched"), so
     /// this stays a short list, scanned without allocating.
-    requests: Mutex<Vec<((&'static str, String, u16), u64)>>,
+    requests: Mutex<Vec<(RequestKey, u64)>>,
     latency: Mutex<([u64; BUCKETS.len()], u64, f64)>,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
