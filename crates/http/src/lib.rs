@@ -13,6 +13,7 @@ mod metrics;
 mod native;
 mod problem;
 pub mod redact;
+pub mod request_id;
 pub mod serve;
 pub mod wire;
 
@@ -72,6 +73,8 @@ pub fn app(state: AppState, dialects: Vec<Router<AppState>>) -> Router {
                 |req: &axum::http::Request<axum::body::Body>| redact::make_span(req),
             ),
         )
+        // Outermost: every response, even a panic's, carries the id.
+        .layer(axum::middleware::from_fn(request_id::layer))
         // Upload size is enforced while streaming, by the engine, and every
         // text field and JSON body is read through [`limits`] with its own
         // cap; axum's extractor-wide limit would also cut multipart uploads.

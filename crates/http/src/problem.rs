@@ -66,12 +66,15 @@ impl From<CoreError> for Problem {
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let body = json!({
+        let mut body = json!({
             "type": format!("urn:tintype:problem:{}", self.code),
             "title": self.title,
             "status": self.status.as_u16(),
             "detail": self.detail,
         });
+        if let (Some(id), Some(o)) = (crate::request_id::current(), body.as_object_mut()) {
+            o.insert("request_id".into(), serde_json::Value::String(id));
+        }
         let mut resp = (self.status, body.to_string()).into_response();
         resp.headers_mut().insert(
             header::CONTENT_TYPE,

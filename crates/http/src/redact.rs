@@ -92,24 +92,33 @@ pub fn redact_headers(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The span of one request (for `TraceLayer::make_span_with`).
+/// The span of one request (for `TraceLayer::make_span_with`): at info
+/// level its request id, so that every line logged for the request names
+/// it; at debug also the method and the redacted URI (and at trace the
+/// redacted headers). Nothing is formatted for a level that is off.
 pub(crate) fn make_span<B>(req: &Request<B>) -> Span {
-    // Nothing is formatted for a span no one records.
+    let id = req
+        .headers()
+        .get(crate::request_id::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if !tracing::enabled!(tracing::Level::DEBUG) {
-        return Span::none();
+        return tracing::info_span!("request", request_id = %id);
     }
     let uri = redact_uri(req.uri());
     if tracing::enabled!(tracing::Level::TRACE) {
-        tracing::debug_span!(
+        tracing::info_span!(
             "request",
+            request_id = %id,
             method = %req.method(),
             uri = %uri,
             version = ?req.version(),
             headers = ?redact_headers(req.headers()),
         )
     } else {
-        tracing::debug_span!(
+        tracing::info_span!(
             "request",
+            request_id = %id,
             method = %req.method(),
             uri = %uri,
             version = ?req.version(),

@@ -45,6 +45,9 @@ pub struct Flags {
     /// Log filter, e.g. info or tintype=debug [default: info].
     #[arg(long, env = "TINTYPE_LOG", global = true)]
     pub log: Option<String>,
+    /// Log lines as text or as one JSON object per line: text or json [default: text].
+    #[arg(long, env = "TINTYPE_LOG_FORMAT", global = true)]
+    pub log_format: Option<String>,
     /// Background job workers in this process [default: 2].
     #[arg(long, env = "TINTYPE_WORKERS", global = true)]
     pub workers: Option<usize>,
@@ -94,6 +97,8 @@ pub struct FileConfig {
     pub fetch_allow_private: Option<bool>,
     /// Log filter.
     pub log: Option<String>,
+    /// Log format: text or json.
+    pub log_format: Option<String>,
     /// Background job workers.
     pub workers: Option<usize>,
     /// Largest picture in pixels (decompression bombs).
@@ -135,6 +140,8 @@ pub struct Settings {
     pub database_url: String,
     pub blob_store: String,
     pub log: String,
+    /// One JSON object per log line instead of text.
+    pub log_json: bool,
     pub engine: EngineConfig,
     pub pending_ttl: Duration,
     /// Timeouts and the connection cap of `serve`.
@@ -248,6 +255,17 @@ impl Settings {
         engine.presets = Presets::builtin()
             .with(file.presets)
             .map_err(|e| anyhow::anyhow!(e))?;
+        let log_json = match flags
+            .log_format
+            .clone()
+            .or(file.log_format)
+            .as_deref()
+            .map(str::trim)
+        {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => anyhow::bail!("log format {other:?}: use text or json"),
+        };
         Ok(Settings {
             listen,
             data_dir,
@@ -259,6 +277,7 @@ impl Settings {
                 .clone()
                 .or(file.log)
                 .unwrap_or_else(|| "info".into()),
+            log_json,
             engine,
             pending_ttl: Duration::from_secs(file.pending_ttl_secs.unwrap_or(24 * 3600)),
             server,

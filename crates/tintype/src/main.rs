@@ -25,6 +25,9 @@ struct Cli {
 enum Command {
     /// Run the HTTP server and the background workers.
     Serve,
+    /// Print a completion script for a shell (bash, zsh, fish, elvish,
+    /// powershell), e.g. `tintype completions bash > /etc/bash_completion.d/tintype`.
+    Completions { shell: clap_complete::Shell },
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
@@ -154,6 +157,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Probe(a) => return media_cmd::run_probe(a),
         Command::Render(a) => return media_cmd::run_render(a),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "tintype", &mut script);
+            use std::io::Write;
+            return match std::io::stdout().write_all(&script) {
+                // A reader that stopped early (`| head`) is not an error.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(()),
+            };
+        }
         _ => {}
     }
     let settings = Settings::resolve(&cli.flags)?;
@@ -165,10 +179,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&log)
         .context("TINTYPE_LOG is not a valid filter")?;
-    let _ = tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if settings.log_json {
+        logs.json().flatten_event(true).try_init()
+    } else {
+        logs.try_init()
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -270,10 +288,13 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         blobs = engine.blobs().backend_name(),
         "tintype is serving"
     );
-    eprintln!(
-        "tintype listening on http://{} (public URL {})",
-        s.listen, s.public_url
-    );
+    // For a person at a terminal; JSON logs stay one object per line.
+    if !s.log_json {
+        eprintln!(
+            "tintype listening on http://{} (public URL {})",
+            s.listen, s.public_url
+        );
+    }
     tintype_http::serve_with(listener, app, s.server.clone(), shutdown_signal())
         .await
         .context("serving")?;
@@ -472,7 +493,11 @@ async fn admin_command(engine: &Arc<Engine>, cmd: Command) -> anyhow::Result<()>
             }
         }
         Command::Namespace(cmd) => tintype_djinn::cli::run(engine, cmd).await?,
-        Command::Serve | Command::Probe(_) | Command::Render(_) | Command::Migrate { .. } => {}
+        Command::Serve
+        | Command::Completions { .. }
+        | Command::Probe(_)
+        | Command::Render(_)
+        | Command::Migrate { .. } => {}
     }
     Ok(())
 }

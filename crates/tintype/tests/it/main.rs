@@ -19,4 +19,5 @@ mod hostile;
 mod jobs;
 mod limits;
 mod mutations;
+mod operability;
 mod variants;
