@@ -206,6 +206,10 @@ pub trait Catalog: Send + Sync {
         lease_until: Timestamp,
     ) -> Result<bool, CatalogError>;
     async fn complete_job(&self, id: i64, worker: &str) -> Result<bool, CatalogError>;
+    /// Gives a running job of `worker` back to the queue, due at once and
+    /// its attempt not counted (the worker is stopping, not failing). False
+    /// if the job is not `worker`'s running job.
+    async fn release_job(&self, id: i64, worker: &str) -> Result<bool, CatalogError>;
     /// Records a failure: requeued at `retry_at`, or failed for good when None.
     async fn fail_job(
         &self,

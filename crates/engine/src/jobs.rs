@@ -5,6 +5,24 @@ use std::sync::Arc;
 use std::time::Duration;
 use tintype_core::{now, CoreError, Job, JobCounts, NewJob};
 
+/// What this process's job workers are told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum WorkerStop {
+    Run,
+    /// Claim nothing more; finish the running jobs.
+    Drain,
+    /// Give the running jobs back to the queue now.
+    Abandon,
+}
+
+/// Resolves once the workers are told `at_least`.
+async fn told(rx: &mut tokio::sync::watch::Receiver<WorkerStop>, at_least: WorkerStop) {
+    if rx.wait_for(|s| *s >= at_least).await.is_err() {
+        // The engine is gone: nothing will ever say so.
+        std::future::pending::<()>().await;
+    }
+}
+
 /// What a job's run came to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobOutcome {
@@ -78,6 +96,10 @@ impl Engine {
 
     /// Claims and runs one due job. Returns whether there was one.
     pub async fn run_one(self: &Arc<Self>, worker: &str) -> Result<bool, CoreError> {
+        let mut stop = self.stop.subscribe();
+        if *stop.borrow() >= WorkerStop::Drain {
+            return Ok(false);
+        }
         let kinds = self.kinds();
         let lease = self.config.job_lease;
         let lease_until = now() + chrono::Duration::from_std(lease).unwrap_or_default();
@@ -117,11 +139,23 @@ impl Engine {
         });
         let run_engine = self.clone();
         let run_job = job.clone();
-        let outcome =
-            match tokio::spawn(async move { handler.run(&run_engine, &run_job).await }).await {
+        let mut task = tokio::spawn(async move { handler.run(&run_engine, &run_job).await });
+        let outcome = tokio::select! {
+            r = &mut task => match r {
                 Ok(o) => o,
                 Err(e) => JobOutcome::Retry(format!("the job panicked: {e}")),
-            };
+            },
+            () = told(&mut stop, WorkerStop::Abandon) => {
+                // Shutting down past the grace period: another worker (on
+                // this node after a restart, or another node) takes the job
+                // at once, without waiting for the lease to run out.
+                task.abort();
+                heartbeat.abort();
+                let released = self.catalog.release_job(job.id, worker).await?;
+                tracing::info!(job = job.id, kind = %job.kind, released, "job given back at shutdown");
+                return Ok(false);
+            }
+        };
         heartbeat.abort();
         match outcome {
             JobOutcome::Done => {
@@ -145,28 +179,64 @@ impl Engine {
         Ok(true)
     }
 
-    /// Starts this process's workers. They run until the runtime stops.
+    /// Starts this process's workers. They run until [`Engine::stop_workers`]
+    /// (or until the runtime stops).
     pub fn start_workers(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
         (0..self.config.workers)
             .map(|n| {
                 let engine = self.clone();
                 let worker = format!("{}-{n}", self.worker_id);
+                let mut stop = self.stop.subscribe();
                 tokio::spawn(async move {
-                    loop {
+                    while *stop.borrow() == WorkerStop::Run {
                         match engine.run_one(&worker).await {
                             Ok(true) => continue,
                             Ok(false) => {}
                             Err(e) => tracing::error!("job worker: {e:?}"),
                         }
-                        let _ = tokio::time::timeout(
-                            engine.config.poll_interval,
-                            engine.notify.notified(),
-                        )
-                        .await;
+                        tokio::select! {
+                            _ = tokio::time::timeout(
+                                engine.config.poll_interval,
+                                engine.notify.notified(),
+                            ) => {}
+                            () = told(&mut stop, WorkerStop::Drain) => {}
+                        }
                     }
                 })
             })
             .collect()
+    }
+
+    /// From now on the workers claim no new job (the first step of a
+    /// graceful shutdown; idempotent).
+    pub fn drain_workers(&self) {
+        self.stop.send_if_modified(|s| {
+            let was = *s;
+            *s = (*s).max(WorkerStop::Drain);
+            *s != was
+        });
+    }
+
+    /// Stops the workers: no new job is claimed, running jobs may finish
+    /// until `deadline`, and those still running then are aborted and
+    /// given back to the queue (due at once, the attempt not counted).
+    pub async fn stop_workers(
+        &self,
+        workers: Vec<tokio::task::JoinHandle<()>>,
+        deadline: tokio::time::Instant,
+    ) {
+        self.drain_workers();
+        let mut all = futures::future::join_all(workers);
+        if tokio::time::timeout_at(deadline, &mut all).await.is_err() {
+            self.stop.send_replace(WorkerStop::Abandon);
+            // Releasing is one catalog update per running job.
+            if tokio::time::timeout(Duration::from_secs(10), all)
+                .await
+                .is_err()
+            {
+                tracing::warn!("job workers did not stop; their leases run out by themselves");
+            }
+        }
     }
 
     /// Enqueues a job of `kind` every `interval` (one live job at a time,

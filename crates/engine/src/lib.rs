@@ -119,6 +119,8 @@ pub struct Engine {
     budget: DecodeBudget,
     /// Hot-path caches (tokens, images, variants, records, small blobs).
     caches: cache::Caches,
+    /// Tells this process's job workers to stop (see [`Engine::stop_workers`]).
+    stop: tokio::sync::watch::Sender<jobs::WorkerStop>,
 }
 
 impl Engine {
@@ -144,6 +146,7 @@ impl Engine {
             metrics: EngineMetrics::default(),
             notify: tokio::sync::Notify::new(),
             quota_lock: tokio::sync::Mutex::new(()),
+            stop: tokio::sync::watch::Sender::new(jobs::WorkerStop::Run),
             budget: DecodeBudget::new(config.decode_budget.clone()),
             caches: cache::Caches::new(
                 cache::CACHE_ENTRIES,

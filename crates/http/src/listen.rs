@@ -44,6 +44,9 @@ pub struct ServerLimits {
     pub body_timeout: Duration,
     /// Connections open at once; more wait in the listen backlog.
     pub max_connections: usize,
+    /// After the shutdown signal, how long requests in flight may take to
+    /// finish before their connections are dropped.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ServerLimits {
@@ -53,6 +56,7 @@ impl Default for ServerLimits {
             idle_timeout: Duration::from_secs(75),
             body_timeout: Duration::from_secs(60),
             max_connections: 4096,
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -322,7 +326,7 @@ impl HttpBody for TrackedBody {
 }
 
 /// Serves `app` on `listener` with `limits` until `shutdown` resolves, then
-/// waits for the requests in flight.
+/// waits for the requests in flight, at most `limits.shutdown_grace`.
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
     app: Router,
@@ -368,7 +372,15 @@ pub async fn serve_with(
     let _ = stop_tx.send(true);
     // Every connection holds a slot until it is closed.
     let all = u32::try_from(max).unwrap_or(u32::MAX);
-    let _ = slots.acquire_many(all).await;
+    if tokio::time::timeout(limits.shutdown_grace, slots.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = max.saturating_sub(slots.available_permits()),
+            "connections still busy after the shutdown grace period are dropped"
+        );
+    }
     Ok(())
 }
 

@@ -1210,6 +1210,28 @@ impl Catalog for SqlCatalog {
         Ok(r.rows_affected() > 0)
     }
 
+    async fn release_job(&self, id: i64, worker: &str) -> Result<bool, CatalogError> {
+        let t = to_millis(now());
+        // A claim cleared the job's dedup key, so it cannot collide with a
+        // twin queued since; should one hold a key anyway, the twin does
+        // the work and this one is closed.
+        let requeued = self
+            .stmt(
+                "UPDATE jobs SET state = 'queued', run_at = ?, lease_until = NULL, locked_by = NULL, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, updated_at = ? WHERE id = ? AND locked_by = ? AND state = 'running'",
+            )
+            .bind(t)
+            .bind(t)
+            .bind(id)
+            .bind(worker)
+            .execute(&self.pool)
+            .await;
+        match requeued {
+            Ok(r) => Ok(r.rows_affected() > 0),
+            Err(e) if is_unique_violation(&e) => self.complete_job(id, worker).await,
+            Err(e) => Err(db(e)),
+        }
+    }
+
     async fn fail_job(
         &self,
         id: i64,

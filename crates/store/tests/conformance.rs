@@ -246,6 +246,56 @@ async fn jobs(cat: Arc<dyn Catalog>, tag: &str) {
         dead.last_error.as_deref(),
         Some(tintype_store::WORKER_STOPPED)
     );
+    // A stopping worker gives its job back: due at once, the attempt not
+    // counted, and no one else's job.
+    let rel = vec![format!("release-{tag}")];
+    let rid = cat
+        .enqueue(&NewJob {
+            kind: rel[0].clone(),
+            payload: json!({}),
+            run_at: now(),
+            max_attempts: 3,
+            dedup_key: Some(format!("r-{tag}")),
+        })
+        .await
+        .unwrap();
+    let long = now() + chrono::Duration::seconds(600);
+    let j = cat
+        .claim_job("stopping", &rel, long)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((j.id, j.attempts), (rid, 1));
+    assert!(!cat.release_job(rid, "someone-else").await.unwrap());
+    assert!(cat.release_job(rid, "stopping").await.unwrap());
+    assert!(!cat.release_job(rid, "stopping").await.unwrap(), "once");
+    let back = cat.job(rid).await.unwrap().unwrap();
+    assert_eq!((back.state, back.attempts), (JobState::Queued, 0));
+    let j = cat.claim_job("next", &rel, long).await.unwrap().unwrap();
+    assert_eq!(
+        (j.id, j.attempts),
+        (rid, 1),
+        "taken at once by another worker"
+    );
+    // A claim frees the dedup key, so a twin may be queued meanwhile: the
+    // released job goes back beside it (both run; jobs are idempotent).
+    let twin = cat
+        .enqueue(&NewJob {
+            kind: rel[0].clone(),
+            payload: json!({}),
+            run_at: now(),
+            max_attempts: 3,
+            dedup_key: Some(format!("r-{tag}")),
+        })
+        .await
+        .unwrap();
+    assert_ne!(twin, rid);
+    assert!(cat.release_job(rid, "next").await.unwrap());
+    assert_eq!(cat.job(rid).await.unwrap().unwrap().state, JobState::Queued);
+    assert_eq!(
+        cat.job(twin).await.unwrap().unwrap().state,
+        JobState::Queued
+    );
 }
 
 /// Every nullable column bound as NULL and as a value, alternately, on the

@@ -66,6 +66,9 @@ pub struct Flags {
     /// Connections open at once; more wait in the listen backlog [default: 4096].
     #[arg(long, env = "TINTYPE_MAX_CONNECTIONS", global = true)]
     pub max_connections: Option<usize>,
+    /// Seconds requests and jobs in flight may take to finish after SIGTERM or Ctrl-C [default: 30].
+    #[arg(long, env = "TINTYPE_SHUTDOWN_GRACE_SECS", global = true)]
+    pub shutdown_grace_secs: Option<u64>,
     /// Seconds an unreferenced blob is kept before `tintype gc` may remove it [default: 3600].
     #[arg(long, env = "TINTYPE_GC_GRACE_SECS", global = true)]
     pub gc_grace_secs: Option<u64>,
@@ -126,6 +129,8 @@ pub struct FileConfig {
     pub body_timeout_secs: Option<u64>,
     /// Connections open at once; more wait in the listen backlog.
     pub max_connections: Option<usize>,
+    /// Seconds requests and jobs in flight may take to finish at shutdown.
+    pub shutdown_grace_secs: Option<u64>,
     /// Extra or replaced variant presets.
     #[serde(default)]
     pub presets: Vec<Preset>,
@@ -251,6 +256,10 @@ impl Settings {
         }
         if let Some(n) = flags.max_connections.or(file.max_connections) {
             server.max_connections = n.max(1);
+        }
+        if let Some(n) = flags.shutdown_grace_secs.or(file.shutdown_grace_secs) {
+            // 0 is allowed: give everything back at once.
+            server.shutdown_grace = Duration::from_secs(n);
         }
         engine.presets = Presets::builtin()
             .with(file.presets)

@@ -279,7 +279,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     let routers = dialects(&engine, &s);
     // Room for deletes to commit should the disk fill up.
     engine.ensure_space_reserve().await;
-    engine.start_workers();
+    let workers = engine.start_workers();
     let state = tintype_http::AppState::new(engine.clone(), &s.public_url);
     let app = tintype_http::app(state, routers);
     tracing::info!(
@@ -295,9 +295,28 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             s.listen, s.public_url
         );
     }
-    tintype_http::serve_with(listener, app, s.server.clone(), shutdown_signal())
+    // On SIGTERM or Ctrl-C: stop accepting and claiming, let requests and
+    // jobs in flight finish for the grace period, then give the unfinished
+    // jobs back to the queue for another node (or the next start).
+    let grace = s.server.shutdown_grace;
+    let deadline = Arc::new(std::sync::OnceLock::new());
+    let signalled = {
+        let (engine, deadline) = (engine.clone(), deadline.clone());
+        async move {
+            shutdown_signal().await;
+            let _ = deadline.set(tokio::time::Instant::now() + grace);
+            engine.drain_workers();
+            tracing::info!(grace_secs = grace.as_secs(), "shutting down");
+        }
+    };
+    tintype_http::serve_with(listener, app, s.server.clone(), signalled)
         .await
         .context("serving")?;
+    let deadline = deadline
+        .get()
+        .copied()
+        .unwrap_or_else(|| tokio::time::Instant::now() + grace);
+    engine.stop_workers(workers, deadline).await;
     // Stopped cleanly: nothing of ours is in flight any more.
     let _ = std::fs::remove_dir_all(&engine.config().tmp_dir);
     Ok(())

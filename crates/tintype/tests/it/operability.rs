@@ -111,3 +111,185 @@ fn completions_are_printed_for_each_shell() {
     let out = cli(&data, &["completions", "tcsh"]);
     assert!(!out.status.success());
 }
+
+/// A source that holds every request while `hold` is set, then answers
+/// with a PNG; counts the requests it got.
+struct Source {
+    hold: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    base: String,
+}
+
+fn start_source(body: Vec<u8>) -> Source {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let hold = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (h, n) = (hold.clone(), hits.clone());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            n.fetch_add(1, Ordering::SeqCst);
+            let (h, body) = (h.clone(), body.clone());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                for _ in 0..1200 {
+                    if !h.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(head.as_bytes());
+                let _ = conn.write_all(&body);
+            });
+        }
+    });
+    Source { hold, hits, base }
+}
+
+fn sigterm(s: &Server) {
+    let pid = s.child.as_ref().expect("running").id();
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -TERM {pid}");
+}
+
+/// Waits for the server process to exit by itself (bounded rounds).
+fn exited(s: &mut Server) -> bool {
+    let child = s.child.as_mut().expect("running");
+    for _ in 0..300 {
+        if child.try_wait().unwrap().is_some() {
+            s.child = None;
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn sigterm_gives_a_running_job_back_so_the_next_start_takes_it_at_once() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let token = user_with_token(&data, "jo", &[]);
+    let src = start_source(png(16, 16, 3));
+    // A lease far longer than the test: only a released job runs again soon.
+    let opts = Opts::default()
+        .env("TINTYPE_FETCH_ALLOW_PRIVATE", "1")
+        .env("TINTYPE_JOB_LEASE_SECS", "600")
+        .env("TINTYPE_SHUTDOWN_GRACE_SECS", "1");
+    let mut s = Server::start(&data, opts.clone());
+    let c = client();
+    let r = c
+        .post(s.url("/api/v1/import/images"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({
+            "systemName": "sys",
+            "images": [{"url": format!("{}/a.png", src.base), "id": "a"}]
+        }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let id = r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The job is running: its fetch is held by the source.
+    for _ in 0..300 {
+        if src.hits.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        src.hits.load(Ordering::SeqCst),
+        1,
+        "the import never fetched"
+    );
+    sigterm(&s);
+    assert!(exited(&mut s), "the server did not stop after SIGTERM");
+
+    // The next start takes the job at once (not after the 600 s lease).
+    src.hold.store(false, Ordering::SeqCst);
+    let s2 = Server::start(&data, opts);
+    let mut state = Value::Null;
+    for _ in 0..600 {
+        state = c
+            .get(s2.url(&format!("/api/v1/import/images/status?id={id}")))
+            .bearer_auth(&token)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if state["finished"] == true {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(state["state"], "success", "{state}");
+    assert_eq!(src.hits.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn sigterm_lets_a_request_in_flight_finish() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let token = user_with_token(&data, "flo", &[]);
+    let mut s = Server::start(
+        &data,
+        Opts::default().env("TINTYPE_SHUTDOWN_GRACE_SECS", "20"),
+    );
+    let body = png(32, 32, 9);
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let head = format!(
+        "POST /v1/images?name=late HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).unwrap();
+    let (first, rest) = body.split_at(body.len() / 2);
+    conn.write_all(first).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    sigterm(&s);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // New connections are no longer accepted...
+    let refused = std::net::TcpStream::connect(("127.0.0.1", s.port))
+        .map(|mut c| {
+            let _ = c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+            let mut b = [0u8; 1];
+            c.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                .unwrap();
+            !matches!(c.read(&mut b), Ok(n) if n > 0)
+        })
+        .unwrap_or(true);
+    assert!(refused, "a new connection was served after SIGTERM");
+    // ...but the upload in flight completes.
+    conn.write_all(rest).unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert!(exited(&mut s), "the server did not stop");
+    // The image was stored for good.
+    let s2 = Server::start(&data, Opts::default());
+    let list: Value = client()
+        .get(s2.url("/v1/images"))
+        .bearer_auth(&token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(list[0]["name"], "late", "{list}");
+}
