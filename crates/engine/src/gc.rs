@@ -27,6 +27,21 @@ pub struct GcReport {
     pub kept_pinned: u64,
     /// Expired pins removed (left by writers that died).
     pub expired_pins: u64,
+    /// A dry run: nothing was removed or expired.
+    pub dry_run: bool,
+    /// In a dry run: the blobs a collection would remove now...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would_remove: Option<Vec<GcCandidate>>,
+    /// ...and the bytes that would free.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would_free_bytes: Option<u64>,
+}
+
+/// A blob a collection would remove now.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GcCandidate {
+    pub sha256: String,
+    pub bytes: u64,
 }
 
 /// What `tintype check` found.
@@ -100,10 +115,24 @@ impl Engine {
     /// pinned. Blobs younger than the grace period are kept as well. Safe
     /// while serving, and with several nodes.
     pub async fn gc(&self) -> Result<GcReport, CoreError> {
+        self.collect(false).await
+    }
+
+    /// What [`Engine::gc`] would remove now, removing nothing. (A blob an
+    /// upload pins meanwhile would still be kept by the real run.)
+    pub async fn gc_dry_run(&self) -> Result<GcReport, CoreError> {
+        self.collect(true).await
+    }
+
+    async fn collect(&self, dry_run: bool) -> Result<GcReport, CoreError> {
         let mut report = GcReport {
-            expired_pins: self.catalog.expire_blob_pins(now()).await?,
+            dry_run,
             ..GcReport::default()
         };
+        let mut would = Vec::new();
+        if !dry_run {
+            report.expired_pins = self.catalog.expire_blob_pins(now()).await?;
+        }
         let cutoff = chrono::Utc::now().timestamp() - self.config.gc_grace.as_secs() as i64;
         for b in self.blobs.list().await? {
             report.blobs += 1;
@@ -114,6 +143,13 @@ impl Engine {
             }
             if b.modified > cutoff {
                 report.kept_young += 1;
+                continue;
+            }
+            if dry_run {
+                would.push(GcCandidate {
+                    sha256: b.sha256.clone(),
+                    bytes: b.size,
+                });
                 continue;
             }
             let blobs = self.blobs.clone();
@@ -129,6 +165,10 @@ impl Engine {
                 }
                 Collected::Failed(e) => return Err(e.into()),
             }
+        }
+        if dry_run {
+            report.would_free_bytes = Some(would.iter().map(|c| c.bytes).sum());
+            report.would_remove = Some(would);
         }
         Ok(report)
     }

@@ -22,7 +22,7 @@ mod webhook;
 
 pub use auth::NewTokenSecret;
 pub use budget::{BudgetConfig, BudgetPermit, DecodeBudget};
-pub use gc::{CheckReport, GcReport, Problem};
+pub use gc::{CheckReport, GcCandidate, GcReport, Problem};
 pub use images::{BlobRef, ImagePage};
 pub use ingest::{Accept, IngestOptions, Staged};
 pub use jobs::{JobHandler, JobOutcome};

@@ -38,7 +38,11 @@ enum Command {
     #[command(subcommand)]
     Quota(QuotaCommand),
     /// Remove blobs that no image references (safe while serving).
-    Gc,
+    Gc {
+        /// List what would be removed and the bytes it would free; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Verify the library: every image's and variant's blob exists and
     /// hashes to its SHA-256; count orphan blobs. Exits non-zero when a
     /// blob is missing or corrupt (safe while serving).
@@ -472,8 +476,13 @@ async fn admin_command(engine: &Arc<Engine>, cmd: Command) -> anyhow::Result<()>
                 .map_err(|err| missing(err, || format!("no user named {user:?}")))?;
             println!("{}", user_json(&u));
         }
-        Command::Gc => {
-            let r = engine.gc().await.map_err(e)?;
+        Command::Gc { dry_run } => {
+            let r = if dry_run {
+                engine.gc_dry_run().await
+            } else {
+                engine.gc().await
+            }
+            .map_err(e)?;
             println!("{}", serde_json::to_string(&r)?);
         }
         Command::Check { repair } => {

@@ -293,3 +293,68 @@ fn sigterm_lets_a_request_in_flight_finish() {
         .unwrap();
     assert_eq!(list[0]["name"], "late", "{list}");
 }
+
+#[test]
+fn gc_dry_run_lists_what_it_would_remove_and_removes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let token = user_with_token(&data, "gus", &[]);
+    // One referenced blob (an uploaded image) and two orphans; no workers,
+    // so no variant is being written when the server stops.
+    let s = Server::start(&data, Opts::default().env("TINTYPE_WORKERS", "0"));
+    let kept = png(8, 8, 1);
+    let img = upload_raw(&client(), &s, &token, "kept", kept.clone());
+    assert_eq!(img["name"], "kept");
+    drop(s);
+    let orphans = [b"orphan one".to_vec(), b"the second orphan".to_vec()];
+    for o in &orphans {
+        let p = blob_path(&data, &sha256_hex(o));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, o).unwrap();
+    }
+    let gc = |args: &[&str]| -> Value {
+        let out = base_command(&data)
+            .env("TINTYPE_GC_GRACE_SECS", "0")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let plan = gc(&["gc", "--dry-run"]);
+    assert_eq!(plan["dry_run"], true);
+    let mut listed: Vec<String> = plan["would_remove"]
+        .as_array()
+        .expect("would_remove")
+        .iter()
+        .map(|c| c["sha256"].as_str().unwrap().to_string())
+        .collect();
+    listed.sort();
+    let mut expected: Vec<String> = orphans.iter().map(|o| sha256_hex(o)).collect();
+    expected.sort();
+    assert_eq!(listed, expected, "{plan}");
+    let bytes: usize = orphans.iter().map(Vec::len).sum();
+    assert_eq!(plan["would_free_bytes"], bytes as u64);
+    assert_eq!(plan["removed"], 0);
+    for o in &orphans {
+        assert!(
+            blob_path(&data, &sha256_hex(o)).exists(),
+            "a dry run removed a blob"
+        );
+    }
+    // The real run removes exactly those.
+    let done = gc(&["gc"]);
+    assert_eq!(
+        (done["dry_run"].clone(), done["removed"].clone()),
+        (Value::Bool(false), Value::from(2))
+    );
+    assert!(done.get("would_remove").is_none());
+    for o in &orphans {
+        assert!(!blob_path(&data, &sha256_hex(o)).exists());
+    }
+    assert!(blob_path(&data, &sha256_hex(&kept)).exists());
+}
