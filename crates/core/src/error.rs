@@ -94,6 +94,21 @@ impl Refusal {
         }
     }
 
+    /// A short label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::Empty => "empty",
+            Refusal::BodyUnreadable(_) => "body_unreadable",
+            Refusal::UnknownFormat(_) => "unknown_format",
+            Refusal::NotAccepted(_) => "not_accepted",
+            Refusal::Undecodable(_) => "undecodable",
+            Refusal::TooComplex(_) => "too_complex",
+            Refusal::TooManyPixels(_) => "too_many_pixels",
+            Refusal::FetchFailed(_) => "fetch_failed",
+            Refusal::NotApplicable(_) => "not_applicable",
+        }
+    }
+
     /// Whether the bytes are not a usable picture or disk of an accepted
     /// format (as opposed to empty, unreadable, over a limit or unfetched).
     pub fn is_not_media(&self) -> bool {

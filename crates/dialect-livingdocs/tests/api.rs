@@ -643,11 +643,7 @@ async fn format_auto_asked_by_8_clients_at_once_converts_once() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let before = s
-        .engine
-        .metrics
-        .renders
-        .load(std::sync::atomic::Ordering::SeqCst);
+    let before = s.engine.metrics.renders.get();
     let gets = (0..8).map(|_| {
         let url = url.clone();
         async move {
@@ -667,11 +663,7 @@ async fn format_auto_asked_by_8_clients_at_once_converts_once() {
         bodies.iter().all(|b| b == &bodies[0]),
         "clients got different bytes"
     );
-    let after = s
-        .engine
-        .metrics
-        .renders
-        .load(std::sync::atomic::Ordering::SeqCst);
+    let after = s.engine.metrics.renders.get();
     assert_eq!(after - before, 1, "one picture must be converted once");
 }
 

@@ -8,6 +8,7 @@
 //! number bumped on every invalidation, so a lookup that started before an
 //! invalidation never puts its (possibly stale) answer in the cache.
 
+use prometheus::{IntCounter, IntCounterVec};
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
@@ -33,6 +34,16 @@ pub struct TtlCache<K, V> {
     inner: Mutex<Inner<K, V>>,
     cap: usize,
     ttl: Duration,
+    /// Hit and miss counters, when the cache is reported.
+    lookups: Option<(IntCounter, IntCounter)>,
+}
+
+/// The hit and miss counters of cache `name` in `vec` (labels: cache,
+/// result).
+fn lookup_counters(vec: &IntCounterVec, name: &str) -> Option<(IntCounter, IntCounter)> {
+    let hit = vec.get_metric_with_label_values(&[name, "hit"]).ok()?;
+    let miss = vec.get_metric_with_label_values(&[name, "miss"]).ok()?;
+    Some((hit, miss))
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
@@ -44,6 +55,23 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
             }),
             cap: cap.max(1),
             ttl,
+            lookups: None,
+        }
+    }
+
+    /// Counts this cache's hits and misses as `name` in `vec`.
+    pub fn counted(mut self, vec: &IntCounterVec, name: &str) -> Self {
+        self.lookups = lookup_counters(vec, name);
+        self
+    }
+
+    fn count(&self, hit: bool) {
+        if let Some((h, m)) = &self.lookups {
+            if hit {
+                h.inc()
+            } else {
+                m.inc()
+            }
         }
     }
 
@@ -64,14 +92,17 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         Q: Eq + Hash + ?Sized,
     {
         let mut g = self.lock();
-        match g.map.get(key) {
+        let found = match g.map.get(key) {
             Some((v, at)) if at.elapsed() < self.ttl => Some(v.clone()),
             Some(_) => {
                 g.map.remove(key);
                 None
             }
             None => None,
-        }
+        };
+        drop(g);
+        self.count(found.is_some());
+        found
     }
 
     /// Keeps `value` unless something was invalidated since `generation`
@@ -129,6 +160,7 @@ pub struct BlobCache {
     inner: Mutex<(HashMap<String, bytes::Bytes>, usize)>,
     max_blob: u64,
     total: usize,
+    lookups: Option<(IntCounter, IntCounter)>,
 }
 
 impl BlobCache {
@@ -137,6 +169,7 @@ impl BlobCache {
             inner: Mutex::new((HashMap::new(), 0)),
             max_blob,
             total,
+            lookups: None,
         }
     }
 
@@ -144,9 +177,24 @@ impl BlobCache {
         self.max_blob
     }
 
+    /// Counts this cache's hits and misses as `name` in `vec`.
+    pub fn counted(mut self, vec: &IntCounterVec, name: &str) -> Self {
+        self.lookups = lookup_counters(vec, name);
+        self
+    }
+
     pub fn get(&self, sha256: &str) -> Option<bytes::Bytes> {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.0.get(sha256).cloned()
+        let found = g.0.get(sha256).cloned();
+        drop(g);
+        if let Some((h, m)) = &self.lookups {
+            if found.is_some() {
+                h.inc()
+            } else {
+                m.inc()
+            }
+        }
+        found
     }
 
     pub fn insert(&self, sha256: &str, b: impl Into<bytes::Bytes>) {
@@ -207,15 +255,22 @@ pub struct Caches {
 }
 
 impl Caches {
-    pub fn new(entries: usize, ttl: Duration, small_blob: u64, blob_total: usize) -> Self {
+    /// The caches, their lookups counted in `lookups` (cache, result).
+    pub fn new(
+        entries: usize,
+        ttl: Duration,
+        small_blob: u64,
+        blob_total: usize,
+        lookups: &IntCounterVec,
+    ) -> Self {
         Caches {
-            tokens: TtlCache::new(entries, ttl),
-            images: TtlCache::new(entries, ttl),
-            variants: TtlCache::new(entries, ttl),
-            variant_lists: TtlCache::new(entries, ttl),
-            records: TtlCache::new(entries, ttl),
-            image_records: TtlCache::new(entries, ttl),
-            blobs: BlobCache::new(small_blob, blob_total),
+            tokens: TtlCache::new(entries, ttl).counted(lookups, "tokens"),
+            images: TtlCache::new(entries, ttl).counted(lookups, "images"),
+            variants: TtlCache::new(entries, ttl).counted(lookups, "variants"),
+            variant_lists: TtlCache::new(entries, ttl).counted(lookups, "variant_lists"),
+            records: TtlCache::new(entries, ttl).counted(lookups, "records"),
+            image_records: TtlCache::new(entries, ttl).counted(lookups, "image_records"),
+            blobs: BlobCache::new(small_blob, blob_total).counted(lookups, "small_blobs"),
         }
     }
 

@@ -3,7 +3,6 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use std::sync::atomic::Ordering;
 use tempfile::TempPath;
 use tintype_core::{now, Content, CoreError, Image, ImageKind, NewImage, Refusal, UserId};
 use tintype_media::{Format, Kind, MediaError, Probe};
@@ -146,13 +145,47 @@ impl Engine {
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: std::fmt::Display,
     {
-        self.check_quota(opts.owner, 1).await?;
+        if let Err(e) = self.check_quota(opts.owner, 1).await {
+            self.count_refusal(&e);
+            return Err(e);
+        }
         self.stage_body(body, &opts.accept, opts.max_bytes).await
     }
 
     /// [`Engine::stage`] without an owner (no quota check): for bytes that
     /// may replace an existing image's content.
     pub async fn stage_body<S, E>(
+        &self,
+        body: S,
+        accept: &Accept,
+        max_bytes: Option<u64>,
+    ) -> Result<Staged, CoreError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: std::fmt::Display,
+    {
+        let staged = self.stage_checked(body, accept, max_bytes).await;
+        if let Err(e) = &staged {
+            self.count_refusal(e);
+        }
+        staged
+    }
+
+    /// Counts a refused upload by its reason (our own failures are not
+    /// refusals).
+    fn count_refusal(&self, e: &CoreError) {
+        let reason = match e {
+            CoreError::Refused(r) => r.reason(),
+            CoreError::TooLarge { .. } => "too_large",
+            CoreError::QuotaExceeded { .. } => "quota_exceeded",
+            CoreError::OverBudget { .. } => "over_budget",
+            CoreError::Busy { .. } => "busy",
+            _ => return,
+        };
+        self.metrics.refused.with_label_values(&[reason]).inc();
+    }
+
+    async fn stage_checked<S, E>(
         &self,
         mut body: S,
         accept: &Accept,
@@ -191,9 +224,7 @@ impl Engine {
             .await
             .map_err(|e| CoreError::io("writing the upload", e))?;
         drop(file);
-        self.metrics
-            .ingested_bytes
-            .fetch_add(size, Ordering::Relaxed);
+        self.metrics.ingested_bytes.inc_by(size);
         let path = temp.to_path_buf();
         let limits = self.config.limits.clone();
         // Headers first; then every pixel is decoded (cheaply) inside the

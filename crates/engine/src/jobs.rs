@@ -1,6 +1,5 @@
 use crate::Engine;
 use async_trait::async_trait;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tintype_core::{now, CoreError, Job, JobCounts, NewJob};
@@ -143,7 +142,12 @@ impl Engine {
         let outcome = tokio::select! {
             r = &mut task => match r {
                 Ok(o) => o,
-                Err(e) => JobOutcome::Retry(format!("the job panicked: {e}")),
+                Err(e) => {
+                    if e.is_panic() {
+                        self.metrics.panics.inc();
+                    }
+                    JobOutcome::Retry(format!("the job panicked: {e}"))
+                }
             },
             () = told(&mut stop, WorkerStop::Abandon) => {
                 // Shutting down past the grace period: another worker (on
@@ -152,6 +156,7 @@ impl Engine {
                 task.abort();
                 heartbeat.abort();
                 let released = self.catalog.release_job(job.id, worker).await?;
+                self.metrics.jobs.with_label_values(&[job.kind.as_str(), "released"]).inc();
                 tracing::info!(job = job.id, kind = %job.kind, released, "job given back at shutdown");
                 return Ok(false);
             }
@@ -160,7 +165,10 @@ impl Engine {
         match outcome {
             JobOutcome::Done => {
                 self.catalog.complete_job(job.id, worker).await?;
-                self.metrics.jobs_completed.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .jobs
+                    .with_label_values(&[job.kind.as_str(), "done"])
+                    .inc();
             }
             JobOutcome::Retry(err) if job.attempts < job.max_attempts => {
                 let at = now()
@@ -169,11 +177,18 @@ impl Engine {
                 self.catalog
                     .fail_job(job.id, worker, &err, Some(at))
                     .await?;
+                self.metrics
+                    .jobs
+                    .with_label_values(&[job.kind.as_str(), "retry"])
+                    .inc();
             }
             JobOutcome::Retry(err) | JobOutcome::Fail(err) => {
                 tracing::warn!(job = job.id, kind = %job.kind, "job failed for good: {err}");
                 self.catalog.fail_job(job.id, worker, &err, None).await?;
-                self.metrics.jobs_failed.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .jobs
+                    .with_label_values(&[job.kind.as_str(), "failed"])
+                    .inc();
             }
         }
         Ok(true)

@@ -15,6 +15,7 @@ mod gc;
 mod images;
 mod ingest;
 mod jobs;
+pub mod metrics;
 mod presets;
 mod records;
 mod variants;
@@ -26,6 +27,7 @@ pub use gc::{CheckReport, GcCandidate, GcReport, Problem};
 pub use images::{BlobRef, ImagePage};
 pub use ingest::{Accept, IngestOptions, Staged};
 pub use jobs::{JobHandler, JobOutcome};
+pub use metrics::EngineMetrics;
 pub use presets::{OutputChoice, Preset, Presets};
 pub use webhook::sign_webhook;
 
@@ -35,7 +37,6 @@ pub use tintype_media as media;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tintype_core::{BlobStore, Catalog};
@@ -92,15 +93,6 @@ impl EngineConfig {
     }
 }
 
-/// Counters the HTTP layer exports on /metrics.
-#[derive(Debug, Default)]
-pub struct EngineMetrics {
-    pub renders: AtomicU64,
-    pub ingested_bytes: AtomicU64,
-    pub jobs_completed: AtomicU64,
-    pub jobs_failed: AtomicU64,
-}
-
 type Flight = Arc<tokio::sync::OnceCell<Result<tintype_core::Variant, tintype_core::CoreError>>>;
 
 pub struct Engine {
@@ -136,6 +128,14 @@ impl Engine {
         std::fs::create_dir_all(&config.tmp_dir).map_err(tintype_core::CoreError::internal)?;
         let fetcher = tintype_fetch::Fetcher::new(config.fetch.clone())
             .map_err(tintype_core::CoreError::internal)?;
+        let metrics = EngineMetrics::new().map_err(tintype_core::CoreError::internal)?;
+        let caches = cache::Caches::new(
+            cache::CACHE_ENTRIES,
+            cache::CACHE_TTL,
+            cache::SMALL_BLOB_MAX,
+            cache::SMALL_BLOBS_TOTAL,
+            &metrics.cache_lookups,
+        );
         let engine = Arc::new(Engine {
             catalog,
             blobs,
@@ -143,17 +143,12 @@ impl Engine {
             handlers: RwLock::new(HashMap::new()),
             flights: Mutex::new(HashMap::new()),
             worker_id: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
-            metrics: EngineMetrics::default(),
+            metrics,
             notify: tokio::sync::Notify::new(),
             quota_lock: tokio::sync::Mutex::new(()),
             stop: tokio::sync::watch::Sender::new(jobs::WorkerStop::Run),
             budget: DecodeBudget::new(config.decode_budget.clone()),
-            caches: cache::Caches::new(
-                cache::CACHE_ENTRIES,
-                cache::CACHE_TTL,
-                cache::SMALL_BLOB_MAX,
-                cache::SMALL_BLOBS_TOTAL,
-            ),
+            caches,
             config,
         });
         engine.register_handler(variants::RENDER_JOB, Arc::new(variants::RenderHandler));

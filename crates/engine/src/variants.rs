@@ -3,7 +3,6 @@ use crate::{Engine, Preset};
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use std::io::Write;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tintype_core::{now, CoreError, Image, ImageKind, Job, Refusal, Variant};
 
@@ -271,7 +270,7 @@ impl Engine {
                 .remove(&(v.image_id.clone(), v.preset.clone()));
             self.caches.variant_lists.remove(v.image_id.as_str());
             put?;
-            self.metrics.renders.fetch_add(1, Ordering::Relaxed);
+            self.metrics.renders.inc();
             out.push(v);
         }
         Ok(out)

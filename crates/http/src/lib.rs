@@ -36,10 +36,14 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(engine: Arc<Engine>, public_url: &str) -> Self {
+        // The names and labels are constants: this fails only if they are
+        // malformed, which every test that starts a server would show.
+        let metrics = HttpMetrics::new(&engine.metrics.registry)
+            .expect("the HTTP metrics' names and labels are valid");
         AppState {
             engine,
             public_url: Arc::from(public_url.trim_end_matches('/')),
-            metrics: Arc::new(HttpMetrics::default()),
+            metrics: Arc::new(metrics),
         }
     }
 
@@ -65,9 +69,10 @@ pub fn app(state: AppState, dialects: Vec<Router<AppState>>) -> Router {
             state.clone(),
             metrics::track,
         ))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            problem::panic_response,
-        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom({
+            let panics = state.engine.metrics.panics.clone();
+            move |p| problem::panic_response(&panics, p)
+        }))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(
                 |req: &axum::http::Request<axum::body::Body>| redact::make_span(req),

@@ -1,56 +1,82 @@
-//! Prometheus metrics: requests by route and status, a latency histogram,
-//! bytes in and out, jobs by state, renders.
+//! Prometheus metrics on `/metrics`, in the text format with `# HELP` and
+//! `# TYPE` for every series: HTTP requests and their latency by route
+//! template, method and status class, bytes in and out, and the engine's
+//! series (jobs by kind and outcome, the queue by state, cache hits and
+//! misses, uploads refused by reason, panics caught, renders). Every label
+//! value is bounded: a route template or "unmatched", a standard method or
+//! "other", a status class.
 
 use crate::AppState;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+};
 use std::time::Instant;
 
-const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 10.0,
+];
 
-/// (method label, route template, status)
-type RequestKey = (&'static str, String, u16);
-
-#[derive(Default)]
 pub struct HttpMetrics {
-    /// (method, route template, status) → count. Both labels are bounded
-    /// (standard methods or "other"; a route template or "unmatched"), so
-    /// this stays a short list, scanned without allocating.
-    requests: Mutex<Vec<(RequestKey, u64)>>,
-    latency: Mutex<([u64; BUCKETS.len()], u64, f64)>,
-    bytes_in: AtomicU64,
-    bytes_out: AtomicU64,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    bytes_in: IntCounter,
+    bytes_out: IntCounter,
+}
+
+/// Registers `c` unless a series of that name is there already (a second
+/// server on the same engine in tests): it then counts unreported.
+fn register<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> C {
+    if let Err(e) = r.register(Box::new(c.clone())) {
+        tracing::debug!("metrics: {e}");
+    }
+    c
 }
 
 impl HttpMetrics {
-    pub fn add_bytes_out(&self, n: u64) {
-        self.bytes_out.fetch_add(n, Ordering::Relaxed);
+    /// The HTTP series, registered in `registry` (the engine's).
+    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        Ok(HttpMetrics {
+            requests: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tintype_http_requests_total",
+                        "HTTP requests by route template, method and status class.",
+                    ),
+                    &["route", "method", "status"],
+                )?,
+            ),
+            duration: register(
+                registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "tintype_http_request_duration_seconds",
+                        "Time to the response head, by route template and status class.",
+                    )
+                    .buckets(BUCKETS.to_vec()),
+                    &["route", "status"],
+                )?,
+            ),
+            bytes_in: register(
+                registry,
+                IntCounter::new(
+                    "tintype_http_bytes_in_total",
+                    "Request body bytes announced by Content-Length.",
+                )?,
+            ),
+            bytes_out: register(
+                registry,
+                IntCounter::new("tintype_http_bytes_out_total", "Stored bytes served.")?,
+            ),
+        })
     }
 
-    fn observe(&self, method: &'static str, route: &str, status: u16, secs: f64) {
-        if let Ok(mut m) = self.requests.lock() {
-            match m
-                .iter_mut()
-                .find(|((me, r, st), _)| *me == method && *st == status && r == route)
-            {
-                Some((_, n)) => *n += 1,
-                None => m.push(((method, route.to_string(), status), 1)),
-            }
-        }
-        if let Ok(mut l) = self.latency.lock() {
-            for (i, b) in BUCKETS.iter().enumerate() {
-                if secs <= *b {
-                    l.0[i] += 1;
-                }
-            }
-            l.1 += 1;
-            l.2 += secs;
-        }
+    pub fn add_bytes_out(&self, n: u64) {
+        self.bytes_out.inc_by(n);
     }
 }
 
@@ -69,9 +95,19 @@ fn method_label(m: &Method) -> &'static str {
     }
 }
 
+fn status_class(s: u16) -> &'static str {
+    match s {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
 pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    // The route template (an Arc inside) and a static method label: no
-    // allocation per request.
+    // The route template (an Arc inside) and static labels: no allocation
+    // per request.
     let route = req.extensions().get::<MatchedPath>().cloned();
     let method = method_label(req.method());
     if let Some(n) = req
@@ -80,110 +116,52 @@ pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Nex
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.parse::<u64>().ok())
     {
-        state.metrics.bytes_in.fetch_add(n, Ordering::Relaxed);
+        state.metrics.bytes_in.inc_by(n);
     }
     let start = Instant::now();
     let resp = next.run(req).await;
-    state.metrics.observe(
-        method,
-        route.as_ref().map_or("unmatched", |p| p.as_str()),
-        resp.status().as_u16(),
-        start.elapsed().as_secs_f64(),
-    );
+    let route = route.as_ref().map_or("unmatched", |p| p.as_str());
+    let status = status_class(resp.status().as_u16());
+    let m = &state.metrics;
+    m.requests.with_label_values(&[route, method, status]).inc();
+    m.duration
+        .with_label_values(&[route, status])
+        .observe(start.elapsed().as_secs_f64());
     resp
 }
 
-fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
-}
-
 pub(crate) async fn render(state: &AppState) -> String {
-    let m = &state.metrics;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# HELP tintype_http_requests_total HTTP requests by route and status."
-    );
-    let _ = writeln!(out, "# TYPE tintype_http_requests_total counter");
-    let mut requests = m.requests.lock().map(|r| r.clone()).unwrap_or_default();
-    requests.sort();
-    {
-        for ((method, route, status), n) in requests.iter() {
-            let _ = writeln!(
-                out,
-                "tintype_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{status}\"}} {n}",
-                esc(method),
-                esc(route)
-            );
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP tintype_http_request_duration_seconds Request latency."
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE tintype_http_request_duration_seconds histogram"
-    );
-    if let Ok(l) = m.latency.lock() {
-        for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "tintype_http_request_duration_seconds_bucket{{le=\"{b}\"}} {}",
-                l.0[i]
-            );
-        }
-        let _ = writeln!(
-            out,
-            "tintype_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {}",
-            l.1
-        );
-        let _ = writeln!(out, "tintype_http_request_duration_seconds_sum {}", l.2);
-        let _ = writeln!(out, "tintype_http_request_duration_seconds_count {}", l.1);
-    }
-    let _ = writeln!(out, "# TYPE tintype_http_bytes_in_total counter");
-    let _ = writeln!(
-        out,
-        "tintype_http_bytes_in_total {}",
-        m.bytes_in.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(out, "# TYPE tintype_http_bytes_out_total counter");
-    let _ = writeln!(
-        out,
-        "tintype_http_bytes_out_total {}",
-        m.bytes_out.load(Ordering::Relaxed)
-    );
     let e = &state.engine.metrics;
-    let _ = writeln!(
-        out,
-        "# HELP tintype_variant_renders_total Variants rendered."
-    );
-    let _ = writeln!(out, "# TYPE tintype_variant_renders_total counter");
-    let _ = writeln!(
-        out,
-        "tintype_variant_renders_total {}",
-        e.renders.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(out, "# TYPE tintype_ingested_bytes_total counter");
-    let _ = writeln!(
-        out,
-        "tintype_ingested_bytes_total {}",
-        e.ingested_bytes.load(Ordering::Relaxed)
-    );
     if let Ok(c) = state.engine.job_counts().await {
-        let _ = writeln!(
-            out,
-            "# HELP tintype_jobs Jobs in the durable queue by state."
-        );
-        let _ = writeln!(out, "# TYPE tintype_jobs gauge");
         for (s, n) in [
             ("queued", c.queued),
             ("running", c.running),
             ("done", c.done),
             ("failed", c.failed),
         ] {
-            let _ = writeln!(out, "tintype_jobs{{state=\"{s}\"}} {n}");
+            e.queue.with_label_values(&[s]).set(n);
         }
     }
-    out
+    let mut out = Vec::new();
+    if let Err(err) = TextEncoder::new().encode(&e.registry.gather(), &mut out) {
+        tracing::error!("metrics: {err}");
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_bounded() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        let odd = Method::from_bytes(b"BREW").expect("method");
+        assert_eq!(method_label(&odd), "other");
+        assert_eq!(status_class(204), "2xx");
+        assert_eq!(status_class(304), "3xx");
+        assert_eq!(status_class(418), "4xx");
+        assert_eq!(status_class(503), "5xx");
+        assert_eq!(status_class(999), "5xx");
+    }
 }

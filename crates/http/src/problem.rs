@@ -90,7 +90,11 @@ impl IntoResponse for Problem {
     }
 }
 
-pub(crate) fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+pub(crate) fn panic_response(
+    panics: &prometheus::IntCounter,
+    _: Box<dyn std::any::Any + Send + 'static>,
+) -> Response {
+    panics.inc();
     tracing::error!("a request handler panicked");
     Problem::new(
         StatusCode::INTERNAL_SERVER_ERROR,

@@ -168,7 +168,13 @@ async fn a_job_that_keeps_failing_ends_failed_with_its_error() {
     assert_eq!(h.runs.load(Ordering::SeqCst), 3);
     let counts = e.job_counts().await.unwrap();
     assert_eq!((counts.failed, counts.queued, counts.running), (1, 0, 0));
-    assert_eq!(e.metrics.jobs_failed.load(Ordering::Relaxed), 1);
+    let ended = |outcome: &str| {
+        e.metrics
+            .jobs
+            .with_label_values(&["test.flaky", outcome])
+            .get()
+    };
+    assert_eq!((ended("retry"), ended("failed"), ended("done")), (2, 1, 0));
 }
 
 #[tokio::test]

@@ -358,3 +358,91 @@ fn gc_dry_run_lists_what_it_would_remove_and_removes_nothing() {
     }
     assert!(blob_path(&data, &sha256_hex(&kept)).exists());
 }
+
+#[test]
+fn metrics_have_help_and_type_bounded_labels_and_the_engine_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let token = user_with_token(&data, "mia", &[]);
+    let s = Server::start(&data, Opts::default());
+    let c = client();
+    let img = upload_raw(&c, &s, &token, "m", png(8, 8, 4));
+    let id = img["id"].as_str().unwrap().to_string();
+    for _ in 0..3 {
+        let r = c
+            .get(s.url(&format!("/v1/images/{id}/original")))
+            .bearer_auth(&token)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // A refused upload, odd methods and random paths.
+    let r = c
+        .post(s.url("/v1/images"))
+        .bearer_auth(&token)
+        .body(b"not a picture at all".to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    for i in 0..20 {
+        let m = reqwest::Method::from_bytes(format!("M{i}X").as_bytes()).unwrap();
+        let _ = c.request(m, s.url(&format!("/random/{i}"))).send().unwrap();
+    }
+    let text = c.get(s.url("/metrics")).send().unwrap().text().unwrap();
+
+    // Every series has HELP and TYPE.
+    let mut names = std::collections::BTreeSet::new();
+    for l in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let name = l.split(['{', ' ']).next().unwrap();
+        let base = name
+            .trim_end_matches("_bucket")
+            .trim_end_matches("_sum")
+            .trim_end_matches("_count");
+        names.insert(base.to_string());
+    }
+    for n in &names {
+        assert!(text.contains(&format!("# HELP {n} ")), "no HELP for {n}");
+        assert!(text.contains(&format!("# TYPE {n} ")), "no TYPE for {n}");
+    }
+    for expected in [
+        "tintype_http_requests_total",
+        "tintype_http_request_duration_seconds",
+        "tintype_jobs",
+        "tintype_uploads_refused_total",
+        "tintype_cache_lookups_total",
+        "tintype_variant_renders_total",
+    ] {
+        assert!(names.contains(expected), "{expected} missing:\n{text}");
+    }
+    // Route templates and bounded methods only: no raw path, no odd method.
+    assert!(!text.contains("/random/"), "{text}");
+    assert!(!text.contains("M3X"), "{text}");
+    let odd = text
+        .lines()
+        .find(|l| {
+            l.starts_with("tintype_http_requests_total{")
+                && l.contains("method=\"other\"")
+                && l.contains("route=\"unmatched\"")
+        })
+        .unwrap_or_else(|| panic!("no unmatched/other series:\n{text}"));
+    assert!(odd.ends_with(" 20"), "{odd}");
+    assert!(
+        text.contains("route=\"/v1/images/{id}/original\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("tintype_uploads_refused_total{reason=\"unknown_format\"} 1"),
+        "{text}"
+    );
+    // The second and third reads of the image were cache hits.
+    let hits: f64 = text
+        .lines()
+        .find(|l| l.starts_with("tintype_cache_lookups_total{cache=\"images\",result=\"hit\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(hits >= 2.0, "{text}");
+}
