@@ -43,7 +43,7 @@ pub async fn load(st: &AppState, coll: &str, id: &str) -> PopitResult<Option<Sto
 }
 
 /// Most attempts of an optimistic document update before answering 409.
-pub const MAX_ATTEMPTS: usize = 8;
+pub const MAX_ATTEMPTS: usize = 16;
 
 /// The answer when a document kept changing under an update.
 pub fn contended(coll: &str, id: &str) -> PopitError {
@@ -79,6 +79,10 @@ pub async fn save(
     };
     let Some(saved) = saved else {
         st.engine.forget_record(&rec.scope, id);
+        // A short, varied pause so that writers that collided do not
+        // collide again in step.
+        let jitter = rand::random::<u64>() % 20;
+        tokio::time::sleep(std::time::Duration::from_millis(jitter + 1)).await;
         return Ok(None);
     };
     match saved.data {
