@@ -72,7 +72,7 @@ impl Engine {
                 owner,
                 newest_first,
                 offset.max(0),
-                limit.clamp(0, MAX_RECORD_PAGE),
+                limit.clamp(0, 100_000),
             )
             .await?)
     }

@@ -13,8 +13,8 @@
 //!
 //! One user owns every image (a photographer's account, the worst case for
 //! per-user listings). Image i belongs to a dialect by i % 4: 0 Djinn (a
-//! disk record named `disk-{i}`), 1 Fulcrum (record id `r{i % 1000}`, form
-//! `f{i % 7}`), 2 diaspora* (a photo), 3 the native API only. One
+//! disk record named `disk-{i}`), 1 Fulcrum (record id `r{i / 40}`, ten
+//! photos each, form `f{i % 7}`), 2 diaspora* (a photo), 3 the native API only. One
 //! Livingdocs import of ten items is recorded at the start.
 
 use serde_json::json;
@@ -53,7 +53,9 @@ fn args() -> Result<Args, String> {
             }
             "--runs" => a.runs = v.parse().map_err(|e| format!("--runs: {e}"))?,
             "--dir" => a.dir = Some(PathBuf::from(v)),
-            "--concurrency" => a.concurrency = v.parse().map_err(|e| format!("--concurrency: {e}"))?,
+            "--concurrency" => {
+                a.concurrency = v.parse().map_err(|e| format!("--concurrency: {e}"))?
+            }
             _ => return Err(format!("unknown argument {k}")),
         }
     }
@@ -116,7 +118,9 @@ async fn add(engine: &Engine, uid: i64, user: &str, i: u64) {
         }
         1 => {
             let key = format!("{i:08x}-0000-4000-8000-{i:012x}");
-            let (rid, form) = (format!("r{}", i % 1000), format!("f{}", i % 7));
+            // Ten photos per record id whatever the size, so the filtered
+            // page is the same size at every size.
+            let (rid, form) = (format!("r{}", i / 40), format!("f{}", i % 7));
             NewRecord {
                 scope: "fulcrum.photo".into(),
                 key: format!("{uid}:{key}"),
@@ -243,7 +247,11 @@ async fn serve(bin: &Path, data: &Path) -> Server {
     let server = Server { child, base };
     let c = reqwest::Client::new();
     for _ in 0..600 {
-        if c.get(format!("{}/healthz", server.base)).send().await.is_ok() {
+        if c.get(format!("{}/healthz", server.base))
+            .send()
+            .await
+            .is_ok()
+        {
             return server;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -268,7 +276,9 @@ fn percentiles(mut v: Vec<Duration>) -> (f64, f64) {
     v.sort_unstable();
     let at = |q: f64| {
         let i = ((v.len() as f64 - 1.0) * q).round() as usize;
-        v.get(i).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(f64::NAN)
+        v.get(i)
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(f64::NAN)
     };
     (at(0.50), at(0.99))
 }
@@ -311,7 +321,10 @@ async fn main() {
     let engine = open_engine(&data).await;
     let uid = engine.create_user(user, None).await.expect("user").id;
     let token = engine
-        .create_token(user, &[Scope::ImageRead, Scope::ImageWrite, Scope::ImageDelete])
+        .create_token(
+            user,
+            &[Scope::ImageRead, Scope::ImageWrite, Scope::ImageDelete],
+        )
         .await
         .expect("token")
         .secret;
@@ -346,18 +359,27 @@ async fn main() {
         let t = token.clone();
         let n = a.runs;
         let mut row = vec![format!("{size}")];
-        let first = time(n, 200, |_| c.get(format!("{b}/v1/images?limit=50")).bearer_auth(&t)).await;
+        let first = time(n, 200, |_| {
+            c.get(format!("{b}/v1/images?limit=50")).bearer_auth(&t)
+        })
+        .await;
         let deep_page = time(n, 200, |_| {
             c.get(format!("{b}/v1/images?limit=10&cursor={deep}"))
                 .bearer_auth(&t)
         })
         .await;
         let fulcrum = time(n, 200, |k| {
-            c.get(format!("{b}/api/v2/photos.json?record_id=r{}&per_page=100", 1 + 4 * (k % 250)))
-                .header("X-ApiToken", &t)
+            c.get(format!(
+                "{b}/api/v2/photos.json?record_id=r{}&per_page=100",
+                k % 250
+            ))
+            .header("X-ApiToken", &t)
         })
         .await;
-        let diaspora = time(n, 200, |_| c.get(format!("{b}/api/v1/photos")).bearer_auth(&t)).await;
+        let diaspora = time(n, 200, |_| {
+            c.get(format!("{b}/api/v1/photos")).bearer_auth(&t)
+        })
+        .await;
         let djinn = time(n, 200, |k| {
             c.get(format!("{b}/images?search=disk-{}", 4 * (k % 2500)))
                 .bearer_auth(&t)
@@ -382,7 +404,11 @@ async fn main() {
         for (p50, p99) in [first, deep_page, fulcrum, diaspora, djinn, living, upload] {
             row.push(format!("{p50:.1} / {p99:.1}"));
         }
-        row.push(format!("{:.0} ({:.0})", rss as f64 / 1024.0, hwm as f64 / 1024.0));
+        row.push(format!(
+            "{:.0} ({:.0})",
+            rss as f64 / 1024.0,
+            hwm as f64 / 1024.0
+        ));
         println!("{}", row.join(" | "));
         table.push(row);
     }
@@ -393,9 +419,16 @@ async fn main() {
         println!("| {} |", row.join(" | "));
     }
     println!();
-    println!("Latencies in ms, p50 / p99 of {} requests each ({} uploads), sequential, on loopback.", a.runs, (a.runs / 4).max(10));
+    println!(
+        "Latencies in ms, p50 / p99 of {} requests each ({} uploads), sequential, on loopback.",
+        a.runs,
+        (a.runs / 4).max(10)
+    );
     let size = dir_size(&data);
-    println!("Data directory after the last size: {:.0} MB.", size as f64 / 1e6);
+    println!(
+        "Data directory after the last size: {:.0} MB.",
+        size as f64 / 1e6
+    );
 }
 
 fn dir_size(p: &Path) -> u64 {
