@@ -35,6 +35,17 @@ pub struct ImageCursor {
     pub seq: i64,
 }
 
+/// Most ids one batched look-up takes.
+pub const MAX_BATCH_IDS: usize = 1000;
+
+/// An upload refused by the images-per-day quota: the quota and the images
+/// already created in the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaUsed {
+    pub limit: i64,
+    pub used: i64,
+}
+
 /// What [`Catalog::collect_blob`] did with a blob.
 #[derive(Debug)]
 pub enum Collected {
@@ -86,6 +97,16 @@ pub trait Catalog: Send + Sync {
 
     // images
     async fn insert_image(&self, image: &NewImage) -> Result<Image, CatalogError>;
+    /// Inserts the image if its owner has fewer than their images-per-day
+    /// quota of images created since `since` (always when the quota is 0).
+    /// The count and the insert are one transaction that holds the owner's
+    /// row, so concurrent uploads, on one node or several, never overrun
+    /// the quota. `Ok(Err(..))`: refused, nothing written.
+    async fn insert_image_within_quota(
+        &self,
+        image: &NewImage,
+        since: Timestamp,
+    ) -> Result<Result<Image, QuotaUsed>, CatalogError>;
     async fn image_by_id(&self, id: &str) -> Result<Option<Image>, CatalogError>;
     async fn image_by_seq(&self, seq: i64) -> Result<Option<Image>, CatalogError>;
     /// The owner's images, newest first, strictly after the cursor.
@@ -121,6 +142,9 @@ pub trait Catalog: Send + Sync {
     async fn put_variant(&self, v: &Variant) -> Result<(), CatalogError>;
     async fn variant(&self, image_id: &str, preset: &str) -> Result<Option<Variant>, CatalogError>;
     async fn variants(&self, image_id: &str) -> Result<Vec<Variant>, CatalogError>;
+    /// The variants of several images in one query (at most
+    /// [`MAX_BATCH_IDS`] ids), ordered by image then preset.
+    async fn variants_of(&self, image_ids: &[String]) -> Result<Vec<Variant>, CatalogError>;
 
     /// Whether any image or variant references the blob.
     async fn blob_referenced(&self, sha256: &str) -> Result<bool, CatalogError>;
@@ -186,6 +210,27 @@ pub trait Catalog: Send + Sync {
     ) -> Result<Vec<Record>, CatalogError>;
     async fn count_records(&self, scope: &str, owner: Option<UserId>) -> Result<i64, CatalogError>;
     async fn delete_record(&self, scope: &str, key: &str) -> Result<bool, CatalogError>;
+    /// Replaces a record only if its version is still `version` (an
+    /// optimistic update); `None` when it changed or is gone.
+    async fn update_record_if(
+        &self,
+        r: &NewRecord,
+        version: i64,
+    ) -> Result<Option<Record>, CatalogError>;
+    /// Deletes a record only if its version is still `version`; whether it
+    /// did.
+    async fn delete_record_if(
+        &self,
+        scope: &str,
+        key: &str,
+        version: i64,
+    ) -> Result<bool, CatalogError>;
+    /// One page of the records a query selects, joined with their images,
+    /// reading the page (plus the index entries an offset skips), never the
+    /// whole set.
+    async fn query_records(&self, q: &RecordQuery) -> Result<Vec<RecordRow>, CatalogError>;
+    /// How many records a filter selects (counted on an index).
+    async fn count_matching(&self, f: &RecordFilter) -> Result<i64, CatalogError>;
 
     // jobs
     /// Enqueues a job; with a dedup key, returns the existing queued job's id

@@ -16,6 +16,9 @@ mod error;
 mod model;
 
 pub use blob::{valid_key, BlobError, BlobMeta, BlobStore, BlobStream, ByteRange, LocalFile};
-pub use catalog::{AlreadyExists, BlobDelete, Catalog, CatalogError, Collected, ImageCursor};
+pub use catalog::{
+    AlreadyExists, BlobDelete, Catalog, CatalogError, Collected, ImageCursor, QuotaUsed,
+    MAX_BATCH_IDS,
+};
 pub use error::{CoreError, Refusal};
 pub use model::*;

@@ -225,15 +225,101 @@ pub struct Record {
     pub data: Value,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Starts at 1 and grows by one on every write: the token of an
+    /// optimistic update ([`crate::Catalog::update_record_if`]).
+    #[serde(default)]
+    pub version: i64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// A record to write. Besides its address (scope, key), owner and image, a
+/// record carries typed, indexed keys that the dialect sets so that the
+/// catalog answers its listings, searches and filters from indexes
+/// ([`crate::RecordQuery`]); what each means is the dialect's business.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NewRecord {
     pub scope: String,
     pub key: String,
     pub owner_id: Option<UserId>,
     pub image_id: Option<String>,
     pub data: Value,
+    /// A secondary key matched exactly or by substring (a name, an access
+    /// key, a foreign id). At most [`MAX_RECORD_KEY`] bytes are kept.
+    pub skey: Option<String>,
+    /// A second secondary key matched exactly (a form id).
+    pub skey2: Option<String>,
+    /// An integer reference (a namespace root, an image's seq).
+    pub ref_id: Option<i64>,
+    /// A sortable time in milliseconds (an image's creation time); sorts
+    /// ties by `ref_id`.
+    pub sort_at: Option<i64>,
+}
+
+/// Longest secondary key stored (longer ones are cut on a char boundary).
+pub const MAX_RECORD_KEY: usize = 512;
+
+/// Which records a [`RecordQuery`] selects. Every condition is answered
+/// from an index on (scope, owner), (scope, skey), (scope, skey2),
+/// (scope, ref_id) or (scope, owner, sort_at, ref_id).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RecordFilter {
+    pub scope: String,
+    /// Records of this owner...
+    pub owner: Option<UserId>,
+    /// ...or (with `owner`) records whose `ref_id` is the `ref_id` of a
+    /// record of scope `.0` owned by `.1` (a membership: "images in the
+    /// namespaces I collaborate on"). Alone, it restricts to those records.
+    pub or_ref_of: Option<(String, UserId)>,
+    pub skey: Option<String>,
+    pub skey2: Option<String>,
+    /// Case-insensitive substring of `skey` (stored lower case by the
+    /// dialects that search).
+    pub skey_contains: Option<String>,
+    pub ref_id: Option<i64>,
+    /// Only records whose image exists and is (not) processed.
+    pub image_processed: Option<bool>,
+    /// Only records whose image exists (joined).
+    pub with_image: bool,
+}
+
+/// The order of a [`RecordQuery`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecordOrder {
+    /// Insertion order.
+    #[default]
+    SeqAsc,
+    SeqDesc,
+    /// By (sort_at, ref_id), newest first.
+    SortDesc,
+    /// By (sort_at, ref_id), oldest first.
+    SortAsc,
+}
+
+/// Where a page starts, exclusive: a seq for the seq orders, a
+/// (sort_at, ref_id) position for the sort orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordCursor {
+    Seq(i64),
+    Sort(i64, i64),
+}
+
+/// One page of records with their images.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RecordQuery {
+    pub filter: RecordFilter,
+    pub order: RecordOrder,
+    /// Keyset pagination: strictly after this position in `order`.
+    pub after: Option<RecordCursor>,
+    /// Offset pagination, for wire formats that number their pages: the
+    /// offset walks an index (no rows are read for the skipped entries).
+    pub offset: i64,
+    pub limit: i64,
+}
+
+/// A record and the image it belongs to (when it has one and it exists).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordRow {
+    pub record: Record,
+    pub image: Option<Image>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -103,6 +103,7 @@ async fn publish(engine: &Engine, guid: &str, owner: Option<i64>) -> Result<(), 
                 owner_id: owner.or(rec.owner_id),
                 image_id: rec.image_id.clone(),
                 data: json!({"pending": false}),
+                ..NewRecord::default()
             })
             .await?;
     }

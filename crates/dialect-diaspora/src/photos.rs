@@ -11,8 +11,10 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
-use std::collections::VecDeque;
-use tintype_engine::core::{to_millis, Image, ImageKind, NewRecord, Principal, Scope, UserId};
+use tintype_engine::core::{
+    to_millis, Image, ImageKind, NewRecord, Principal, RecordCursor, RecordFilter, RecordOrder,
+    RecordQuery, Scope, UserId,
+};
 use tintype_engine::media::Format;
 use tintype_engine::{Accept, BlobRef, IngestOptions, Staged};
 use tintype_http::auth::{Caller, CallerRules, TokenSource};
@@ -24,8 +26,6 @@ use tintype_http::AppState;
 /// Where diaspora clients put their token.
 const DEFAULT_PER_PAGE: i64 = 15;
 const MAX_PER_PAGE: i64 = 100;
-/// Images read from the catalog at a time while looking for photos.
-const SCAN_BATCH: i64 = 100;
 /// Longest accepted value of a form field other than the file.
 const MAX_FIELD_BYTES: usize = 1024;
 
@@ -79,11 +79,6 @@ async fn own_photo(st: &AppState, p: &Principal, guid: &str) -> ApiResult<Image>
         return Err(ApiError::NotFound);
     }
     Ok(image)
-}
-
-async fn is_photo(st: &AppState, image: &Image) -> ApiResult<bool> {
-    Ok(image.content.kind == ImageKind::Picture
-        && st.engine.record(PHOTO_SCOPE, &image.id).await?.is_some())
 }
 
 // ---- GET /api/v1/photos -------------------------------------------------
@@ -154,8 +149,36 @@ fn parse_list_query(query: Option<&str>) -> ApiResult<(i64, Window)> {
     Ok((per_page, window))
 }
 
-fn position(i: &Image) -> Position {
-    (to_millis(i.created_at), i.seq)
+/// The catalog's page of the owner's photos after `from` in `order`:
+/// the photo records carry their image's position (`sort_at` = created_at
+/// in ms, `ref_id` = seq), so the page comes from one index walk.
+async fn photo_page(
+    st: &AppState,
+    owner: UserId,
+    order: RecordOrder,
+    from: Option<Position>,
+    per_page: usize,
+) -> ApiResult<Vec<Image>> {
+    let rows = st
+        .engine
+        .query_records(&RecordQuery {
+            filter: RecordFilter {
+                scope: PHOTO_SCOPE.into(),
+                owner: Some(owner),
+                with_image: true,
+                ..RecordFilter::default()
+            },
+            order,
+            after: from.map(|(ms, seq)| RecordCursor::Sort(ms, seq)),
+            offset: 0,
+            limit: i64::try_from(per_page).unwrap_or(MAX_PER_PAGE),
+        })
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| r.image)
+        .filter(|i| i.content.kind == ImageKind::Picture)
+        .collect())
 }
 
 /// Up to `per_page` photos, newest first, strictly older than `from`
@@ -166,27 +189,7 @@ async fn photos_before(
     from: Option<Position>,
     per_page: usize,
 ) -> ApiResult<Vec<Image>> {
-    // The engine's listing cursor is `<created_at ms>.<seq>`, exclusive.
-    let mut cursor = from.map(|(ms, seq)| format!("{ms}.{seq}"));
-    let mut out = Vec::with_capacity(per_page);
-    loop {
-        let page = st
-            .engine
-            .list_images(owner, cursor.as_deref(), SCAN_BATCH)
-            .await?;
-        for image in page.images {
-            if is_photo(st, &image).await? {
-                out.push(image);
-                if out.len() >= per_page {
-                    return Ok(out);
-                }
-            }
-        }
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => return Ok(out),
-        }
-    }
+    photo_page(st, owner, RecordOrder::SortDesc, from, per_page).await
 }
 
 /// Up to `per_page` photos strictly newer than `to`, the ones closest to
@@ -197,30 +200,9 @@ async fn photos_after(
     to: Position,
     per_page: usize,
 ) -> ApiResult<Vec<Image>> {
-    let mut cursor: Option<String> = None;
-    let mut window = VecDeque::with_capacity(per_page + 1);
-    'scan: loop {
-        let page = st
-            .engine
-            .list_images(owner, cursor.as_deref(), SCAN_BATCH)
-            .await?;
-        for image in page.images {
-            if position(&image) <= to {
-                break 'scan;
-            }
-            if is_photo(st, &image).await? {
-                window.push_back(image);
-                if window.len() > per_page {
-                    window.pop_front();
-                }
-            }
-        }
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
-    Ok(window.into_iter().collect())
+    let mut page = photo_page(st, owner, RecordOrder::SortAsc, Some(to), per_page).await?;
+    page.reverse();
+    Ok(page)
 }
 
 fn page_link(st: &AppState, per_page: i64, dir: &str, i: &Image) -> String {
@@ -393,6 +375,9 @@ async fn register(st: &AppState, p: &Principal, image: &Image, flags: Flags) -> 
         owner_id: Some(p.user.id),
         image_id: Some(image.id.clone()),
         data: json!({"pending": flags.pending}),
+        sort_at: Some(to_millis(image.created_at)),
+        ref_id: Some(image.seq),
+        ..NewRecord::default()
     };
     if st.engine.insert_record(&photo).await?.is_err() {
         return Err(ApiError::Internal(format!(
@@ -407,6 +392,7 @@ async fn register(st: &AppState, p: &Principal, image: &Image, flags: Flags) -> 
             owner_id: Some(p.user.id),
             image_id: Some(image.id.clone()),
             data: json!({}),
+            ..NewRecord::default()
         };
         st.engine.put_record(&pending).await?;
     }

@@ -10,9 +10,11 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashSet};
 use std::fmt::Display;
-use tintype_engine::core::{CoreError, Image, NewRecord, Principal, Refusal, Scope, UserId};
+use tintype_engine::core::{
+    CoreError, Image, NewRecord, Principal, RecordFilter, RecordOrder, RecordQuery, Refusal, Scope,
+    UserId,
+};
 use tintype_engine::media::Format;
 use tintype_engine::{Accept, IngestOptions, Staged};
 use tintype_http::auth::{Caller, CallerRules, TokenSource};
@@ -27,8 +29,6 @@ pub const DISK_CONTENT_TYPE: &str = "application/x-qemu-disk";
 pub const MAX_JSON_BYTES: usize = 64 * 1024;
 /// Largest text field of a multipart create request.
 pub const MAX_FIELD_BYTES: usize = 4 * 1024;
-/// Most images a listing considers per owner.
-const MAX_LISTED: i64 = 100_000;
 const NAME_MAX: usize = 255;
 
 pub const NAME_REQUIRED: &str = "Name field required";
@@ -101,46 +101,19 @@ async fn djinn_image(state: &AppState, seq: i64) -> ApiResult<(Image, ImageData)
 // ---- GET /images -------------------------------------------------------------
 
 /// Every image the user can list: their own (including those in their own
-/// namespaces) and those in namespaces they collaborate on, newest first.
-async fn visible(state: &AppState, who: &Principal) -> ApiResult<Vec<ImageData>> {
-    let engine = &state.engine;
-    let uid = who.user.id;
-    let mut records = engine
-        .list_records(IMAGE_SCOPE, Some(uid), true, 0, MAX_LISTED)
-        .await?;
-    let mut by_owner: BTreeMap<UserId, HashSet<i64>> = BTreeMap::new();
-    for root in namespace::collaborations(engine, uid).await? {
-        if let Some(ns) = namespace::by_id(engine, root).await? {
-            if ns.user_id != uid {
-                by_owner.entry(ns.user_id).or_default().insert(ns.id);
-            }
-        }
+/// namespaces) and those in namespaces they collaborate on (the images
+/// whose root is the root of one of their collaboration records), newest
+/// first, optionally whose name contains `search`. The catalog answers it
+/// from the records' indexes: the owner, the root (`ref_id`) and the lower
+/// case name (`skey`).
+fn visible(who: &Principal, search: Option<&str>) -> RecordFilter {
+    RecordFilter {
+        scope: IMAGE_SCOPE.into(),
+        owner: Some(who.user.id),
+        or_ref_of: Some((namespace::COLLAB_SCOPE.into(), who.user.id)),
+        skey_contains: search.map(str::to_string),
+        ..RecordFilter::default()
     }
-    let mut out = Vec::new();
-    for (owner, roots) in by_owner {
-        for r in engine
-            .list_records(IMAGE_SCOPE, Some(owner), true, 0, MAX_LISTED)
-            .await?
-        {
-            let in_tree = r
-                .data
-                .get("root_id")
-                .and_then(Value::as_i64)
-                .is_some_and(|root| roots.contains(&root));
-            if in_tree {
-                records.push(r);
-            }
-        }
-    }
-    records.sort_by_key(|r| std::cmp::Reverse(r.seq));
-    records.dedup_by_key(|r| r.seq);
-    for r in records {
-        match ImageData::from_record(&r) {
-            Ok(d) => out.push(d),
-            Err(e) => tracing::warn!("djinn: skipping a record: {e}"),
-        }
-    }
-    Ok(out)
 }
 
 fn page_url(state: &AppState, pairs: &[(String, String)], page: usize) -> String {
@@ -162,19 +135,30 @@ pub async fn list(
     let search = param(&pairs, "search")
         .map(|s| s.to_lowercase())
         .filter(|s| !s.is_empty());
-    let mut all = visible(&state, &who).await?;
-    if let Some(s) = &search {
-        all.retain(|d| d.name.to_lowercase().contains(s.as_str()));
-    }
-    let pages = all.len().div_ceil(PER_PAGE).max(1);
+    let filter = visible(&who, search.as_deref());
+    let total = usize::try_from(state.engine.count_matching(&filter).await?).unwrap_or(0);
+    let pages = total.div_ceil(PER_PAGE).max(1);
     let page = param(&pairs, "page")
         .and_then(|p| p.trim().parse::<usize>().ok())
         .unwrap_or(1)
         .clamp(1, pages);
+    let rows = state
+        .engine
+        .query_records(&RecordQuery {
+            filter,
+            order: RecordOrder::SeqDesc,
+            after: None,
+            offset: i64::try_from((page - 1) * PER_PAGE).unwrap_or(i64::MAX),
+            limit: PER_PAGE as i64,
+        })
+        .await?;
     let mut renderer = Renderer::new(&state);
     let mut items = Vec::new();
-    for d in all.iter().skip((page - 1) * PER_PAGE).take(PER_PAGE) {
-        items.push(renderer.image(d).await?);
+    for row in rows {
+        match ImageData::from_record(&row.record) {
+            Ok(d) => items.push(renderer.image(&d).await?),
+            Err(e) => tracing::warn!("djinn: skipping a record: {e}"),
+        }
     }
     let mut resp = (StatusCode::OK, axum::Json(Value::Array(items))).into_response();
     if pages > 1 {
@@ -479,6 +463,9 @@ async fn record_image(
         owner_id: Some(plan.owner),
         image_id: Some(image.id.clone()),
         data: serde_json::to_value(&data).map_err(CoreError::internal)?,
+        skey: Some(data.name.to_lowercase()),
+        ref_id: data.root_id,
+        ..NewRecord::default()
     };
     match state.engine.insert_record(&rec).await? {
         Ok(_) => Ok(data),

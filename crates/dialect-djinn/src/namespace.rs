@@ -12,7 +12,10 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tintype_engine::core::{CoreError, NewRecord, Principal, Record, Scope, Timestamp, UserId};
+use tintype_engine::core::{
+    CoreError, NewRecord, Principal, Record, RecordCursor, RecordFilter, RecordOrder, RecordQuery,
+    Scope, Timestamp, UserId,
+};
 use tintype_engine::Engine;
 
 pub const NS_SCOPE: &str = "djinn.namespace";
@@ -196,6 +199,7 @@ pub async fn ensure(
                     owner_id: Some(owner),
                     image_id: None,
                     data: json!(data),
+                    ..NewRecord::default()
                 };
                 match engine.insert_record(&rec).await? {
                     Ok(r) => Namespace::from_record(r)?,
@@ -229,6 +233,7 @@ pub async fn save(engine: &Engine, ns: &Namespace) -> Result<Namespace, CoreErro
             owner_id: Some(ns.user_id),
             image_id: None,
             data: ns.data(),
+            ..NewRecord::default()
         })
         .await?;
     Namespace::from_record(r)
@@ -261,6 +266,8 @@ pub async fn add_collaborator(
         owner_id: Some(user),
         image_id: None,
         data: json!({ "namespace_id": root_id }),
+        ref_id: Some(root_id),
+        ..NewRecord::default()
     };
     Ok(engine.insert_record(&rec).await?.is_ok())
 }
@@ -275,28 +282,37 @@ pub async fn remove_collaborator(
         .await
 }
 
-/// Users collaborating on a root namespace (by scanning the records of the
-/// collaboration scope; collaborations are few).
+/// Users collaborating on a root namespace (from the index on the
+/// collaboration records' root, `ref_id`), in the order they were added.
 pub async fn collaborators(engine: &Engine, root_id: i64) -> Result<Vec<UserId>, CoreError> {
-    let prefix = format!("{root_id}:");
-    Ok(engine
-        .list_records(COLLAB_SCOPE, None, false, 0, 100_000)
-        .await?
-        .into_iter()
-        .filter(|r| r.key.starts_with(&prefix))
-        .filter_map(|r| r.owner_id)
-        .collect())
+    let filter = RecordFilter {
+        scope: COLLAB_SCOPE.into(),
+        ref_id: Some(root_id),
+        ..RecordFilter::default()
+    };
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = engine
+            .query_records(&RecordQuery {
+                filter: filter.clone(),
+                order: RecordOrder::SeqAsc,
+                after,
+                offset: 0,
+                limit: COLLAB_PAGE,
+            })
+            .await?;
+        let n = page.len();
+        after = page.last().map(|r| RecordCursor::Seq(r.record.seq));
+        out.extend(page.into_iter().filter_map(|r| r.record.owner_id));
+        if (n as i64) < COLLAB_PAGE {
+            return Ok(out);
+        }
+    }
 }
 
-/// Root namespaces the user collaborates on.
-pub async fn collaborations(engine: &Engine, user: UserId) -> Result<Vec<i64>, CoreError> {
-    Ok(engine
-        .list_records(COLLAB_SCOPE, Some(user), false, 0, 100_000)
-        .await?
-        .into_iter()
-        .filter_map(|r| r.data.get("namespace_id").and_then(Value::as_i64))
-        .collect())
-}
+/// Collaboration records read per query.
+const COLLAB_PAGE: i64 = 1000;
 
 /// What a caller may do with an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

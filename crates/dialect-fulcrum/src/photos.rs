@@ -9,7 +9,9 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
-use tintype_engine::core::{Image, Principal, Record, Scope};
+use tintype_engine::core::{
+    Image, Principal, Record, RecordFilter, RecordOrder, RecordQuery, Scope, UserId,
+};
 use tintype_engine::BlobRef;
 use tintype_http::auth::Caller;
 use tintype_http::serve::{serve_blob, Caching};
@@ -17,8 +19,6 @@ use tintype_http::AppState;
 
 /// Default and largest page size of the list.
 pub const MAX_PER_PAGE: i64 = 20_000;
-/// Records read at a time when the list is filtered.
-const SCAN_BATCH: i64 = 500;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Suffix {
@@ -103,21 +103,23 @@ impl ListQuery {
             || self.uploaded.is_some()
     }
 
-    fn matches(&self, record: &Record, image: &Image) -> bool {
-        let data = wire::PhotoData::from_json(&record.data);
-        // A visible photo is always uploaded and stored (see wire::photo).
-        self.record_id
-            .as_ref()
-            .is_none_or(|r| data.record_id.as_ref() == Some(r))
-            && self
-                .form_id
-                .as_ref()
-                .is_none_or(|f| data.form_id.as_ref() == Some(f))
-            && self
-                .processed
-                .is_none_or(|p| p == image.processed_at.is_some())
-            && self.stored.is_none_or(|s| s)
-            && self.uploaded.is_none_or(|u| u)
+    /// The catalog filter: the record's typed keys hold its record and
+    /// form ids (`skey`, `skey2`); `processed` looks at the image. A visible
+    /// photo is always uploaded and stored (see wire::photo), so asking
+    /// for one that is not selects nothing.
+    fn filter(&self, owner: UserId) -> Option<RecordFilter> {
+        if self.stored == Some(false) || self.uploaded == Some(false) {
+            return None;
+        }
+        Some(RecordFilter {
+            scope: SCOPE.into(),
+            owner: Some(owner),
+            skey: self.record_id.clone(),
+            skey2: self.form_id.clone(),
+            image_processed: self.processed,
+            with_image: true,
+            ..RecordFilter::default()
+        })
     }
 }
 
@@ -141,47 +143,40 @@ pub async fn list(
 ) -> Result<Response, FulcrumError> {
     let who = caller.require(Scope::ImageRead)?;
     let q = parse_list_query(query.as_deref())?;
-    let owner = Some(who.user.id);
     let skip = (q.page - 1).saturating_mul(q.per_page);
-    let mut photos = Vec::new();
-    let total: i64;
-    if q.filtered() {
-        // Filters look at the image too: walk the user's photos in order.
-        let mut matched: i64 = 0;
-        let mut offset: i64 = 0;
-        loop {
-            let batch = state
-                .engine
-                .list_records(SCOPE, owner, q.newest_first, offset, SCAN_BATCH)
-                .await?;
-            let n = batch.len() as i64;
-            for record in batch {
-                let Some(image) = image_of(&state, &record).await? else {
-                    continue;
-                };
-                if !q.matches(&record, &image) {
-                    continue;
-                }
-                if matched >= skip && matched < skip.saturating_add(q.per_page) {
-                    photos.push(wire::photo(&state, &record, &image));
-                }
-                matched += 1;
-            }
-            if n < SCAN_BATCH {
-                break;
-            }
-            offset += n;
-        }
-        total = matched;
+    let order = if q.newest_first {
+        RecordOrder::SeqDesc
     } else {
-        total = state.engine.count_records(SCOPE, owner).await?;
-        let records = state
-            .engine
-            .list_records(SCOPE, owner, q.newest_first, skip, q.per_page)
-            .await?;
-        for record in records {
-            if let Some(image) = image_of(&state, &record).await? {
-                photos.push(wire::photo(&state, &record, &image));
+        RecordOrder::SeqAsc
+    };
+    let filter = if q.filtered() {
+        q.filter(who.user.id)
+    } else {
+        Some(RecordFilter {
+            scope: SCOPE.into(),
+            owner: Some(who.user.id),
+            ..RecordFilter::default()
+        })
+    };
+    let mut photos = Vec::new();
+    let mut total: i64 = 0;
+    if let Some(filter) = filter {
+        total = state.engine.count_matching(&filter).await?;
+        if skip < total {
+            let rows = state
+                .engine
+                .query_records(&RecordQuery {
+                    filter,
+                    order,
+                    after: None,
+                    offset: skip,
+                    limit: q.per_page,
+                })
+                .await?;
+            for row in rows {
+                if let Some(image) = &row.image {
+                    photos.push(wire::photo(&state, &row.record, image));
+                }
             }
         }
     }

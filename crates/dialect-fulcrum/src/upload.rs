@@ -237,6 +237,9 @@ async fn commit(state: &AppState, who: &Principal, form: Form) -> Result<Respons
                     owner_id: Some(who.user.id),
                     image_id: Some(image.id.clone()),
                     data: data.to_json(),
+                    skey: data.record_id.clone(),
+                    skey2: data.form_id.clone(),
+                    ..NewRecord::default()
                 })
                 .await?;
             // Another upload may have taken the key since the check.

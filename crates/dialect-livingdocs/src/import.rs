@@ -175,6 +175,7 @@ pub(crate) async fn create(
             owner_id: Some(owner),
             image_id: None,
             data: data_value.clone(),
+            ..NewRecord::default()
         };
         if state.engine.insert_record(&rec).await?.is_ok() {
             inserted = true;
@@ -211,6 +212,7 @@ pub(crate) async fn create(
             owner_id: Some(owner),
             image_id: None,
             data: json!({ "job_id": job }),
+            ..NewRecord::default()
         })
         .await?;
     tracing::info!(import = %id, job, images = n, "livingdocs import queued");

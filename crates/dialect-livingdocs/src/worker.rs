@@ -138,6 +138,7 @@ async fn run_import(
                         owner_id: Some(owner),
                         image_id: None,
                         data: value,
+                        ..NewRecord::default()
                     })
                     .await?;
             }
@@ -225,6 +226,7 @@ async fn save(
             owner_id: Some(owner),
             image_id: None,
             data: serde_json::to_value(data).map_err(CoreError::internal)?,
+            ..NewRecord::default()
         })
         .await?;
     Ok(())
@@ -309,6 +311,7 @@ impl Pair<'_> {
                 owner_id: Some(self.owner),
                 image_id: image_id.map(str::to_string),
                 data: serde_json::to_value(d).map_err(CoreError::internal)?,
+                ..NewRecord::default()
             })
             .await?;
         Ok(())
@@ -411,6 +414,7 @@ async fn process_item(
             owner_id: Some(owner),
             image_id: None,
             data: serde_json::to_value(&d).map_err(CoreError::internal)?,
+            ..NewRecord::default()
         };
         if engine.insert_record(&rec).await?.is_err() {
             return Ok(ItemResult::failed(

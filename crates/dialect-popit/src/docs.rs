@@ -42,25 +42,51 @@ pub async fn load(st: &AppState, coll: &str, id: &str) -> PopitResult<Option<Sto
     Ok(Some(Stored { record, doc }))
 }
 
+/// Most attempts of an optimistic document update before answering 409.
+pub const MAX_ATTEMPTS: usize = 16;
+
+/// The answer when a document kept changing under an update.
+pub fn contended(coll: &str, id: &str) -> PopitError {
+    PopitError::Status(
+        StatusCode::CONFLICT,
+        format!("{coll} '{id}' changed during the update, try again"),
+    )
+}
+
+/// Writes a document if nobody else wrote it since it was read: `version`
+/// is the version read (`None`: it did not exist). `Ok(None)` means another
+/// writer (on this node or another) got there first: read it again and
+/// redo the change. Documents are never locked.
 pub async fn save(
     st: &AppState,
     coll: &str,
     id: &str,
     owner: Option<UserId>,
     doc: Map<String, Value>,
-) -> PopitResult<Map<String, Value>> {
-    let rec = st
-        .engine
-        .put_record(&NewRecord {
-            scope: scope_of(coll),
-            key: id.to_string(),
-            owner_id: owner,
-            image_id: None,
-            data: Value::Object(doc),
-        })
-        .await?;
-    match rec.data {
-        Value::Object(m) => Ok(m),
+    version: Option<i64>,
+) -> PopitResult<Option<Map<String, Value>>> {
+    let rec = NewRecord {
+        scope: scope_of(coll),
+        key: id.to_string(),
+        owner_id: owner,
+        image_id: None,
+        data: Value::Object(doc),
+        ..NewRecord::default()
+    };
+    let saved = match version {
+        Some(v) => st.engine.update_record_if(&rec, v).await?,
+        None => st.engine.insert_record(&rec).await?.ok(),
+    };
+    let Some(saved) = saved else {
+        st.engine.forget_record(&rec.scope, id);
+        // A short, varied pause so that writers that collided do not
+        // collide again in step.
+        let jitter = rand::random::<u64>() % 20;
+        tokio::time::sleep(std::time::Duration::from_millis(jitter + 1)).await;
+        return Ok(None);
+    };
+    match saved.data {
+        Value::Object(m) => Ok(Some(m)),
         _ => Err(PopitError::Internal(
             "stored document is not an object".into(),
         )),
@@ -258,7 +284,6 @@ pub async fn create(
             )))
         }
     };
-    let _guard = crate::locks::document(coll, &id).await;
     let prepared = prepare(body, &id, None)?;
     let inserted = st
         .engine
@@ -268,6 +293,7 @@ pub async fn create(
             owner_id: Some(p.user.id),
             image_id: None,
             data: Value::Object(prepared.doc),
+            ..NewRecord::default()
         })
         .await?;
     match inserted {
@@ -307,19 +333,23 @@ pub async fn replace(
             wire::MAX_ID_LEN
         )));
     }
-    let _guard = crate::locks::document(coll, &id).await;
-    let old = load(&st, coll, &id).await?;
-    if let Some(o) = &old {
-        may_change(&p, &o.record)?;
+    for _ in 0..MAX_ATTEMPTS {
+        let old = load(&st, coll, &id).await?;
+        if let Some(o) = &old {
+            may_change(&p, &o.record)?;
+        }
+        let prepared = prepare(body.clone(), &id, old.as_ref().map(|o| &o.doc))?;
+        let owner = old
+            .as_ref()
+            .and_then(|o| o.record.owner_id)
+            .or(Some(p.user.id));
+        let version = old.as_ref().map(|o| o.record.version);
+        if let Some(doc) = save(&st, coll, &id, owner, prepared.doc, version).await? {
+            release(&st, &prepared.released).await;
+            return Ok(respond(&st, coll, &doc, query.as_deref()));
+        }
     }
-    let prepared = prepare(body, &id, old.as_ref().map(|o| &o.doc))?;
-    let owner = old
-        .as_ref()
-        .and_then(|o| o.record.owner_id)
-        .or(Some(p.user.id));
-    let doc = save(&st, coll, &id, owner, prepared.doc).await?;
-    release(&st, &prepared.released).await;
-    Ok(respond(&st, coll, &doc, query.as_deref()))
+    Err(contended(coll, &id))
 }
 
 pub async fn remove(
@@ -329,11 +359,21 @@ pub async fn remove(
 ) -> PopitResult<Response> {
     let coll = collection(&coll)?;
     let p = writer(&st, delete_key(req).await, Need::Delete).await?;
-    let _guard = crate::locks::document(coll, &id).await;
-    if let Some(old) = load(&st, coll, &id).await? {
+    for _ in 0..MAX_ATTEMPTS {
+        let Some(old) = load(&st, coll, &id).await? else {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        };
         may_change(&p, &old.record)?;
-        st.engine.delete_record(&scope_of(coll), &id).await?;
-        release(&st, &wire::files_of(&old.doc)).await;
+        let scope = scope_of(coll);
+        if st
+            .engine
+            .delete_record_if(&scope, &id, old.record.version)
+            .await?
+        {
+            release(&st, &wire::files_of(&old.doc)).await;
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        st.engine.forget_record(&scope, &id);
     }
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Err(contended(coll, &id))
 }

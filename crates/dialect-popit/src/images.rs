@@ -2,7 +2,7 @@
 //! DELETE one or all, and serve the bytes.
 
 use crate::auth::{may_change, request_key, writer, Need};
-use crate::docs::{delete_key, load, release, respond, save};
+use crate::docs::{contended, delete_key, load, release, respond, save, MAX_ATTEMPTS};
 use crate::error::{PopitError, PopitResult};
 use crate::wire::{self, collection, entry_file, entry_id, images_of, FILE_FIELD};
 use axum::extract::multipart::Field;
@@ -291,25 +291,35 @@ async fn attach(
     up: &Upload,
 ) -> PopitResult<Map<String, Value>> {
     let file = up.file.as_ref().ok_or_else(no_image_sent)?;
-    let _guard = crate::locks::document(coll, id).await;
-    let stored = load(st, coll, id).await?.ok_or_else(no_doc)?;
-    let mut images = images_of(&stored.doc);
-    let at = position(up.index.as_deref(), images.len())?;
-    let mut entry = Map::new();
-    entry.insert("_id".into(), Value::String(wire::new_id()));
-    entry.insert("created".into(), Value::String(iso_now()));
-    entry.insert(
-        "mime_type".into(),
-        Value::String(file.image.content.content_type.clone()),
-    );
-    for (k, v) in &up.fields {
-        entry.insert(k.clone(), v.clone());
+    let entry_id = wire::new_id();
+    let created = iso_now();
+    // An optimistic update: a concurrent change to the document (on any
+    // node) makes the save fail, and the change is made again on what it
+    // wrote.
+    for _ in 0..MAX_ATTEMPTS {
+        let stored = load(st, coll, id).await?.ok_or_else(no_doc)?;
+        let mut images = images_of(&stored.doc);
+        let at = position(up.index.as_deref(), images.len())?;
+        let mut entry = Map::new();
+        entry.insert("_id".into(), Value::String(entry_id.clone()));
+        entry.insert("created".into(), Value::String(created.clone()));
+        entry.insert(
+            "mime_type".into(),
+            Value::String(file.image.content.content_type.clone()),
+        );
+        for (k, v) in &up.fields {
+            entry.insert(k.clone(), v.clone());
+        }
+        entry.insert(FILE_FIELD.into(), Value::String(file.image.id.clone()));
+        images.insert(at, Value::Object(entry));
+        let mut doc = stored.doc;
+        set_images(&mut doc, images);
+        let version = Some(stored.record.version);
+        if let Some(doc) = save(st, coll, id, stored.record.owner_id, doc, version).await? {
+            return Ok(doc);
+        }
     }
-    entry.insert(FILE_FIELD.into(), Value::String(file.image.id.clone()));
-    images.insert(at, Value::Object(entry));
-    let mut doc = stored.doc;
-    set_images(&mut doc, images);
-    save(st, coll, id, stored.record.owner_id, doc).await
+    Err(contended(coll, id))
 }
 
 /// PUT `/api/v0.1/{collection}/{id}/image/{image_id}`
@@ -373,9 +383,26 @@ async fn update_entry(
     if up.file.is_none() && up.fields.is_empty() && up.index.is_none() {
         return Err(no_image_sent());
     }
-    let _guard = crate::locks::document(coll, id).await;
-    let stored = load(st, coll, id).await?.ok_or_else(no_doc)?;
-    let mut images = images_of(&stored.doc);
+    for _ in 0..MAX_ATTEMPTS {
+        let stored = load(st, coll, id).await?.ok_or_else(no_doc)?;
+        let version = Some(stored.record.version);
+        let owner = stored.record.owner_id;
+        let (doc, released) = edit_entry(stored.doc, image_id, up)?;
+        if let Some(doc) = save(st, coll, id, owner, doc, version).await? {
+            return Ok((doc, released));
+        }
+    }
+    Err(contended(coll, id))
+}
+
+/// The document with one image entry changed by an upload, and the files
+/// the change leaves unreferenced.
+fn edit_entry(
+    doc: Map<String, Value>,
+    image_id: &str,
+    up: &Upload,
+) -> PopitResult<(Map<String, Value>, Vec<String>)> {
+    let mut images = images_of(&doc);
     let at = images
         .iter()
         .position(|e| entry_id(e) == Some(image_id))
@@ -410,9 +437,8 @@ async fn update_entry(
         None => at,
     };
     images.insert(to, Value::Object(entry));
-    let mut doc = stored.doc;
+    let mut doc = doc;
     set_images(&mut doc, images);
-    let doc = save(st, coll, id, stored.record.owner_id, doc).await?;
     Ok((doc, released))
 }
 
@@ -425,27 +451,31 @@ pub async fn remove_one(
     let coll = collection(&coll)?;
     let query = req.uri().query().map(str::to_string);
     let p = writer(&st, delete_key(req).await, Need::Delete).await?;
-    let _guard = crate::locks::document(coll, &id).await;
-    let Some(stored) = load(&st, coll, &id).await? else {
-        return Ok(StatusCode::NO_CONTENT.into_response());
-    };
-    may_change(&p, &stored.record)?;
-    let mut images = images_of(&stored.doc);
-    if images.is_empty() {
-        return Err(PopitError::bad_request("Doc has no images"));
+    for _ in 0..MAX_ATTEMPTS {
+        let Some(stored) = load(&st, coll, &id).await? else {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        };
+        may_change(&p, &stored.record)?;
+        let mut images = images_of(&stored.doc);
+        if images.is_empty() {
+            return Err(PopitError::bad_request("Doc has no images"));
+        }
+        let at = images
+            .iter()
+            .position(|e| entry_id(e) == Some(image_id.as_str()))
+            .ok_or_else(|| PopitError::bad_request("No image with that id found"))?;
+        let gone = images.remove(at);
+        let mut doc = stored.doc;
+        set_images(&mut doc, images);
+        let version = Some(stored.record.version);
+        if let Some(doc) = save(&st, coll, &id, stored.record.owner_id, doc, version).await? {
+            if let Some(f) = entry_file(&gone) {
+                release(&st, &[f.to_string()]).await;
+            }
+            return Ok(respond(&st, coll, &doc, query.as_deref()));
+        }
     }
-    let at = images
-        .iter()
-        .position(|e| entry_id(e) == Some(image_id.as_str()))
-        .ok_or_else(|| PopitError::bad_request("No image with that id found"))?;
-    let gone = images.remove(at);
-    let mut doc = stored.doc;
-    set_images(&mut doc, images);
-    let doc = save(&st, coll, &id, stored.record.owner_id, doc).await?;
-    if let Some(f) = entry_file(&gone) {
-        release(&st, &[f.to_string()]).await;
-    }
-    Ok(respond(&st, coll, &doc, query.as_deref()))
+    Err(contended(coll, &id))
 }
 
 /// DELETE `/api/v0.1/{collection}/{id}/image`
@@ -457,17 +487,21 @@ pub async fn remove_all(
     let coll = collection(&coll)?;
     let query = req.uri().query().map(str::to_string);
     let p = writer(&st, delete_key(req).await, Need::Delete).await?;
-    let _guard = crate::locks::document(coll, &id).await;
-    let Some(stored) = load(&st, coll, &id).await? else {
-        return Ok(StatusCode::NO_CONTENT.into_response());
-    };
-    may_change(&p, &stored.record)?;
-    let files = wire::files_of(&stored.doc);
-    let mut doc = stored.doc;
-    set_images(&mut doc, Vec::new());
-    let doc = save(&st, coll, &id, stored.record.owner_id, doc).await?;
-    release(&st, &files).await;
-    Ok(respond(&st, coll, &doc, query.as_deref()))
+    for _ in 0..MAX_ATTEMPTS {
+        let Some(stored) = load(&st, coll, &id).await? else {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        };
+        may_change(&p, &stored.record)?;
+        let files = wire::files_of(&stored.doc);
+        let mut doc = stored.doc;
+        set_images(&mut doc, Vec::new());
+        let version = Some(stored.record.version);
+        if let Some(doc) = save(&st, coll, &id, stored.record.owner_id, doc, version).await? {
+            release(&st, &files).await;
+            return Ok(respond(&st, coll, &doc, query.as_deref()));
+        }
+    }
+    Err(contended(coll, &id))
 }
 
 /// GET `/{collection}/{id}/image/{image_id}`: the uploaded bytes, public.

@@ -93,27 +93,3 @@ pub fn router() -> Router<AppState> {
     }
     r
 }
-
-/// Locks that serialise the writes to one document (striped by a hash of
-/// its collection and id, so the set never grows).
-mod locks {
-    use std::sync::LazyLock;
-    use tokio::sync::{Mutex, MutexGuard};
-
-    const STRIPES: usize = 64;
-    static LOCKS: LazyLock<Vec<Mutex<()>>> =
-        LazyLock::new(|| (0..STRIPES).map(|_| Mutex::new(())).collect());
-
-    pub async fn document(collection: &str, id: &str) -> MutexGuard<'static, ()> {
-        // FNV-1a over "collection/id".
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in collection.bytes().chain([b'/']).chain(id.bytes()) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        let i = (h % STRIPES as u64) as usize;
-        // LOCKS always has STRIPES entries and i < STRIPES.
-        let lock = LOCKS.get(i).unwrap_or_else(|| &LOCKS[0]);
-        lock.lock().await
-    }
-}

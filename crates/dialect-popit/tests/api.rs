@@ -1225,3 +1225,63 @@ async fn a_trailing_slash_is_the_same_route() {
     )
     .await;
 }
+
+/// Two nodes over one catalog: images uploaded at once into one document
+/// through either node all end up in it. Writes to a document compare and
+/// swap its version (no lock that only one process would see), so a
+/// concurrent update is redone, never lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_uploads_through_two_nodes_lose_nothing() {
+    let p = start().await;
+    let second = p.server.start_beside(vec![tintype_popit::router()]).await;
+    joe(&p).await;
+    const N: usize = 10;
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let base = if i % 2 == 0 {
+                p.server.base.clone()
+            } else {
+                second.base.clone()
+            };
+            let (client, key) = (p.client.clone(), p.key.clone());
+            tokio::spawn(async move {
+                let r = client
+                    .post(format!("{base}/api/v0.1/persons/{DOC}/image"))
+                    .header("apikey", key)
+                    .multipart(portrait_form(
+                        &format!("note {i}"),
+                        "s",
+                        jpeg([i as u8 * 20, 2, 3]),
+                    ))
+                    .send()
+                    .await
+                    .unwrap();
+                r.status()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::OK);
+    }
+    // Read through both nodes: each sees every image.
+    for base in [&p.server.base, &second.base] {
+        let r = p
+            .client
+            .get(format!("{base}/api/v0.1/persons/{DOC}"))
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        let mut notes: Vec<String> = v["result"]["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["notes"].as_str().map(str::to_string))
+            .collect();
+        notes.sort();
+        let mut want: Vec<String> = (0..N).map(|i| format!("note {i}")).collect();
+        want.sort();
+        assert_eq!(notes, want, "through {base}");
+    }
+    assert_eq!(p.native_count().await, N);
+}

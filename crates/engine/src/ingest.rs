@@ -345,26 +345,31 @@ impl Engine {
     /// no image behind.
     pub async fn commit(&self, staged: Staged, opts: IngestOptions) -> Result<Image, CoreError> {
         let pin = self.commit_blob(&staged).await?;
-        // The quota is checked again with the insert under one lock:
-        // concurrent uploads all pass the early check. (Per process:
-        // several nodes would need the catalog to make the insert
-        // conditional.) A refused upload's blob is left to garbage
-        // collection.
+        // The quota is checked again in the catalog, in the insert's
+        // transaction, holding the owner's row: concurrent uploads (on any
+        // node) all pass the early check, and only those within the quota
+        // commit. A refused upload's blob is left to garbage collection.
         let inserted = async {
-            let _quota = self.quota_lock.lock().await;
-            self.check_quota(opts.owner, 1).await?;
-            Ok::<_, CoreError>(
-                self.catalog
-                    .insert_image(&NewImage {
-                        id: new_image_id(),
-                        owner_id: opts.owner,
-                        name: opts.name,
-                        content: content_of(&staged),
-                        metadata: opts.metadata,
-                        created_at: now(),
-                    })
-                    .await?,
-            )
+            let new = NewImage {
+                id: new_image_id(),
+                owner_id: opts.owner,
+                name: opts.name,
+                content: content_of(&staged),
+                metadata: opts.metadata,
+                created_at: now(),
+            };
+            match self
+                .catalog
+                .insert_image_within_quota(&new, new.created_at - chrono::Duration::hours(24))
+                .await?
+            {
+                Ok(image) => Ok(image),
+                Err(q) => Err(CoreError::QuotaExceeded {
+                    limit: q.limit,
+                    used: q.used,
+                    requested: 1,
+                }),
+            }
         }
         .await;
         // The row is committed (or refused): the pin has done its work.

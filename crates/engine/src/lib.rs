@@ -105,9 +105,6 @@ pub struct Engine {
     worker_id: String,
     pub metrics: EngineMetrics,
     notify: tokio::sync::Notify,
-    /// Serialises the quota check with the insert it allows, so concurrent
-    /// uploads cannot all pass the same check (per process; see ingest).
-    quota_lock: tokio::sync::Mutex<()>,
     budget: DecodeBudget,
     /// Hot-path caches (tokens, images, variants, records, small blobs).
     caches: cache::Caches,
@@ -145,7 +142,6 @@ impl Engine {
             worker_id: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
             metrics,
             notify: tokio::sync::Notify::new(),
-            quota_lock: tokio::sync::Mutex::new(()),
             stop: tokio::sync::watch::Sender::new(jobs::WorkerStop::Run),
             budget: DecodeBudget::new(config.decode_budget.clone()),
             caches,

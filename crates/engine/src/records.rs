@@ -1,7 +1,12 @@
 //! Dialect records: the core stores them, the dialect gives them meaning.
 
 use crate::Engine;
-use tintype_core::{AlreadyExists, CoreError, NewRecord, Record, UserId};
+use tintype_core::{
+    AlreadyExists, CoreError, NewRecord, Record, RecordFilter, RecordQuery, RecordRow, UserId,
+};
+
+/// Most records one query returns (the largest page of any dialect).
+pub const MAX_RECORD_PAGE: i64 = 20_000;
 
 impl Engine {
     pub async fn insert_record(
@@ -85,5 +90,55 @@ impl Engine {
         let out = self.catalog.delete_record(scope, key).await;
         self.caches.forget_record(scope, key, None);
         Ok(out?)
+    }
+
+    /// Replaces a record if it is still at `version` (optimistic
+    /// concurrency); `None` when another writer got there first (or it was
+    /// deleted): read it again and retry, or give up.
+    pub async fn update_record_if(
+        &self,
+        r: &NewRecord,
+        version: i64,
+    ) -> Result<Option<Record>, CoreError> {
+        self.caches
+            .forget_record(&r.scope, &r.key, r.image_id.as_deref());
+        let out = self.catalog.update_record_if(r, version).await;
+        self.caches
+            .forget_record(&r.scope, &r.key, r.image_id.as_deref());
+        Ok(out?)
+    }
+
+    /// Deletes a record if it is still at `version`; whether it did.
+    pub async fn delete_record_if(
+        &self,
+        scope: &str,
+        key: &str,
+        version: i64,
+    ) -> Result<bool, CoreError> {
+        self.caches.forget_record(scope, key, None);
+        let out = self.catalog.delete_record_if(scope, key, version).await;
+        self.caches.forget_record(scope, key, None);
+        Ok(out?)
+    }
+
+    /// Forgets a cached record (after a lost optimistic update, so that the
+    /// retry reads the catalog).
+    pub fn forget_record(&self, scope: &str, key: &str) {
+        self.caches.forget_record(scope, key, None);
+    }
+
+    /// One page of records with their images, answered from the catalog's
+    /// indexes (see [`RecordQuery`]). The page is at most
+    /// [`MAX_RECORD_PAGE`] records.
+    pub async fn query_records(&self, q: &RecordQuery) -> Result<Vec<RecordRow>, CoreError> {
+        let mut q = q.clone();
+        q.limit = q.limit.clamp(0, MAX_RECORD_PAGE);
+        q.offset = q.offset.max(0);
+        Ok(self.catalog.query_records(&q).await?)
+    }
+
+    /// How many records a filter selects.
+    pub async fn count_matching(&self, f: &RecordFilter) -> Result<i64, CoreError> {
+        Ok(self.catalog.count_matching(f).await?)
     }
 }

@@ -290,4 +290,47 @@ impl Engine {
             .insert(generation, image_id.to_string(), all.clone());
         Ok(all)
     }
+
+    /// The variants of several images (a listing's page) with one catalog
+    /// query for those not cached, in the order of `image_ids`.
+    pub async fn variants_of(
+        &self,
+        image_ids: &[String],
+    ) -> Result<Vec<(String, Vec<Variant>)>, CoreError> {
+        let mut out: Vec<(String, Option<Vec<Variant>>)> = image_ids
+            .iter()
+            .map(|id| (id.clone(), self.caches.variant_lists.get(id)))
+            .collect();
+        let missing: Vec<String> = out
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
+        if !missing.is_empty() {
+            let generation = self.caches.variant_lists.generation();
+            let mut found: std::collections::HashMap<String, Vec<Variant>> =
+                missing.iter().map(|id| (id.clone(), Vec::new())).collect();
+            for v in self.catalog.variants_of(&missing).await? {
+                if v.preset.starts_with(CONVERSION_PREFIX) {
+                    continue;
+                }
+                if let Some(list) = found.get_mut(&v.image_id) {
+                    list.push(v);
+                }
+            }
+            for (id, list) in out.iter_mut() {
+                if list.is_none() {
+                    let all = found.get(id.as_str()).cloned().unwrap_or_default();
+                    self.caches
+                        .variant_lists
+                        .insert(generation, id.clone(), all.clone());
+                    *list = Some(all);
+                }
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|(id, v)| (id, v.unwrap_or_default()))
+            .collect())
+    }
 }

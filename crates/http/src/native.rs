@@ -88,6 +88,12 @@ fn variant_json(st: &AppState, image: &Image, v: &Variant) -> Value {
 
 async fn image_json(st: &AppState, image: &Image) -> ApiResult<Value> {
     let variants = st.engine.variants(&image.id).await?;
+    Ok(image_json_with(st, image, &variants))
+}
+
+/// An image's JSON with its variants (looked up by the caller, for a whole
+/// page at once).
+fn image_json_with(st: &AppState, image: &Image, variants: &[Variant]) -> Value {
     let mut preset_urls = Map::new();
     if image.content.kind == tintype_engine::core::ImageKind::Picture {
         for p in st.engine.config().presets.all() {
@@ -97,7 +103,7 @@ async fn image_json(st: &AppState, image: &Image) -> ApiResult<Value> {
             );
         }
     }
-    Ok(json!({
+    json!({
         "id": image.id,
         "name": image.name,
         "kind": image.content.kind.as_str(),
@@ -121,7 +127,7 @@ async fn image_json(st: &AppState, image: &Image) -> ApiResult<Value> {
             "variants": preset_urls,
         },
         "variants": variants.iter().map(|v| variant_json(st, image, v)).collect::<Vec<_>>(),
-    }))
+    })
 }
 
 async fn me(State(st): State<AppState>, caller: Caller<Native>) -> ApiResult<Json<Value>> {
@@ -165,10 +171,15 @@ async fn list(
         .engine
         .list_images(p.user.id, q.cursor.as_deref(), limit)
         .await?;
-    let mut out = Vec::with_capacity(page.images.len());
-    for i in &page.images {
-        out.push(image_json(&st, i).await?);
-    }
+    // One variants query for the whole page, not one per image.
+    let ids: Vec<String> = page.images.iter().map(|i| i.id.clone()).collect();
+    let variants = st.engine.variants_of(&ids).await?;
+    let out: Vec<Value> = page
+        .images
+        .iter()
+        .zip(variants.iter())
+        .map(|(i, (_, v))| image_json_with(&st, i, v))
+        .collect();
     let mut resp = Json(Value::Array(out)).into_response();
     if let Some(next) = page.next {
         let next = st.url(&format!("/v1/images?limit={limit}&cursor={next}"));

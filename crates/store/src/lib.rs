@@ -47,6 +47,7 @@
 mod dir;
 pub mod migrate;
 mod pins;
+mod query;
 mod s3;
 mod sql;
 pub mod staging;

@@ -39,6 +39,7 @@
 //! the others, and binds every nullable column as NULL and as a value in
 //! turn.
 
+use crate::query::clip_key;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 use sqlx::any::{Any, AnyArguments, AnyPoolOptions, AnyQueryResult, AnyRow};
@@ -69,6 +70,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 2,
         sqlite: include_str!("../migrations/sqlite/0002_blob_pins.sql"),
         postgres: include_str!("../migrations/postgres/0002_blob_pins.sql"),
+    },
+    Migration {
+        version: 3,
+        sqlite: include_str!("../migrations/sqlite/0003_queryable_records.sql"),
+        postgres: include_str!("../migrations/postgres/0003_queryable_records.sql"),
     },
 ];
 
@@ -123,9 +129,10 @@ pub const WORKER_STOPPED: &str = "the worker stopped while running this job";
 pub(crate) const IMAGE_COLS: &str = "seq, id, owner_id, name, sha256, size, kind, format, content_type, width, height, orientation, exif, latitude, longitude, metadata, created_at, updated_at, processed_at";
 const USER_COLS: &str =
     "id, name, email, created_at, images_per_day, profile_image_id, webhook_secret";
-const RECORD_COLS: &str = "seq, scope, key, owner_id, image_id, data, created_at, updated_at";
+pub(crate) const RECORD_COLS: &str =
+    "seq, scope, key, owner_id, image_id, data, created_at, updated_at, version";
 const JOB_COLS: &str = "id, kind, payload, state, attempts, max_attempts, run_at, lease_until, locked_by, last_error, created_at";
-const VARIANT_COLS: &str =
+pub(crate) const VARIANT_COLS: &str =
     "image_id, preset, sha256, content_type, width, height, size, created_at";
 
 impl SqlCatalog {
@@ -408,7 +415,7 @@ fn rewrite_placeholders(backend: Backend, sql: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-fn get<'r, T>(row: &'r AnyRow, col: &str) -> Result<T, CatalogError>
+pub(crate) fn get<'r, T>(row: &'r AnyRow, col: &str) -> Result<T, CatalogError>
 where
     T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
 {
@@ -483,7 +490,7 @@ pub(crate) fn row_image(r: &AnyRow) -> Result<Image, CatalogError> {
     })
 }
 
-fn row_variant(r: &AnyRow) -> Result<Variant, CatalogError> {
+pub(crate) fn row_variant(r: &AnyRow) -> Result<Variant, CatalogError> {
     Ok(Variant {
         image_id: get(r, "image_id")?,
         preset: get(r, "preset")?,
@@ -496,7 +503,7 @@ fn row_variant(r: &AnyRow) -> Result<Variant, CatalogError> {
     })
 }
 
-fn row_record(r: &AnyRow) -> Result<Record, CatalogError> {
+pub(crate) fn row_record(r: &AnyRow) -> Result<Record, CatalogError> {
     let data: String = get(r, "data")?;
     Ok(Record {
         seq: get(r, "seq")?,
@@ -508,6 +515,7 @@ fn row_record(r: &AnyRow) -> Result<Record, CatalogError> {
             .map_err(|e| CatalogError::Corrupt(format!("record data: {e}")))?,
         created_at: time(get(r, "created_at")?)?,
         updated_at: time(get(r, "updated_at")?)?,
+        version: get(r, "version")?,
     })
 }
 
@@ -535,6 +543,44 @@ fn row_job(r: &AnyRow) -> Result<Job, CatalogError> {
 
 fn map_text(m: &Map<String, Value>) -> String {
     Value::Object(m.clone()).to_string()
+}
+
+impl SqlCatalog {
+    /// Inserts an image on a connection (inside a caller's transaction).
+    pub(crate) async fn insert_image_in(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        i: &NewImage,
+    ) -> Result<Image, CatalogError> {
+        let sql = format!(
+            "INSERT INTO images (id, owner_id, name, sha256, size, kind, format, content_type, width, height, orientation, exif, latitude, longitude, metadata, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {IMAGE_COLS}"
+        );
+        let c = &i.content;
+        let r = self
+            .stmt(&sql)
+            .bind(&i.id)
+            .bind(i.owner_id)
+            .bind(i.name.as_deref())
+            .bind(&c.sha256)
+            .bind(c.size)
+            .bind(c.kind.as_str())
+            .bind(&c.format)
+            .bind(&c.content_type)
+            .bind(c.width)
+            .bind(c.height)
+            .bind(c.orientation)
+            .bind(c.exif.as_ref().map(map_text))
+            .bind(c.latitude)
+            .bind(c.longitude)
+            .bind(map_text(&i.metadata))
+            .bind(to_millis(i.created_at))
+            .bind(to_millis(i.created_at))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db)?;
+        row_image(&r)
+    }
 }
 
 #[async_trait]
@@ -690,34 +736,53 @@ impl Catalog for SqlCatalog {
     }
 
     async fn insert_image(&self, i: &NewImage) -> Result<Image, CatalogError> {
-        let sql = format!(
-            "INSERT INTO images (id, owner_id, name, sha256, size, kind, format, content_type, width, height, orientation, exif, latitude, longitude, metadata, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {IMAGE_COLS}"
-        );
-        let c = &i.content;
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        self.insert_image_in(&mut conn, i).await
+    }
+
+    async fn insert_image_within_quota(
+        &self,
+        image: &NewImage,
+        since: Timestamp,
+    ) -> Result<Result<Image, QuotaUsed>, CatalogError> {
+        self.insert_image_within_quota_impl(image, since).await
+    }
+
+    async fn variants_of(&self, image_ids: &[String]) -> Result<Vec<Variant>, CatalogError> {
+        self.variants_of_impl(image_ids).await
+    }
+
+    async fn update_record_if(
+        &self,
+        r: &NewRecord,
+        version: i64,
+    ) -> Result<Option<Record>, CatalogError> {
+        self.update_record_if_impl(r, version).await
+    }
+
+    async fn delete_record_if(
+        &self,
+        scope: &str,
+        key: &str,
+        version: i64,
+    ) -> Result<bool, CatalogError> {
         let r = self
-            .stmt(&sql)
-            .bind(&i.id)
-            .bind(i.owner_id)
-            .bind(i.name.as_deref())
-            .bind(&c.sha256)
-            .bind(c.size)
-            .bind(c.kind.as_str())
-            .bind(&c.format)
-            .bind(&c.content_type)
-            .bind(c.width)
-            .bind(c.height)
-            .bind(c.orientation)
-            .bind(c.exif.as_ref().map(map_text))
-            .bind(c.latitude)
-            .bind(c.longitude)
-            .bind(map_text(&i.metadata))
-            .bind(to_millis(i.created_at))
-            .bind(to_millis(i.created_at))
-            .fetch_one(&self.pool)
+            .stmt("DELETE FROM records WHERE scope = ? AND key = ? AND version = ?")
+            .bind(scope)
+            .bind(key)
+            .bind(version)
+            .execute(&self.pool)
             .await
             .map_err(db)?;
-        row_image(&r)
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn query_records(&self, q: &RecordQuery) -> Result<Vec<RecordRow>, CatalogError> {
+        self.query_records_impl(q).await
+    }
+
+    async fn count_matching(&self, f: &RecordFilter) -> Result<i64, CatalogError> {
+        self.count_matching_impl(f).await
     }
 
     async fn image_by_id(&self, id: &str) -> Result<Option<Image>, CatalogError> {
@@ -949,7 +1014,7 @@ impl Catalog for SqlCatalog {
     ) -> Result<Result<Record, AlreadyExists>, CatalogError> {
         let t = to_millis(now());
         let sql = format!(
-            "INSERT INTO records (scope, key, owner_id, image_id, data, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {RECORD_COLS}"
+            "INSERT INTO records (scope, key, owner_id, image_id, data, created_at, updated_at, skey, skey2, ref_id, sort_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {RECORD_COLS}"
         );
         match self
             .stmt(&sql)
@@ -960,6 +1025,10 @@ impl Catalog for SqlCatalog {
             .bind(r.data.to_string())
             .bind(t)
             .bind(t)
+            .bind(clip_key(r.skey.as_deref()))
+            .bind(clip_key(r.skey2.as_deref()))
+            .bind(r.ref_id)
+            .bind(r.sort_at)
             .fetch_one(&self.pool)
             .await
         {
@@ -972,8 +1041,10 @@ impl Catalog for SqlCatalog {
     async fn upsert_record(&self, r: &NewRecord) -> Result<Record, CatalogError> {
         let t = to_millis(now());
         let sql = format!(
-            "INSERT INTO records (scope, key, owner_id, image_id, data, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (scope, key) DO UPDATE SET owner_id = excluded.owner_id, image_id = excluded.image_id, data = excluded.data, updated_at = excluded.updated_at \
+            "INSERT INTO records (scope, key, owner_id, image_id, data, created_at, updated_at, skey, skey2, ref_id, sort_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (scope, key) DO UPDATE SET owner_id = excluded.owner_id, image_id = excluded.image_id, data = excluded.data, updated_at = excluded.updated_at, \
+             skey = COALESCE(excluded.skey, records.skey), skey2 = COALESCE(excluded.skey2, records.skey2), ref_id = COALESCE(excluded.ref_id, records.ref_id), \
+             sort_at = COALESCE(excluded.sort_at, records.sort_at), version = records.version + 1 \
              RETURNING {RECORD_COLS}"
         );
         let row = self
@@ -985,6 +1056,10 @@ impl Catalog for SqlCatalog {
             .bind(r.data.to_string())
             .bind(t)
             .bind(t)
+            .bind(clip_key(r.skey.as_deref()))
+            .bind(clip_key(r.skey2.as_deref()))
+            .bind(r.ref_id)
+            .bind(r.sort_at)
             .fetch_one(&self.pool)
             .await
             .map_err(db)?;
@@ -1034,29 +1109,26 @@ impl Catalog for SqlCatalog {
         offset: i64,
         limit: i64,
     ) -> Result<Vec<Record>, CatalogError> {
-        let order = if newest_first { "DESC" } else { "ASC" };
-        let rows = match owner {
-            Some(o) => {
-                let sql = format!("SELECT {RECORD_COLS} FROM records WHERE scope = ? AND owner_id = ? ORDER BY seq {order} LIMIT ? OFFSET ?");
-                self.stmt(&sql)
-                    .bind(scope)
-                    .bind(o)
-                    .bind(limit)
-                    .bind(offset)
-                    .fetch_all(&self.pool)
-                    .await
-            }
-            None => {
-                let sql = format!("SELECT {RECORD_COLS} FROM records WHERE scope = ? ORDER BY seq {order} LIMIT ? OFFSET ?");
-                self.stmt(&sql)
-                    .bind(scope)
-                    .bind(limit)
-                    .bind(offset)
-                    .fetch_all(&self.pool)
-                    .await
-            }
-        }
-        .map_err(db)?;
+        let q = RecordQuery {
+            filter: RecordFilter {
+                scope: scope.to_string(),
+                owner,
+                ..RecordFilter::default()
+            },
+            order: if newest_first {
+                RecordOrder::SeqDesc
+            } else {
+                RecordOrder::SeqAsc
+            },
+            after: None,
+            offset,
+            limit,
+        };
+        let (sql, args) = self.record_page_sql(&q);
+        let rows = crate::query::bind_args(self.stmt(&sql), args)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         rows.iter().map(row_record).collect()
     }
 

@@ -141,6 +141,7 @@ async fn images_variants_records(cat: Arc<dyn Catalog>, tag: &str) {
         owner_id: Some(alice.id),
         image_id: Some(ids[1].clone()),
         data: json!({"a": 1}),
+        ..NewRecord::default()
     };
     let rec = cat.insert_record(&r).await.unwrap().unwrap();
     assert_eq!(cat.insert_record(&r).await.unwrap(), Err(AlreadyExists));
@@ -157,6 +158,269 @@ async fn images_variants_records(cat: Arc<dyn Catalog>, tag: &str) {
     assert_eq!(cat.records_for_image(&ids[1]).await.unwrap().len(), 1);
     cat.delete_image(&ids[1]).await.unwrap();
     assert!(cat.record(&scope, "k").await.unwrap().is_none());
+}
+
+/// Queryable records: every filter, order, cursor and offset of
+/// [`RecordQuery`], counts, the join with images, optimistic updates, the
+/// batched variants look-up and the quota-checked insert.
+async fn queryable_records(cat: Arc<dyn Catalog>, tag: &str) {
+    let alice = owner(&cat, &format!("qa-{tag}")).await;
+    let bob = owner(&cat, &format!("qb-{tag}")).await;
+    let scope = format!("q.{tag}");
+    let member = format!("qm.{tag}");
+    let base = to_millis(now());
+    // 12 images and records: alice owns 0..8, bob 8..12 (bob's under roots
+    // 100 + i % 2). Names n0..n11, record ids r{i % 3}, forms f{i % 2};
+    // even images are processed.
+    let mut images = Vec::new();
+    for i in 0..12i64 {
+        let who = if i < 8 { alice.id } else { bob.id };
+        let img = cat
+            .insert_image(&NewImage {
+                id: format!("{tag}q{i:030}"),
+                owner_id: who,
+                name: None,
+                content: content(&format!("{:064x}", 1000 + i)),
+                metadata: serde_json::Map::new(),
+                created_at: from_millis(base + i / 2),
+            })
+            .await
+            .unwrap();
+        if i % 2 == 0 {
+            cat.set_processed(&img.id, Some(now())).await.unwrap();
+        }
+        cat.insert_record(&NewRecord {
+            scope: scope.clone(),
+            key: format!("k{i}"),
+            owner_id: Some(who),
+            image_id: Some(img.id.clone()),
+            data: json!({ "i": i }),
+            skey: Some(format!("r{}", i % 3)),
+            skey2: Some(format!("f{}", i % 2)),
+            ref_id: if i < 8 {
+                Some(img.seq)
+            } else {
+                Some(100 + i % 2)
+            },
+            sort_at: Some(to_millis(img.created_at)),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        images.push(img);
+    }
+    let is = |rows: &[RecordRow]| -> Vec<i64> {
+        rows.iter()
+            .map(|r| r.record.data["i"].as_i64().unwrap())
+            .collect()
+    };
+    let of = |owner: UserId| RecordFilter {
+        scope: scope.clone(),
+        owner: Some(owner),
+        ..RecordFilter::default()
+    };
+    let q = |filter: RecordFilter, order, after, offset, limit| RecordQuery {
+        filter,
+        order,
+        after,
+        offset,
+        limit,
+    };
+
+    // Orders, offsets and seq cursors.
+    let rows = cat
+        .query_records(&q(of(alice.id), RecordOrder::SeqDesc, None, 2, 3))
+        .await
+        .unwrap();
+    assert_eq!(is(&rows), vec![5, 4, 3]);
+    assert!(rows
+        .iter()
+        .all(|r| r.image.as_ref().map(|i| &i.id) == r.record.image_id.as_ref()));
+    let after = RecordCursor::Seq(rows[2].record.seq);
+    let rows = cat
+        .query_records(&q(of(alice.id), RecordOrder::SeqDesc, Some(after), 0, 10))
+        .await
+        .unwrap();
+    assert_eq!(is(&rows), vec![2, 1, 0]);
+    let rows = cat
+        .query_records(&q(of(alice.id), RecordOrder::SeqAsc, None, 6, 10))
+        .await
+        .unwrap();
+    assert_eq!(is(&rows), vec![6, 7]);
+    assert_eq!(cat.count_matching(&of(alice.id)).await.unwrap(), 8);
+
+    // Sort orders with (sort_at, ref_id) cursors: images 2k and 2k+1 share
+    // a millisecond, the seq (ref_id) breaks the tie.
+    let rows = cat
+        .query_records(&q(of(alice.id), RecordOrder::SortDesc, None, 0, 3))
+        .await
+        .unwrap();
+    assert_eq!(is(&rows), vec![7, 6, 5]);
+    let pos = RecordCursor::Sort(to_millis(images[5].created_at), images[5].seq);
+    let rows = cat
+        .query_records(&q(of(alice.id), RecordOrder::SortDesc, Some(pos), 0, 3))
+        .await
+        .unwrap();
+    assert_eq!(is(&rows), vec![4, 3, 2]);
+    let rows = cat
+        .query_records(&q(of(alice.id), RecordOrder::SortAsc, Some(pos), 0, 2))
+        .await
+        .unwrap();
+    assert_eq!(is(&rows), vec![6, 7]);
+
+    // Exact keys, the image's processed mark, substring of skey.
+    let f = RecordFilter {
+        skey: Some("r1".into()),
+        skey2: Some("f0".into()),
+        ..of(alice.id)
+    };
+    let rows = cat
+        .query_records(&q(f.clone(), RecordOrder::SeqAsc, None, 0, 10))
+        .await
+        .unwrap();
+    assert_eq!(is(&rows), vec![4]);
+    assert_eq!(cat.count_matching(&f).await.unwrap(), 1);
+    let f = RecordFilter {
+        image_processed: Some(false),
+        with_image: true,
+        ..of(alice.id)
+    };
+    let rows = cat
+        .query_records(&q(f.clone(), RecordOrder::SeqAsc, None, 1, 2))
+        .await
+        .unwrap();
+    assert_eq!(is(&rows), vec![3, 5]);
+    assert_eq!(cat.count_matching(&f).await.unwrap(), 4);
+    let f = RecordFilter {
+        skey_contains: Some("R2".into()),
+        ..of(alice.id)
+    };
+    assert_eq!(
+        is(&cat
+            .query_records(&q(f.clone(), RecordOrder::SeqAsc, None, 0, 10))
+            .await
+            .unwrap()),
+        vec![2, 5]
+    );
+
+    // Membership: alice's records plus bob's under the roots alice is a
+    // member of (root 101 only).
+    cat.insert_record(&NewRecord {
+        scope: member.clone(),
+        key: "m".into(),
+        owner_id: Some(alice.id),
+        data: json!({}),
+        ref_id: Some(101),
+        ..NewRecord::default()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let f = RecordFilter {
+        or_ref_of: Some((member.clone(), alice.id)),
+        ..of(alice.id)
+    };
+    assert_eq!(cat.count_matching(&f).await.unwrap(), 10);
+    let rows = cat
+        .query_records(&q(f.clone(), RecordOrder::SeqDesc, None, 0, 4))
+        .await
+        .unwrap();
+    assert_eq!(is(&rows), vec![11, 9, 7, 6]);
+    let by_root = RecordFilter {
+        scope: scope.clone(),
+        ref_id: Some(100),
+        ..RecordFilter::default()
+    };
+    assert_eq!(
+        is(&cat
+            .query_records(&q(by_root, RecordOrder::SeqAsc, None, 0, 10))
+            .await
+            .unwrap()),
+        vec![8, 10]
+    );
+
+    // A deleted image takes its record along; with_image never shows a
+    // record without its image.
+    cat.delete_image(&images[7].id).await.unwrap();
+    assert_eq!(cat.count_matching(&of(alice.id)).await.unwrap(), 7);
+
+    // Optimistic updates: only the writer holding the current version wins.
+    let rec = cat.record(&scope, "k0").await.unwrap().unwrap();
+    let v = rec.version;
+    let change = |n: i64| NewRecord {
+        scope: scope.clone(),
+        key: "k0".into(),
+        owner_id: Some(alice.id),
+        image_id: rec.image_id.clone(),
+        data: json!({ "i": 0, "n": n }),
+        ..NewRecord::default()
+    };
+    let won = cat.update_record_if(&change(1), v).await.unwrap().unwrap();
+    assert_eq!(won.version, v + 1);
+    assert_eq!(won.seq, rec.seq);
+    assert!(cat.update_record_if(&change(2), v).await.unwrap().is_none());
+    assert_eq!(
+        cat.record(&scope, "k0").await.unwrap().unwrap().data["n"],
+        1
+    );
+    // Keys left unset keep their stored value.
+    let f = RecordFilter {
+        skey: Some("r0".into()),
+        ..of(alice.id)
+    };
+    assert_eq!(cat.count_matching(&f).await.unwrap(), 3);
+    assert!(!cat.delete_record_if(&scope, "k0", v).await.unwrap());
+    assert!(cat.delete_record_if(&scope, "k0", v + 1).await.unwrap());
+
+    // Variants of a page in one query.
+    for (i, img) in images.iter().enumerate().take(3) {
+        for preset in ["a", "b"] {
+            cat.put_variant(&Variant {
+                image_id: img.id.clone(),
+                preset: preset.into(),
+                sha256: format!("{:064x}", 5000 + i),
+                content_type: "image/jpeg".into(),
+                width: 1,
+                height: 1,
+                size: 1,
+                created_at: now(),
+            })
+            .await
+            .unwrap();
+        }
+    }
+    let ids: Vec<String> = images.iter().map(|i| i.id.clone()).take(4).collect();
+    let vs = cat.variants_of(&ids).await.unwrap();
+    assert_eq!(vs.len(), 6);
+    assert!(vs.iter().all(|v| ids[..3].contains(&v.image_id)));
+
+    // The quota-checked insert.
+    cat.set_quota(bob.id, 5).await.unwrap();
+    let new = |n: i64| NewImage {
+        id: format!("{tag}z{n:030}"),
+        owner_id: bob.id,
+        name: None,
+        content: content(&format!("{:064x}", 9000 + n)),
+        metadata: serde_json::Map::new(),
+        created_at: now(),
+    };
+    let since = now() - chrono::Duration::hours(24);
+    assert!(cat
+        .insert_image_within_quota(&new(0), since)
+        .await
+        .unwrap()
+        .is_ok());
+    assert_eq!(
+        cat.insert_image_within_quota(&new(1), since).await.unwrap(),
+        Err(QuotaUsed { limit: 5, used: 5 })
+    );
+    assert!(cat.image_by_id(&new(1).id).await.unwrap().is_none());
+    cat.set_quota(bob.id, 0).await.unwrap();
+    assert!(cat
+        .insert_image_within_quota(&new(1), since)
+        .await
+        .unwrap()
+        .is_ok());
 }
 
 /// Jobs: claim, lease expiry, retry, failure.
@@ -399,6 +663,7 @@ async fn nullable_parameters(cat: Arc<dyn Catalog>, tag: &str) {
             owner_id: (round % 2 == 1).then_some(user.id),
             image_id: (round % 2 == 0).then(|| id.clone()),
             data: json!({"round": round}),
+            ..NewRecord::default()
         };
         let r = cat.insert_record(&rec).await.unwrap().unwrap();
         assert_eq!(
@@ -451,6 +716,9 @@ fn cases() -> Vec<(&'static str, Case)> {
             Box::pin(async move { images_variants_records(c, &t).await })
         }),
         ("jobs", |c, t| Box::pin(async move { jobs(c, &t).await })),
+        ("queryable_records", |c, t| {
+            Box::pin(async move { queryable_records(c, &t).await })
+        }),
         ("nullable_parameters", |c, t| {
             Box::pin(async move { nullable_parameters(c, &t).await })
         }),
@@ -711,4 +979,303 @@ async fn postgres_keeps_the_garbage_collection_protocol() {
     let tag = format!("q{}", std::process::id());
     let cat = Arc::new(SqlCatalog::connect(&url).await.unwrap());
     pins_suite(cat, &tag).await;
+}
+
+/// The hot listing queries of the dialects and of the native list, as
+/// their handlers build them.
+fn hot_queries() -> Vec<(&'static str, RecordQuery)> {
+    let base = |scope: &str| RecordFilter {
+        scope: scope.into(),
+        owner: Some(3),
+        ..RecordFilter::default()
+    };
+    let page = |filter, order, after, offset| RecordQuery {
+        filter,
+        order,
+        after,
+        offset,
+        limit: 26,
+    };
+    vec![
+        (
+            "djinn list (own and collaborations)",
+            page(
+                RecordFilter {
+                    or_ref_of: Some(("djinn.collaborator".into(), 3)),
+                    ..base("djinn.image")
+                },
+                RecordOrder::SeqDesc,
+                None,
+                250,
+            ),
+        ),
+        (
+            "djinn search",
+            page(
+                RecordFilter {
+                    or_ref_of: Some(("djinn.collaborator".into(), 3)),
+                    skey_contains: Some("disk".into()),
+                    ..base("djinn.image")
+                },
+                RecordOrder::SeqDesc,
+                None,
+                0,
+            ),
+        ),
+        (
+            "djinn collaborators",
+            page(
+                RecordFilter {
+                    scope: "djinn.collaborator".into(),
+                    ref_id: Some(7),
+                    ..RecordFilter::default()
+                },
+                RecordOrder::SeqAsc,
+                Some(RecordCursor::Seq(3)),
+                0,
+            ),
+        ),
+        (
+            "fulcrum list",
+            page(base("fulcrum.photo"), RecordOrder::SeqAsc, None, 100),
+        ),
+        (
+            "fulcrum list by record id, processed",
+            page(
+                RecordFilter {
+                    skey: Some("r1".into()),
+                    image_processed: Some(true),
+                    with_image: true,
+                    ..base("fulcrum.photo")
+                },
+                RecordOrder::SeqDesc,
+                None,
+                0,
+            ),
+        ),
+        (
+            "fulcrum list by form id",
+            page(
+                RecordFilter {
+                    skey2: Some("f1".into()),
+                    with_image: true,
+                    ..base("fulcrum.photo")
+                },
+                RecordOrder::SeqAsc,
+                None,
+                0,
+            ),
+        ),
+        (
+            "diaspora photos (newest)",
+            page(
+                RecordFilter {
+                    with_image: true,
+                    ..base("diaspora.photo")
+                },
+                RecordOrder::SortDesc,
+                None,
+                0,
+            ),
+        ),
+        (
+            "diaspora photos (older)",
+            page(
+                RecordFilter {
+                    with_image: true,
+                    ..base("diaspora.photo")
+                },
+                RecordOrder::SortDesc,
+                Some(RecordCursor::Sort(1_700_000_000_000, 42)),
+                0,
+            ),
+        ),
+        (
+            "diaspora photos (newer)",
+            page(
+                RecordFilter {
+                    with_image: true,
+                    ..base("diaspora.photo")
+                },
+                RecordOrder::SortAsc,
+                Some(RecordCursor::Sort(1_700_000_000_000, 42)),
+                0,
+            ),
+        ),
+        (
+            "popit list",
+            page(
+                RecordFilter {
+                    scope: "popit.persons".into(),
+                    ..RecordFilter::default()
+                },
+                RecordOrder::SeqAsc,
+                None,
+                60,
+            ),
+        ),
+    ]
+}
+
+/// A plan line that reads a whole table (or a whole index) of records or
+/// images rather than searching an index.
+fn full_scan(backend: &str, line: &str) -> bool {
+    let l = line.trim();
+    match backend {
+        "sqlite" => {
+            l.starts_with("SCAN ")
+                && ["SCAN r", "SCAN m", "SCAN i", "SCAN records", "SCAN images"]
+                    .iter()
+                    .any(|p| l == *p || l.starts_with(&format!("{p} ")))
+        }
+        _ => l.contains("Seq Scan on records") || l.contains("Seq Scan on images"),
+    }
+}
+
+/// A plan line that walks every record of a scope (all owners): an index
+/// search constrained by the scope alone.
+fn scope_walk(backend: &str, line: &str) -> bool {
+    let l = line.trim();
+    match backend {
+        "sqlite" => l.contains("(scope=?)"),
+        _ => {
+            l.starts_with("Index Cond: (scope = '")
+                && l.ends_with("'::text)")
+                && !l.contains(" AND ")
+        }
+    }
+}
+
+/// Every hot listing query searches indexes: no full scan of records or
+/// images, whatever the catalog holds.
+async fn hot_listings_use_indexes(cat: &SqlCatalog) {
+    let backend = cat.backend_name();
+    // Rows of many owners in every scope, and fresh statistics, so that
+    // the planner sees what a catalog in use looks like.
+    let dyn_cat: &dyn Catalog = cat;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let mut owners = Vec::new();
+    for o in 0..20 {
+        let u = dyn_cat
+            .create_user(&format!("plan-{run}-{o}"), None, "s")
+            .await
+            .unwrap()
+            .unwrap();
+        owners.push(u.id);
+    }
+    for (n, scope) in [
+        "djinn.image",
+        "djinn.collaborator",
+        "fulcrum.photo",
+        "diaspora.photo",
+        "popit.persons",
+    ]
+    .iter()
+    .enumerate()
+    {
+        for i in 0..400i64 {
+            let o = owners[(i % 20) as usize];
+            dyn_cat
+                .insert_record(&NewRecord {
+                    scope: scope.to_string(),
+                    key: format!("{run}-{i}"),
+                    owner_id: Some(o),
+                    data: json!({}),
+                    skey: Some(format!("r{}", i % 50)),
+                    skey2: Some(format!("f{}", i % 40)),
+                    ref_id: Some(i + n as i64 * 1000),
+                    sort_at: Some(1_700_000_000_000 + i),
+                    ..NewRecord::default()
+                })
+                .await
+                .unwrap()
+                .unwrap();
+        }
+    }
+    cat.analyze().await.unwrap();
+    for (name, q) in hot_queries() {
+        let plan = cat.explain_record_query(&q).await.unwrap();
+        assert!(!plan.is_empty(), "{name}: no plan");
+        eprintln!("{backend}: {name}:\n  {}", plan.join("\n  "));
+        let whole_scope = name.starts_with("popit");
+        let scans: Vec<&String> = plan
+            .iter()
+            .filter(|l| full_scan(backend, l) || (!whole_scope && scope_walk(backend, l)))
+            .collect();
+        assert!(
+            scans.is_empty(),
+            "{backend}: {name} scans a table: {scans:?}\nplan:\n{}",
+            plan.join("\n")
+        );
+    }
+    for after in [false, true] {
+        let plan = cat.explain_image_list(after).await.unwrap();
+        assert!(
+            !plan.iter().any(|l| full_scan(backend, l)),
+            "{backend}: native list scans a table:\n{}",
+            plan.join("\n")
+        );
+        assert!(
+            plan.iter().any(|l| l.contains("images_owner_created")),
+            "{backend}: native list does not use its index:\n{}",
+            plan.join("\n")
+        );
+    }
+}
+
+#[test]
+fn the_scan_detector_sees_full_scans() {
+    assert!(full_scan("sqlite", "SCAN r"));
+    assert!(full_scan(
+        "sqlite",
+        "SCAN records USING INDEX records_scope_seq"
+    ));
+    assert!(!full_scan(
+        "sqlite",
+        "SEARCH r USING INDEX records_scope_owner (scope=? AND owner_id=?)"
+    ));
+    assert!(full_scan(
+        "postgres",
+        "  ->  Seq Scan on records r  (cost=0.00..1.01 rows=1 width=8)"
+    ));
+    assert!(scope_walk(
+        "sqlite",
+        "SEARCH r USING INDEX records_scope_seq (scope=?)"
+    ));
+    assert!(!scope_walk(
+        "sqlite",
+        "SEARCH r USING INDEX records_ref (scope=? AND ref_id=?)"
+    ));
+    assert!(scope_walk(
+        "postgres",
+        "  Index Cond: (scope = 'djinn.image'::text)"
+    ));
+    assert!(!scope_walk(
+        "postgres",
+        "Index Cond: ((scope = 'djinn.image'::text) AND (owner_id = '1'::bigint))"
+    ));
+    assert!(!full_scan(
+        "postgres",
+        "Index Scan using records_ref on records r"
+    ));
+}
+
+#[tokio::test]
+async fn sqlite_hot_listings_use_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("c.db").display());
+    let cat = SqlCatalog::connect(&url).await.unwrap();
+    hot_listings_use_indexes(&cat).await;
+}
+
+#[tokio::test]
+async fn postgres_hot_listings_use_indexes() {
+    let Ok(url) = std::env::var("TINTYPE_TEST_DATABASE_URL") else {
+        eprintln!("TINTYPE_TEST_DATABASE_URL not set: PostgreSQL tier not run here");
+        return;
+    };
+    let cat = SqlCatalog::connect(&fresh_postgres(&url).await)
+        .await
+        .unwrap();
+    hot_listings_use_indexes(&cat).await;
 }

@@ -125,6 +125,7 @@ async fn source(tag: &str) -> Source {
             owner_id: Some(user.id),
             image_id: Some(image_ids[1].clone()),
             data: json!({"k": k}),
+            ..NewRecord::default()
         })
         .await
         .unwrap()

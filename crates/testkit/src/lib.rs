@@ -15,6 +15,10 @@ pub struct TestServer {
     pub base: String,
     pub engine: Arc<Engine>,
     pub dir: tempfile::TempDir,
+    /// The catalog URL and blob store this server uses (a second server
+    /// started with [`TestServer::start_beside`] shares them).
+    pub database_url: String,
+    pub blob_store: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -30,6 +34,26 @@ impl TestServer {
         dialects: Vec<axum::Router<AppState>>,
         adjust: impl FnOnce(&mut EngineConfig),
     ) -> TestServer {
+        Self::start_on(None, dialects, adjust).await
+    }
+
+    /// A second node: another server (its own engine, caches and workers)
+    /// over the same catalog and blob store as `self`, as two `tintype
+    /// serve` processes behind a load balancer.
+    pub async fn start_beside(&self, dialects: Vec<axum::Router<AppState>>) -> TestServer {
+        Self::start_on(
+            Some((self.database_url.clone(), self.blob_store.clone())),
+            dialects,
+            |_| {},
+        )
+        .await
+    }
+
+    async fn start_on(
+        shared: Option<(String, String)>,
+        dialects: Vec<axum::Router<AppState>>,
+        adjust: impl FnOnce(&mut EngineConfig),
+    ) -> TestServer {
         if let Ok(filter) = std::env::var("TINTYPE_TEST_LOG") {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
@@ -37,12 +61,18 @@ impl TestServer {
                 .try_init();
         }
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = match std::env::var("TINTYPE_TEST_DATABASE_URL") {
-            Ok(url) => fresh_database(&url).await,
-            Err(_) => format!("sqlite://{}", dir.path().join("catalog.db").display()),
+        let (db, blobs_spec) = match shared {
+            Some(shared) => shared,
+            None => {
+                let db = match std::env::var("TINTYPE_TEST_DATABASE_URL") {
+                    Ok(url) => fresh_database(&url).await,
+                    Err(_) => format!("sqlite://{}", dir.path().join("catalog.db").display()),
+                };
+                let blobs_spec = std::env::var("TINTYPE_TEST_BLOB_STORE")
+                    .unwrap_or_else(|_| dir.path().join("blobs").display().to_string());
+                (db, blobs_spec)
+            }
         };
-        let blobs_spec = std::env::var("TINTYPE_TEST_BLOB_STORE")
-            .unwrap_or_else(|_| dir.path().join("blobs").display().to_string());
         let catalog = tintype_store::open_catalog(&db).await.expect("catalog");
         let blobs = tintype_store::open_blob_store(&blobs_spec)
             .await
@@ -73,6 +103,8 @@ impl TestServer {
             base,
             engine,
             dir,
+            database_url: db,
+            blob_store: blobs_spec,
             shutdown: Some(tx),
         }
     }

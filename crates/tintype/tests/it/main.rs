@@ -20,4 +20,5 @@ mod jobs;
 mod limits;
 mod mutations;
 mod operability;
+mod quota;
 mod variants;
