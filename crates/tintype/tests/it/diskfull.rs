@@ -161,7 +161,10 @@ fn a_full_disk_answers_507_keeps_reads_and_deletes_working_and_recovers() {
         );
     }
 
-    // With room again, uploads work (the server recovers by itself).
+    // With room again (the filler gone too: what one delete freed may not
+    // hold an upload, its temporary file and the catalog's writes), uploads
+    // work: the server recovers by itself.
+    let _ = std::fs::remove_file(&filler);
     let img = upload_raw(&c, &s, &token, "next", next.clone());
     let r = c
         .get(img["urls"]["original"].as_str().unwrap())
