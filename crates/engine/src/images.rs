@@ -179,7 +179,7 @@ impl Engine {
                 removed = self.remove_blob_if_unused(&sha).await;
             }
             if let Err(e) = removed {
-                tracing::warn!("removing the blob {sha} of a deleted image: {e}");
+                tracing::warn!("removing the blob {sha} of a deleted image: {e:?}");
             }
         }
         self.ensure_space_reserve().await;

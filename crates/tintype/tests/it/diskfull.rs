@@ -165,7 +165,16 @@ fn a_full_disk_answers_507_keeps_reads_and_deletes_working_and_recovers() {
     // hold an upload, its temporary file and the catalog's writes), uploads
     // work: the server recovers by itself.
     let _ = std::fs::remove_file(&filler);
-    let img = upload_raw(&c, &s, &token, "next", next.clone());
+    let r = c
+        .post(s.url("/v1/images?name=next"))
+        .bearer_auth(&token)
+        .body(next.clone())
+        .send()
+        .unwrap();
+    let status = r.status();
+    let text = r.text().unwrap_or_default();
+    assert_eq!(status, 201, "{text}\nthe server's log:\n{}", s.stderr());
+    let img: Value = serde_json::from_str(&text).unwrap();
     let r = c
         .get(img["urls"]["original"].as_str().unwrap())
         .bearer_auth(&token)
