@@ -1,0 +1,235 @@
+//! Colour management: decoded pixels are converted from the picture's
+//! embedded ICC profile to sRGB with lcms2 (Display P3, Adobe RGB, ProPhoto,
+//! grey and CMYK profiles, any profile lcms2 reads), so variants, written
+//! without a profile, show the colours the picture has. A picture without a
+//! profile is taken as sRGB; a profile lcms2 refuses, or one that does not
+//! fit the pixels, is ignored with a note in the log (the pixels are then
+//! taken as sRGB too).
+//!
+//! The rendering intent is perceptual, as in most photo tools; for the
+//! matrix profiles of cameras and phones it is the same as relative
+//! colorimetric.
+
+use lcms2::{ColorSpaceSignature, Flags, Intent, PixelFormat, Profile, Transform};
+
+use crate::heif::MAX_ICC_BYTES;
+
+/// The ICC profile of a JPEG: its APP2 `ICC_PROFILE` segments, joined in
+/// their sequence order. `None` when there is none or the chunks do not
+/// make a whole profile.
+pub(crate) fn jpeg_icc(bytes: &[u8]) -> Option<Vec<u8>> {
+    const TAG: &[u8] = b"ICC_PROFILE\0";
+    let mut chunks: Vec<(u8, &[u8])> = Vec::new();
+    let mut total = 0u8;
+    let mut i = 2usize;
+    loop {
+        // Stray bytes before a marker are skipped, as libjpeg does.
+        while bytes.get(i).is_some_and(|&b| b != 0xFF) {
+            i += 1;
+        }
+        while bytes.get(i) == Some(&0xFF) {
+            i += 1;
+        }
+        let marker = *bytes.get(i)?;
+        i += 1;
+        match marker {
+            0x01 | 0xD0..=0xD7 => continue,
+            // Start of scan, end of image: no profile comes after.
+            0xDA | 0xD9 => break,
+            _ => {}
+        }
+        let len = bytes
+            .get(i..i + 2)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))?;
+        let body = bytes.get(i + 2..i + len.max(2))?;
+        if marker == 0xE2 {
+            if let Some(rest) = body.strip_prefix(TAG) {
+                if let [seq, count, data @ ..] = rest {
+                    total = *count;
+                    chunks.push((*seq, data));
+                }
+            }
+        }
+        i += len;
+    }
+    if chunks.is_empty() || usize::from(total) != chunks.len() {
+        return None;
+    }
+    chunks.sort_by_key(|c| c.0);
+    let mut icc = Vec::new();
+    for (n, (seq, data)) in chunks.iter().enumerate() {
+        if usize::from(*seq) != n + 1 {
+            return None;
+        }
+        icc.extend_from_slice(data);
+        if icc.len() > MAX_ICC_BYTES {
+            return None;
+        }
+    }
+    Some(icc)
+}
+
+fn profile(icc: &[u8]) -> Option<Profile> {
+    if icc.len() > MAX_ICC_BYTES {
+        return None;
+    }
+    match Profile::new_icc(icc) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::debug!("ICC profile ignored: {e}");
+            None
+        }
+    }
+}
+
+/// Whether a profile is a form of sRGB (nothing to convert). Named by its
+/// description, as the sRGB profiles cameras and tools embed are.
+fn is_srgb(p: &Profile) -> bool {
+    p.color_space() == ColorSpaceSignature::RgbData
+        && p.info(lcms2::InfoType::Description, lcms2::Locale::none())
+            .is_some_and(|d| {
+                let d = d.to_ascii_lowercase();
+                d.contains("srgb") && !d.contains("linear")
+            })
+}
+
+/// Converts packed 8-bit RGB or RGBA pixels from `icc` to sRGB, in place
+/// (alpha is kept). Returns whether a conversion was made.
+pub(crate) fn to_srgb(data: &mut [u8], alpha: bool, icc: &[u8]) -> bool {
+    let Some(src) = profile(icc) else {
+        return false;
+    };
+    if is_srgb(&src) {
+        return false;
+    }
+    let srgb = Profile::new_srgb();
+    let ch = if alpha { 4 } else { 3 };
+    match src.color_space() {
+        ColorSpaceSignature::RgbData => {
+            let (fmt, flags) = if alpha {
+                (PixelFormat::RGBA_8, Flags::COPY_ALPHA)
+            } else {
+                (PixelFormat::RGB_8, Flags::default())
+            };
+            let t = match Transform::<u8, u8>::new_flags(
+                &src,
+                fmt,
+                &srgb,
+                fmt,
+                Intent::Perceptual,
+                flags,
+            ) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::debug!("ICC profile ignored: {e}");
+                    return false;
+                }
+            };
+            t.transform_in_place(data);
+            true
+        }
+        ColorSpaceSignature::GrayData => {
+            // Grey pixels come as equal RGB: convert the grey once.
+            let t = match Transform::<u8, u8>::new(
+                &src,
+                PixelFormat::GRAY_8,
+                &srgb,
+                PixelFormat::RGB_8,
+                Intent::Perceptual,
+            ) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::debug!("ICC profile ignored: {e}");
+                    return false;
+                }
+            };
+            let levels: Vec<u8> = (0..=255u8).collect();
+            let mut lut = vec![0u8; 256 * 3];
+            t.transform_pixels(&levels, &mut lut);
+            for px in data.chunks_exact_mut(ch) {
+                let g = usize::from(px[1]) * 3;
+                if let Some(rgb) = lut.get(g..g + 3) {
+                    px[..3].copy_from_slice(rgb);
+                }
+            }
+            true
+        }
+        other => {
+            tracing::debug!("ICC profile of {other:?} ignored for RGB pixels");
+            false
+        }
+    }
+}
+
+/// Converts libjpeg-turbo's CMYK (Adobe's inverted samples, as CMYK JPEGs
+/// store them) to 8-bit sRGB: through the CMYK profile when there is one,
+/// otherwise with the naive formula R = C' * K' / 255.
+pub(crate) fn cmyk_to_srgb(cmyk: &[u8], icc: Option<&[u8]>) -> Vec<u8> {
+    let pixels = cmyk.len() / 4;
+    if let Some(src) = icc.and_then(profile) {
+        if src.color_space() == ColorSpaceSignature::CmykData {
+            match Transform::<u8, u8>::new(
+                &src,
+                PixelFormat::CMYK_8_REV,
+                &Profile::new_srgb(),
+                PixelFormat::RGB_8,
+                Intent::Perceptual,
+            ) {
+                Ok(t) => {
+                    let mut rgb = vec![0u8; pixels * 3];
+                    t.transform_pixels(&cmyk[..pixels * 4], &mut rgb);
+                    return rgb;
+                }
+                Err(e) => tracing::debug!("CMYK profile ignored: {e}"),
+            }
+        }
+    }
+    let mut rgb = Vec::with_capacity(pixels * 3);
+    for px in cmyk.chunks_exact(4) {
+        let k = u32::from(px[3]);
+        for &c in &px[..3] {
+            rgb.push(((u32::from(c) * k + 127) / 255) as u8);
+        }
+    }
+    rgb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_jpeg_icc_chunks_in_order() {
+        let seg = |seq: u8, data: &[u8]| {
+            let mut body = b"ICC_PROFILE\0".to_vec();
+            body.extend_from_slice(&[seq, 2]);
+            body.extend_from_slice(data);
+            let mut s = vec![0xFF, 0xE2];
+            s.extend_from_slice(&((body.len() + 2) as u16).to_be_bytes());
+            s.extend_from_slice(&body);
+            s
+        };
+        let mut jpeg = vec![0xFF, 0xD8];
+        jpeg.extend(seg(2, b"world"));
+        jpeg.extend(seg(1, b"hello "));
+        jpeg.extend([0xFF, 0xDA, 0, 2]);
+        assert_eq!(jpeg_icc(&jpeg).as_deref(), Some(&b"hello world"[..]));
+        // A missing chunk: no profile.
+        let mut half = vec![0xFF, 0xD8];
+        half.extend(seg(1, b"hello "));
+        half.extend([0xFF, 0xDA, 0, 2]);
+        assert_eq!(jpeg_icc(&half), None);
+        // Cut inside a segment.
+        assert_eq!(jpeg_icc(&jpeg[..10]), None);
+    }
+
+    #[test]
+    fn srgb_profiles_are_left_alone_and_garbage_is_ignored() {
+        let srgb = Profile::new_srgb().icc().unwrap();
+        let mut px = vec![10u8, 200, 30];
+        assert!(!to_srgb(&mut px, false, &srgb));
+        assert_eq!(px, [10, 200, 30]);
+        assert!(!to_srgb(&mut px, false, b"not a profile"));
+        assert_eq!(px, [10, 200, 30]);
+    }
+}
