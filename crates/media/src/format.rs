@@ -64,6 +64,22 @@ impl Format {
         }
     }
 
+    /// The format of a [`Format::name`].
+    pub fn from_name(name: &str) -> Option<Format> {
+        [
+            Format::Jpeg,
+            Format::Png,
+            Format::Gif,
+            Format::Webp,
+            Format::Svg,
+            Format::Heic,
+            Format::Avif,
+            Format::Qcow2,
+        ]
+        .into_iter()
+        .find(|f| f.name() == name)
+    }
+
     pub fn kind(&self) -> Kind {
         match self {
             Format::Qcow2 => Kind::Disk,

@@ -21,6 +21,10 @@ pub struct Rendered {
     pub width: u32,
     pub height: u32,
     pub content_type: &'static str,
+    /// A ThumbHash (base64) of the picture, on the smallest variant of a
+    /// render (the smallest `fit` one when there is one): a blurred
+    /// placeholder clients paint before any variant loads.
+    pub thumbhash: Option<String>,
 }
 
 /// Pixels in stored orientation, 8-bit RGB or RGBA, rows packed.
@@ -107,6 +111,8 @@ fn render_inner(
     let mut sources: Vec<Raster> = vec![decoded];
     let mut resizer = fr::Resizer::new();
     let mut out: Vec<Option<Rendered>> = vec![None; specs.len()];
+    // The output the placeholder is made from: (index, is fit, pixels).
+    let mut placeholder: Option<(usize, bool, Raster)> = None;
     for i in order {
         let (spec, ((ow, oh), (nw, nh))) = (&specs[i], plans[i]);
         let (tw, th) = if swap { (oh, ow) } else { (ow, oh) };
@@ -121,10 +127,24 @@ fn render_inner(
         let resized = resize(&mut resizer, source, tw, th, spec.mode == FitMode::Fill)?;
         let oriented = orient(&resized, probe.orientation);
         let rendered = encode(&oriented, spec, probe.format)?;
+        // Outputs come largest first: the last one kept is the smallest.
+        if spec.mode == FitMode::Fit || placeholder.as_ref().is_none_or(|p| !p.1) {
+            placeholder = Some((i, spec.mode == FitMode::Fit, oriented));
+        }
         if spec.mode == FitMode::Fit {
             sources.push(resized);
         }
         out[i] = Some(rendered);
+    }
+    if let Some((i, _, img)) = placeholder {
+        match thumbhash_of(&mut resizer, &img) {
+            Ok(hash) => {
+                if let Some(Some(r)) = out.get_mut(i) {
+                    r.thumbhash = Some(hash);
+                }
+            }
+            Err(e) => tracing::debug!("no thumbhash: {e}"),
+        }
     }
     out.into_iter()
         .map(|r| r.ok_or_else(|| MediaError::Encode("a variant was not made".into())))
@@ -621,7 +641,29 @@ fn encode(img: &Raster, spec: &VariantSpec, source: Format) -> Result<Rendered, 
         width: img.width,
         height: img.height,
         content_type: format.mime(),
+        thumbhash: None,
     })
+}
+
+/// The ThumbHash of a picture (display orientation), from at most 100x100
+/// pixels of it, base64-encoded.
+fn thumbhash_of(resizer: &mut fr::Resizer, img: &Raster) -> Result<String, MediaError> {
+    use base64::Engine as _;
+    let scale = (100.0 / f64::from(img.width.max(img.height))).min(1.0);
+    let w = ((f64::from(img.width) * scale).round() as u32).clamp(1, 100);
+    let h = ((f64::from(img.height) * scale).round() as u32).clamp(1, 100);
+    let small = resize(resizer, img, w, h, false)?;
+    let rgba: Vec<u8> = if small.alpha {
+        small.data
+    } else {
+        small
+            .data
+            .chunks_exact(3)
+            .flat_map(|p| [p[0], p[1], p[2], 255])
+            .collect()
+    };
+    let hash = thumbhash::rgba_to_thumb_hash(w as usize, h as usize, &rgba);
+    Ok(base64::engine::general_purpose::STANDARD.encode(hash))
 }
 
 /// libaom's speed for AVIF variants (0 slowest, 9 fastest): 6 keeps a
