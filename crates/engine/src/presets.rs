@@ -165,7 +165,10 @@ impl Presets {
                 ("avif_quality", p.avif_quality),
             ] {
                 if !(1..=100).contains(&q) {
-                    return Err(format!("preset {:?}: {what} {q} is not within 1..=100", p.name));
+                    return Err(format!(
+                        "preset {:?}: {what} {q} is not within 1..=100",
+                        p.name
+                    ));
                 }
             }
             // Names with a dot are kept for full-size conversions (`full.webp`).
@@ -237,10 +240,7 @@ mod tests {
     fn accept_headers_choose_avif_then_webp() {
         let chrome = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8";
         assert_eq!(negotiate(Some(chrome)), Some(OutputFormat::Avif));
-        assert_eq!(
-            negotiate(Some("image/webp,*/*")),
-            Some(OutputFormat::Webp)
-        );
+        assert_eq!(negotiate(Some("image/webp,*/*")), Some(OutputFormat::Webp));
         assert_eq!(
             negotiate(Some("image/avif;q=0, image/webp;q=0.5")),
             Some(OutputFormat::Webp)
@@ -270,4 +270,3 @@ mod tests {
         assert!(!avif.negotiates());
     }
 }
-

@@ -43,11 +43,9 @@ pub(crate) fn jpeg_icc(bytes: &[u8]) -> Option<Vec<u8>> {
             .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))?;
         let body = bytes.get(i + 2..i + len.max(2))?;
         if marker == 0xE2 {
-            if let Some(rest) = body.strip_prefix(TAG) {
-                if let [seq, count, data @ ..] = rest {
-                    total = *count;
-                    chunks.push((*seq, data));
-                }
+            if let Some([seq, count, data @ ..]) = body.strip_prefix(TAG) {
+                total = *count;
+                chunks.push((*seq, data));
             }
         }
         i += len;

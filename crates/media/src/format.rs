@@ -127,7 +127,9 @@ fn sniff_heif(head: &[u8]) -> Option<Format> {
     if head.get(4..8) != Some(b"ftyp") {
         return None;
     }
-    let size = head.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))? as usize;
+    let size = head
+        .get(..4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))? as usize;
     if size < 16 {
         return None;
     }

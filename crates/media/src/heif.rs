@@ -296,11 +296,15 @@ pub(crate) fn decode(bytes: &[u8], limits: &Limits) -> Result<HeifPixels, MediaE
         usize::try_from(ih),
         usize::try_from(stride),
     ) else {
-        return Err(MediaError::Corrupt("HEIF decoded to an invalid image".into()));
+        return Err(MediaError::Corrupt(
+            "HEIF decoded to an invalid image".into(),
+        ));
     };
     let row = iw * ch;
     if plane.is_null() || iw == 0 || ih == 0 || stride < row || bits != (8 * ch) as c_int {
-        return Err(MediaError::Corrupt("HEIF decoded to an invalid image".into()));
+        return Err(MediaError::Corrupt(
+            "HEIF decoded to an invalid image".into(),
+        ));
     }
     let (w32, h32) = (
         u32::try_from(iw).unwrap_or(u32::MAX),
@@ -438,7 +442,13 @@ pub fn encode_still(
     // `height` rows of `stride` bytes, each at least `row` long (checked).
     unsafe {
         check(
-            lh::heif_image_create(w, h, lh::heif_colorspace_heif_colorspace_RGB, chroma, &mut img.0),
+            lh::heif_image_create(
+                w,
+                h,
+                lh::heif_colorspace_heif_colorspace_RGB,
+                chroma,
+                &mut img.0,
+            ),
             "cannot create an image",
         )
         .map_err(|e| enc_err(&e.to_string()))?;
@@ -454,8 +464,11 @@ pub fn encode_still(
         )
         .map_err(|e| enc_err(&e.to_string()))?;
         let mut stride: c_int = 0;
-        let plane =
-            lh::heif_image_get_plane(img.0, lh::heif_channel_heif_channel_interleaved, &mut stride);
+        let plane = lh::heif_image_get_plane(
+            img.0,
+            lh::heif_channel_heif_channel_interleaved,
+            &mut stride,
+        );
         let stride = usize::try_from(stride).unwrap_or(0);
         if plane.is_null() || stride < row {
             return Err(enc_err("no plane to write"));
@@ -495,7 +508,6 @@ pub fn encode_still(
             let _ = lh::heif_encoder_set_parameter(encoder.0, c"speed".as_ptr(), speed.as_ptr());
             // Small outputs gain nothing from threads of their own.
             let _ = lh::heif_encoder_set_parameter(encoder.0, c"threads".as_ptr(), c"1".as_ptr());
-
         }
         let mut out_handle = ptr::null_mut();
         check(

@@ -10,7 +10,9 @@ use fast_image_resize as fr;
 
 use crate::check::{turbo_outcome, TurboOutcome};
 use crate::probe::swaps_axes;
-use crate::{colour, guard, heif, svg, FitMode, Format, Limits, MediaError, OutputFormat, Probe, VariantSpec};
+use crate::{
+    colour, guard, heif, svg, FitMode, Format, Limits, MediaError, OutputFormat, Probe, VariantSpec,
+};
 
 /// One variant made.
 #[derive(Debug, Clone)]

@@ -8,13 +8,16 @@ use std::path::{Path, PathBuf};
 use image::ImageEncoder;
 use lcms2::{CIExyY, CIExyYTRIPLE, Profile, ToneCurve};
 use tintype_media::{
-    encode_still, probe_bytes, probe_file, render_file, sniff, Format, Limits, OutputFormat,
-    Probe, Rendered, StillOptions, VariantSpec,
+    encode_still, probe_bytes, probe_file, render_file, sniff, Format, Limits, OutputFormat, Probe,
+    Rendered, StillOptions, VariantSpec,
 };
 
 // ---------- colour reference ----------
 
 type Mat = [[f64; 3]; 3];
+
+/// A reference conversion of one 8-bit colour to sRGB.
+type Reference = dyn Fn([u8; 3]) -> [u8; 3];
 
 fn mul(a: &Mat, b: &Mat) -> Mat {
     let mut m = [[0.0; 3]; 3];
@@ -34,11 +37,24 @@ fn invert(m: &Mat) -> Mat {
     let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
         - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
         + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
-    let c = |r0: usize, c0: usize, r1: usize, c1: usize| m[r0][c0] * m[r1][c1] - m[r0][c1] * m[r1][c0];
+    let c =
+        |r0: usize, c0: usize, r1: usize, c1: usize| m[r0][c0] * m[r1][c1] - m[r0][c1] * m[r1][c0];
     [
-        [c(1, 1, 2, 2) / det, -c(0, 1, 2, 2) / det, c(0, 1, 1, 2) / det],
-        [-c(1, 0, 2, 2) / det, c(0, 0, 2, 2) / det, -c(0, 0, 1, 2) / det],
-        [c(1, 0, 2, 1) / det, -c(0, 0, 2, 1) / det, c(0, 0, 1, 1) / det],
+        [
+            c(1, 1, 2, 2) / det,
+            -c(0, 1, 2, 2) / det,
+            c(0, 1, 1, 2) / det,
+        ],
+        [
+            -c(1, 0, 2, 2) / det,
+            c(0, 0, 2, 2) / det,
+            -c(0, 0, 1, 2) / det,
+        ],
+        [
+            c(1, 0, 2, 1) / det,
+            -c(0, 0, 2, 1) / det,
+            c(0, 0, 1, 1) / det,
+        ],
     ]
 }
 
@@ -98,8 +114,7 @@ fn rgb_profile(prim: [(f64, f64); 3], curve: &ToneCurve) -> Vec<u8> {
 }
 
 fn srgb_curve() -> ToneCurve {
-    ToneCurve::new_parametric(4, &[2.4, 1.0 / 1.055, 0.055 / 1.055, 1.0 / 12.92, 0.04045])
-        .unwrap()
+    ToneCurve::new_parametric(4, &[2.4, 1.0 / 1.055, 0.055 / 1.055, 1.0 / 12.92, 0.04045]).unwrap()
 }
 
 fn display_p3() -> Vec<u8> {
@@ -143,7 +158,12 @@ impl Dir {
 }
 
 /// Four solid quadrants, so a resized picture keeps its colours in the middle of each.
-const QUADS: [[u8; 3]; 4] = [[200, 100, 50], [40, 180, 90], [70, 60, 220], [128, 128, 128]];
+const QUADS: [[u8; 3]; 4] = [
+    [200, 100, 50],
+    [40, 180, 90],
+    [70, 60, 220],
+    [128, 128, 128],
+];
 
 fn quadrants(w: u32, h: u32) -> Vec<u8> {
     let mut data = Vec::with_capacity((w * h * 3) as usize);
@@ -160,16 +180,26 @@ fn quadrants(w: u32, h: u32) -> Vec<u8> {
 fn quadrant_colours(img: &image::DynamicImage) -> [[u8; 3]; 4] {
     let rgb = img.to_rgb8();
     let (w, h) = rgb.dimensions();
-    [(w / 4, h / 4), (3 * w / 4, h / 4), (w / 4, 3 * h / 4), (3 * w / 4, 3 * h / 4)]
-        .map(|(x, y)| rgb.get_pixel(x, y).0)
+    [
+        (w / 4, h / 4),
+        (3 * w / 4, h / 4),
+        (w / 4, 3 * h / 4),
+        (3 * w / 4, 3 * h / 4),
+    ]
+    .map(|(x, y)| rgb.get_pixel(x, y).0)
 }
 
 fn png_with_icc(img: image::DynamicImage, icc: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut enc = image::codecs::png::PngEncoder::new(&mut out);
     enc.set_icc_profile(icc.to_vec()).unwrap();
-    enc.write_image(img.as_bytes(), img.width(), img.height(), img.color().into())
-        .unwrap();
+    enc.write_image(
+        img.as_bytes(),
+        img.width(),
+        img.height(),
+        img.color().into(),
+    )
+    .unwrap();
     out
 }
 
@@ -293,7 +323,10 @@ fn heic_and_avif_stills_are_probed_with_their_exif_and_rendered() {
         let text = serde_json::to_string(exif_map).unwrap();
         assert!(text.contains("Phone") && text.contains("Pro 15"), "{text}");
         let (lat, lon) = (probe.latitude.unwrap(), probe.longitude.unwrap());
-        assert!((lat - 48.5).abs() < 1e-6 && (lon - 2.25).abs() < 1e-6, "{lat} {lon}");
+        assert!(
+            (lat - 48.5).abs() < 1e-6 && (lon - 2.25).abs() < 1e-6,
+            "{lat} {lon}"
+        );
         // Every variant is a web format.
         assert_eq!(jpeg.content_type, "image/jpeg");
         assert_eq!((jpeg.width, jpeg.height), (48, 32));
@@ -370,8 +403,15 @@ fn heif_with_alpha_keeps_it() {
 #[test]
 fn truncated_and_garbled_heif_is_refused() {
     let (w, h) = (64, 64);
-    let bytes = encode_still(Format::Heic, &quadrants(w, h), w, h, false, &Default::default())
-        .unwrap();
+    let bytes = encode_still(
+        Format::Heic,
+        &quadrants(w, h),
+        w,
+        h,
+        false,
+        &Default::default(),
+    )
+    .unwrap();
     let limits = Limits::default();
     assert!(probe_bytes(&bytes, &limits).is_ok());
     // Cut inside the coded image: the header is there, the pixels are not.
@@ -393,8 +433,9 @@ fn display_p3_and_adobe_rgb_are_converted_to_srgb() {
     let dir = Dir::new();
     let (w, h) = (64, 64);
     let pixels = quadrants(w, h);
-    let img = image::DynamicImage::ImageRgb8(image::RgbImage::from_raw(w, h, pixels.clone()).unwrap());
-    let cases: [(&str, Vec<u8>, Box<dyn Fn([u8; 3]) -> [u8; 3]>); 2] = [
+    let img =
+        image::DynamicImage::ImageRgb8(image::RgbImage::from_raw(w, h, pixels.clone()).unwrap());
+    let cases: [(&str, Vec<u8>, Box<Reference>); 2] = [
         (
             "Display P3",
             display_p3(),
@@ -409,7 +450,10 @@ fn display_p3_and_adobe_rgb_are_converted_to_srgb() {
     for (name, icc, want) in &cases {
         let want = QUADS.map(want);
         // The conversion changes these colours well beyond the tolerance.
-        assert!(want.iter().zip(QUADS).any(|(a, b)| a.iter().zip(b).any(|(x, y)| x.abs_diff(y) > 8)));
+        assert!(want
+            .iter()
+            .zip(QUADS)
+            .any(|(a, b)| a.iter().zip(b).any(|(x, y)| x.abs_diff(y) > 8)));
         // PNG: lossless, so only lcms2's rounding is allowed.
         let png = dir.file("p.png", &png_with_icc(img.clone(), icc));
         let (_, out) = render_one(&png, png_spec(32, 32));
@@ -468,14 +512,20 @@ fn sixteen_bit_png_with_a_profile_is_converted() {
     let path = dir.file("deep.png", &png);
     let (_, out) = render_one(&path, png_spec(16, 16));
     let got = decode(&out).to_rgb8().get_pixel(8, 8).0;
-    close(&got, &reference(c8, P3_PRIM, srgb_decode), 2, "16-bit P3 PNG");
+    close(
+        &got,
+        &reference(c8, P3_PRIM, srgb_decode),
+        2,
+        "16-bit P3 PNG",
+    );
 }
 
 #[test]
 fn grey_with_alpha_and_a_grey_profile_is_converted_and_keeps_its_alpha() {
     let dir = Dir::new();
     let (w, h) = (16u32, 16u32);
-    let img = image::ImageBuffer::<image::LumaA<u8>, _>::from_fn(w, h, |_, _| image::LumaA([100, 128]));
+    let img =
+        image::ImageBuffer::<image::LumaA<u8>, _>::from_fn(w, h, |_, _| image::LumaA([100, 128]));
     let gamma = 1.8;
     let png = png_with_icc(image::DynamicImage::ImageLumaA8(img), &grey_profile(gamma));
     let path = dir.file("grey.png", &png);
@@ -501,7 +551,11 @@ fn lossy_webp_and_avif_variants() {
         for x in 0..w {
             seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
             let n = ((seed >> 16) % 24) as u8;
-            pixels.extend_from_slice(&[(x as u8).saturating_add(n), (y as u8).saturating_add(n), 120u8.saturating_add(n)]);
+            pixels.extend_from_slice(&[
+                (x as u8).saturating_add(n),
+                (y as u8).saturating_add(n),
+                120u8.saturating_add(n),
+            ]);
         }
     }
     let path = dir.file("photo.jpg", &jpeg_with_icc(&pixels, w, h, None));

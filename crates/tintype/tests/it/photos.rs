@@ -25,7 +25,12 @@ fn heic(w: u32, h: u32) -> Vec<u8> {
     .unwrap()
 }
 
-fn image_json(c: &reqwest::blocking::Client, s: &Server, token: &str, id: &str) -> serde_json::Value {
+fn image_json(
+    c: &reqwest::blocking::Client,
+    s: &Server,
+    token: &str,
+    id: &str,
+) -> serde_json::Value {
     c.get(s.url(&format!("/v1/images/{id}")))
         .bearer_auth(token)
         .send()
@@ -46,13 +51,14 @@ fn get(
         req = req.header("accept", a);
     }
     let r = req.send().unwrap();
-    let header = |n: &str| {
-        r.headers()
-            .get(n)
-            .map(|v| v.to_str().unwrap().to_string())
-    };
+    let header = |n: &str| r.headers().get(n).map(|v| v.to_str().unwrap().to_string());
     let (status, ct, vary) = (r.status().as_u16(), header("content-type"), header("vary"));
-    (status, ct.unwrap_or_default(), vary, r.bytes().unwrap().to_vec())
+    (
+        status,
+        ct.unwrap_or_default(),
+        vary,
+        r.bytes().unwrap().to_vec(),
+    )
 }
 
 #[test]
@@ -64,7 +70,10 @@ fn heic_upload_gets_a_thumbhash_and_negotiated_variants() {
     let c = client();
     let img = upload_raw(&c, &s, &token, "IMG_0001.HEIC", heic(640, 480));
     assert_eq!(img["format"], "heic");
-    assert_eq!((img["width"].as_i64(), img["height"].as_i64()), (Some(640), Some(480)));
+    assert_eq!(
+        (img["width"].as_i64(), img["height"].as_i64()),
+        (Some(640), Some(480))
+    );
     let id = img["id"].as_str().unwrap().to_string();
 
     // The on-upload render leaves a ThumbHash in the image JSON.
@@ -76,10 +85,16 @@ fn heic_upload_gets_a_thumbhash_and_negotiated_variants() {
         std::thread::sleep(std::time::Duration::from_millis(50));
         json = image_json(&c, &s, &token, &id);
     }
-    let hash = json["thumbhash"].as_str().expect("a thumbhash after the render");
+    let hash = json["thumbhash"]
+        .as_str()
+        .expect("a thumbhash after the render");
     // ThumbHash of a landscape picture: base64 of 20 to 30 bytes.
     assert!((24..=44).contains(&hash.len()), "{hash}");
-    assert!(hash.chars().all(|ch| ch.is_ascii_alphanumeric() || "+/=".contains(ch)), "{hash}");
+    assert!(
+        hash.chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "+/=".contains(ch)),
+        "{hash}"
+    );
 
     let url = s.url(&format!("/v1/images/{id}/variants/medium"));
     let chrome = "image/avif,image/webp,image/apng,image/*,*/*;q=0.8";
@@ -87,7 +102,10 @@ fn heic_upload_gets_a_thumbhash_and_negotiated_variants() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&avif));
     assert_eq!(ct, "image/avif");
     assert_eq!(vary.as_deref(), Some("Accept"));
-    assert_eq!(tintype_media::sniff(&avif), Some(tintype_media::Format::Avif));
+    assert_eq!(
+        tintype_media::sniff(&avif),
+        Some(tintype_media::Format::Avif)
+    );
     let renders = s.metric("tintype_variant_renders_total");
     // Asked again: the AVIF encoding is kept as its own variant.
     let (_, _, _, again) = get(&c, &url, &token, Some(chrome));
@@ -95,10 +113,19 @@ fn heic_upload_gets_a_thumbhash_and_negotiated_variants() {
     assert_eq!(s.metric("tintype_variant_renders_total"), renders);
 
     let (_, ct, vary, webp) = get(&c, &url, &token, Some("image/webp,*/*"));
-    assert_eq!((ct.as_str(), vary.as_deref()), ("image/webp", Some("Accept")));
-    assert_eq!(tintype_media::sniff(&webp), Some(tintype_media::Format::Webp));
+    assert_eq!(
+        (ct.as_str(), vary.as_deref()),
+        ("image/webp", Some("Accept"))
+    );
+    assert_eq!(
+        tintype_media::sniff(&webp),
+        Some(tintype_media::Format::Webp)
+    );
     let (_, ct, vary, jpeg) = get(&c, &url, &token, Some("*/*"));
-    assert_eq!((ct.as_str(), vary.as_deref()), ("image/jpeg", Some("Accept")));
+    assert_eq!(
+        (ct.as_str(), vary.as_deref()),
+        ("image/jpeg", Some("Accept"))
+    );
     let decoded = image::load_from_memory(&jpeg).unwrap();
     // 640x480 within medium's 100x100.
     assert_eq!((decoded.width(), decoded.height()), (100, 75));
@@ -115,7 +142,10 @@ fn heic_upload_gets_a_thumbhash_and_negotiated_variants() {
     assert_eq!((ct.as_str(), vary), ("image/jpeg", None));
     // ...unless the client asks for auto.
     let (_, ct, vary, _) = get(&c, &format!("{thumb}?format=auto"), &token, Some(chrome));
-    assert_eq!((ct.as_str(), vary.as_deref()), ("image/avif", Some("Accept")));
+    assert_eq!(
+        (ct.as_str(), vary.as_deref()),
+        ("image/avif", Some("Accept"))
+    );
 
     // The image lists its presets, not their other encodings.
     let json = image_json(&c, &s, &token, &id);
