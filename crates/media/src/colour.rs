@@ -91,71 +91,92 @@ fn is_srgb(p: &Profile) -> bool {
             })
 }
 
-/// Converts packed 8-bit RGB or RGBA pixels from `icc` to sRGB, in place
-/// (alpha is kept). Returns whether a conversion was made.
-pub(crate) fn to_srgb(data: &mut [u8], alpha: bool, icc: &[u8]) -> bool {
-    let Some(src) = profile(icc) else {
-        return false;
-    };
-    if is_srgb(&src) {
-        return false;
-    }
-    let srgb = Profile::new_srgb();
-    let ch = if alpha { 4 } else { 3 };
-    match src.color_space() {
-        ColorSpaceSignature::RgbData => {
-            let (fmt, flags) = if alpha {
-                (PixelFormat::RGBA_8, Flags::COPY_ALPHA)
-            } else {
-                (PixelFormat::RGB_8, Flags::default())
-            };
-            let t = match Transform::<u8, u8>::new_flags(
-                &src,
-                fmt,
-                &srgb,
-                fmt,
-                Intent::Perceptual,
-                flags,
-            ) {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::debug!("ICC profile ignored: {e}");
-                    return false;
-                }
-            };
-            t.transform_in_place(data);
-            true
+/// A conversion from a picture's profile to sRGB, made once per render
+/// and applied to each output (after its resize: fewer pixels than the
+/// decoded picture).
+pub(crate) enum ToSrgb {
+    /// RGB or RGBA pixels through an lcms2 transform (alpha is kept).
+    Rgb(Transform<u8, u8>),
+    /// Grey pixels, given as equal RGB: a table of the 256 levels.
+    Grey(Box<[[u8; 3]; 256]>),
+}
+
+impl ToSrgb {
+    /// The conversion for packed 8-bit RGB (or RGBA when `alpha`) pixels
+    /// from `icc`; `None` when there is nothing to convert (an sRGB
+    /// profile) or the profile cannot be used (logged).
+    pub(crate) fn new(icc: &[u8], alpha: bool) -> Option<ToSrgb> {
+        let src = profile(icc)?;
+        if is_srgb(&src) {
+            return None;
         }
-        ColorSpaceSignature::GrayData => {
-            // Grey pixels come as equal RGB: convert the grey once.
-            let t = match Transform::<u8, u8>::new(
+        let srgb = Profile::new_srgb();
+        let made = match src.color_space() {
+            ColorSpaceSignature::RgbData => {
+                let (fmt, flags) = if alpha {
+                    (PixelFormat::RGBA_8, Flags::COPY_ALPHA)
+                } else {
+                    (PixelFormat::RGB_8, Flags::default())
+                };
+                Transform::new_flags(&src, fmt, &srgb, fmt, Intent::Perceptual, flags)
+                    .map(ToSrgb::Rgb)
+            }
+            ColorSpaceSignature::GrayData => Transform::<u8, u8>::new(
                 &src,
                 PixelFormat::GRAY_8,
                 &srgb,
                 PixelFormat::RGB_8,
                 Intent::Perceptual,
-            ) {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::debug!("ICC profile ignored: {e}");
-                    return false;
+            )
+            .map(|t| {
+                let levels: Vec<u8> = (0..=255u8).collect();
+                let mut rgb = vec![0u8; 256 * 3];
+                t.transform_pixels(&levels, &mut rgb);
+                let mut lut = Box::new([[0u8; 3]; 256]);
+                for (entry, px) in lut.iter_mut().zip(rgb.chunks_exact(3)) {
+                    entry.copy_from_slice(px);
                 }
-            };
-            let levels: Vec<u8> = (0..=255u8).collect();
-            let mut lut = vec![0u8; 256 * 3];
-            t.transform_pixels(&levels, &mut lut);
-            for px in data.chunks_exact_mut(ch) {
-                let g = usize::from(px[1]) * 3;
-                if let Some(rgb) = lut.get(g..g + 3) {
-                    px[..3].copy_from_slice(rgb);
+                ToSrgb::Grey(lut)
+            }),
+            other => {
+                tracing::debug!("ICC profile of {other:?} ignored for RGB pixels");
+                return None;
+            }
+        };
+        match made {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::debug!("ICC profile ignored: {e}");
+                None
+            }
+        }
+    }
+
+    /// Converts packed pixels in place (`alpha` as given to [`ToSrgb::new`]).
+    pub(crate) fn apply(&self, data: &mut [u8], alpha: bool) {
+        match self {
+            ToSrgb::Rgb(t) => t.transform_in_place(data),
+            ToSrgb::Grey(lut) => {
+                let ch = if alpha { 4 } else { 3 };
+                for px in data.chunks_exact_mut(ch) {
+                    let rgb = lut[usize::from(px[1])];
+                    px[..3].copy_from_slice(&rgb);
                 }
             }
+        }
+    }
+}
+
+/// Converts packed 8-bit RGB or RGBA pixels from `icc` to sRGB, in place
+/// (alpha is kept). Returns whether a conversion was made.
+#[cfg(test)]
+pub(crate) fn to_srgb(data: &mut [u8], alpha: bool, icc: &[u8]) -> bool {
+    match ToSrgb::new(icc, alpha) {
+        Some(t) => {
+            t.apply(data, alpha);
             true
         }
-        other => {
-            tracing::debug!("ICC profile of {other:?} ignored for RGB pixels");
-            false
-        }
+        None => false,
     }
 }
 

@@ -2,6 +2,7 @@
 //! the largest size down, apply the EXIF orientation, encode without metadata.
 
 use std::io::BufReader;
+use std::sync::Arc;
 
 use image::ImageDecoder;
 use std::path::Path;
@@ -36,9 +37,9 @@ struct Raster {
     height: u32,
     alpha: bool,
     data: Vec<u8>,
-    /// The pixels are sRGB (converted from the picture's profile, or it had
-    /// none); `false` only between a decoder and the conversion.
-    srgb: bool,
+    /// The picture's ICC profile, still to be applied: each output is
+    /// converted to sRGB after its resize ([`colour::ToSrgb`]).
+    icc: Option<Arc<[u8]>>,
 }
 
 impl Raster {
@@ -106,6 +107,10 @@ fn render_inner(
     let plans: Vec<_> = specs.iter().map(|s| plan(s, dw, dh)).collect();
     let need = needed_size(specs, dw, dh, swap);
     let decoded = decode(path, probe, limits, need)?;
+    let to_srgb = decoded
+        .icc
+        .as_deref()
+        .and_then(|icc| colour::ToSrgb::new(icc, decoded.alpha));
 
     // Largest output first, so each can come from the previous full-picture result.
     let mut order: Vec<usize> = (0..specs.len()).collect();
@@ -127,7 +132,10 @@ fn render_inner(
             .or_else(|| sources.first())
             .ok_or_else(|| MediaError::Corrupt("nothing was decoded".into()))?;
         let resized = resize(&mut resizer, source, tw, th, spec.mode == FitMode::Fill)?;
-        let oriented = orient(&resized, probe.orientation);
+        let mut oriented = orient(&resized, probe.orientation);
+        if let Some(c) = &to_srgb {
+            c.apply(&mut oriented.data, oriented.alpha);
+        }
         let rendered = encode(&oriented, spec, probe.format)?;
         // Outputs come largest first: the last one kept is the smallest.
         if spec.mode == FitMode::Fit || placeholder.as_ref().is_none_or(|p| !p.1) {
@@ -167,7 +175,14 @@ fn to_webp_inner(path: &Path, probe: &Probe, limits: &Limits) -> Result<Rendered
         (f64::from(dw), f64::from(dh))
     };
     let decoded = decode(path, probe, limits, need)?;
-    let oriented = orient(&decoded, probe.orientation);
+    let mut oriented = orient(&decoded, probe.orientation);
+    if let Some(c) = decoded
+        .icc
+        .as_deref()
+        .and_then(|icc| colour::ToSrgb::new(icc, decoded.alpha))
+    {
+        c.apply(&mut oriented.data, oriented.alpha);
+    }
     let spec = VariantSpec {
         mode: FitMode::Fit,
         width: oriented.width,
@@ -207,22 +222,15 @@ fn decode(
         Format::Jpeg => {
             let bytes = std::fs::read(path)?;
             let icc = colour::jpeg_icc(&bytes);
-            let mut raster = match decode_jpeg_turbo(&bytes, limits, need, icc.as_deref()) {
-                Ok(r) => r,
+            match decode_jpeg_turbo(&bytes, limits, need, icc.as_deref()) {
+                Ok(r) => Ok(r),
                 Err(e) => {
                     tracing::debug!(
                         "libjpeg-turbo could not decode ({e}); trying the Rust decoder"
                     );
-                    decode_with_image(path, image::ImageFormat::Jpeg, limits)?
+                    decode_with_image(path, image::ImageFormat::Jpeg, limits)
                 }
-            };
-            if !raster.srgb {
-                if let Some(icc) = &icc {
-                    colour::to_srgb(&mut raster.data, raster.alpha, icc);
-                }
-                raster.srgb = true;
             }
-            Ok(raster)
         }
         Format::Png => decode_with_image(path, image::ImageFormat::Png, limits),
         Format::Gif => decode_with_image(path, image::ImageFormat::Gif, limits),
@@ -230,17 +238,13 @@ fn decode(
         Format::Heic | Format::Avif => {
             let bytes = std::fs::read(path)?;
             let px = heif::decode(&bytes, limits)?;
-            let mut raster = Raster {
+            Ok(Raster {
                 width: px.width,
                 height: px.height,
                 alpha: px.alpha,
                 data: px.data,
-                srgb: true,
-            };
-            if let Some(icc) = &px.icc {
-                colour::to_srgb(&mut raster.data, raster.alpha, icc);
-            }
-            Ok(raster)
+                icc: px.icc.map(Arc::from),
+            })
         }
         Format::Svg => {
             let bytes = svg::read(path, limits)?;
@@ -257,7 +261,7 @@ fn decode(
                 height: h,
                 alpha: true,
                 data,
-                srgb: true,
+                icc: None,
             })
         }
         Format::Qcow2 => Err(MediaError::Unsupported(
@@ -302,7 +306,7 @@ fn decode_jpeg_turbo(
         alpha: false,
         data: pixels,
         // CMYK went through its profile already.
-        srgb: cmyk,
+        icc: if cmyk { None } else { icc.map(Arc::from) },
     })
 }
 
@@ -345,7 +349,7 @@ fn needed_size(specs: &[VariantSpec], dw: u32, dh: u32, swap: bool) -> (f64, f64
 /// DCT-scaled size, 4 bytes per pixel plus the colour conversion; other
 /// formats 8 bytes per pixel for the decoder's buffer and the converted
 /// raster; SVG its raster plus its parsed tree), and for each output its
-/// resized, oriented and encoded buffers. `specs` empty: a full-size
+/// resized, oriented and encoded buffers (and libaom's for AVIF). `specs` empty: a full-size
 /// conversion ([`to_webp`]).
 pub fn render_memory(probe: &Probe, specs: &[VariantSpec]) -> u64 {
     let (Some((sw, sh)), Some(dw), Some(dh)) = (probe.stored_size(), probe.width, probe.height)
@@ -382,7 +386,14 @@ pub fn render_memory(probe: &Probe, specs: &[VariantSpec]) -> u64 {
             .iter()
             .map(|s| {
                 let ((ow, oh), _) = plan(s, dw, dh);
-                px(f64::from(ow), f64::from(oh)).saturating_mul(12)
+                let pixels = px(f64::from(ow), f64::from(oh));
+                let encoder = match s.format {
+                    // libaom's buffers: measured up to 130 bytes a pixel
+                    // (screen-content tools on flat pictures).
+                    OutputFormat::Avif => pixels.saturating_mul(AVIF_BYTES_PER_PIXEL) + AVIF_BASE,
+                    _ => 0,
+                };
+                pixels.saturating_mul(12).saturating_add(encoder)
             })
             .fold(0u64, u64::saturating_add)
     };
@@ -464,20 +475,17 @@ fn decode_with_image(
     limits.check(img.width(), img.height())?;
     let alpha = img.color().has_alpha();
     let (width, height) = (img.width(), img.height());
-    let mut data = if alpha {
+    let data = if alpha {
         img.into_rgba8().into_raw()
     } else {
         img.into_rgb8().into_raw()
     };
-    if let Some(icc) = &icc {
-        colour::to_srgb(&mut data, alpha, icc);
-    }
     Ok(Raster {
         width,
         height,
         alpha,
         data,
-        srgb: true,
+        icc: icc.map(Arc::from),
     })
 }
 
@@ -522,7 +530,7 @@ fn resize(
         height: h,
         alpha: src.alpha,
         data: dst.into_vec(),
-        srgb: src.srgb,
+        icc: src.icc.clone(),
     })
 }
 
@@ -558,7 +566,7 @@ fn orient(src: &Raster, orientation: Option<u16>) -> Raster {
         height: dh as u32,
         alpha: src.alpha,
         data,
-        srgb: src.srgb,
+        icc: src.icc.clone(),
     }
 }
 
@@ -675,6 +683,11 @@ fn thumbhash_of(resizer: &mut fr::Resizer, img: &Raster) -> Result<String, Media
     let hash = thumbhash::rgba_to_thumb_hash(w as usize, h as usize, &rgba);
     Ok(base64::engine::general_purpose::STANDARD.encode(hash))
 }
+
+/// What an AVIF encode allocates besides the output's pixels, for the
+/// decode budget: bytes a pixel, and a fixed part.
+const AVIF_BYTES_PER_PIXEL: u64 = 160;
+const AVIF_BASE: u64 = 32 * 1024 * 1024;
 
 /// libaom's speed for AVIF variants (0 slowest, 9 fastest): 6 keeps a
 /// 1080p variant under a second on one core with little loss.
