@@ -337,6 +337,10 @@ impl Engine {
             owner_id: Some(image.owner_id),
             image_id: Some(image.id.clone()),
             data: serde_json::json!({ "thumbhash": hash, "sha256": image.content.sha256 }),
+            skey: None,
+            skey2: None,
+            ref_id: None,
+            sort_at: None,
         };
         if let Err(e) = self.put_record(&record).await {
             tracing::warn!("the thumbhash of {} was not kept: {e}", image.id);
