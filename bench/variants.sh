@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Makes three JPEG sizes (fit 1600, 400, 200, quality 85) of a 20-megapixel
 # photograph with tintype, vipsthumbnail and ImageMagick, several times each,
-# and prints CPU (user+sys), wall time, peak RSS and output sizes.
+# and prints CPU (user+sys), wall time, peak RSS and output sizes. Then, for
+# seven photographs (five JPEGs, a HEIC, a Display P3 JPEG), JPEG, WebP and
+# AVIF at two sizes next to vipsthumbnail, with SSIM (see the part below).
 #
 #   bench/variants.sh            # RUNS=5 by default
 #   TINTYPE_BIN=/path/to/tintype RUNS=10 bench/variants.sh
+#   FORMATS=0 bench/variants.sh  # the first table only
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -38,8 +41,8 @@ fi
 
 target=${CARGO_TARGET_DIR:-$root/target}
 bin=${TINTYPE_BIN:-$target/release/tintype}
-if ! { [ -x "$bin" ] && "$bin" render --help >/dev/null 2>&1; }; then
-    # Until the binary has the render command, use the example that compiles
+if ! { [ -x "$bin" ] && "$bin" render --help 2>/dev/null | grep -q avif; }; then
+    # Until the binary has the render command with AVIF, use the example that compiles
     # the same command module (crates/tintype/src/media_cmd.rs).
     (cd "$root" && cargo build -q --release -p tintype-media --example tintype_media)
     bin="$target/release/examples/tintype_media"
@@ -81,3 +84,82 @@ measure "vipsthumbnail (x3)" "$out/vips" \
     "for s in 1600 400 200; do vipsthumbnail '$photo' --size \$s -o \"$out/vips/v\$s.jpg[Q=85]\"; done"
 measure "convert -thumbnail (x3)" "$out/magick" \
     "for s in 1600 400 200; do convert '$photo' -thumbnail \${s}x\${s} -quality 85 \"$out/magick/m\$s.jpg\"; done"
+
+# ---------- formats and quality ----------
+# For five photographs (lomiri-wallpapers-20.04 and -16.04), a HEIC made
+# from one of them and a Display P3 JPEG made from another: per output size
+# (fit 1600 and 400) and format (JPEG q85, WebP q80, AVIF q60), tintype
+# render and vipsthumbnail at the same quality setting, one size per run:
+# CPU (user+sys), peak RSS, bytes, and SSIM against a reference made by a
+# full decode (converted to sRGB by vips) and a Lanczos3 resize to the same
+# size (Pillow; bench/ssim.py). FORMATS=0 skips this part.
+[ "${FORMATS:-1}" = 0 ] && exit 0
+
+if [ ! -d "$out/pkg16" ]; then
+    echo "downloading lomiri-wallpapers-16.04" >&2
+    (cd "$out" && apt-get download lomiri-wallpapers-16.04 >/dev/null 2>&1 && dpkg -x lomiri-wallpapers-16.04_*.deb pkg16)
+fi
+if [ ! -x "$out/venv/bin/python" ]; then
+    python3 -m venv "$out/venv"
+    "$out/venv/bin/pip" install -q numpy pillow
+fi
+bg20="$out/pkg/usr/share/backgrounds"
+bg16="$out/pkg16/usr/share/backgrounds"
+p3icc="$out/display-p3.icc"
+if [ ! -s "$p3icc" ]; then
+    (cd "$root" && cargo run -q --release -p tintype-media --example display_p3_icc -- "$p3icc")
+fi
+mkdir -p "$out/photos" "$out/ref"
+[ -s "$out/photos/dragonfly.heic" ] ||
+    vips heifsave "$bg16/Dragonfly_by_Bolly.jpg" "$out/photos/dragonfly.heic" --compression hevc -Q 90
+[ -s "$out/photos/sunset-p3.jpg" ] ||
+    vips icc_transform "$bg16/sunset_by_Aitzol_Berasategi.jpg" "$out/photos/sunset-p3.jpg[Q=95]" "$p3icc"
+photos=(
+    "$bg20/Kleiber_by_Lukas_Baubkus.jpg"
+    "$bg20/Fossa_by_Jasper_Roks.jpg"
+    "$bg16/Dragonfly_by_Bolly.jpg"
+    "$bg16/seeding_by_Clements_Engelhardt.jpg"
+    "$bg16/aitzgorri_by_Aitzol_Berasategi.jpg"
+    "$out/photos/dragonfly.heic"
+    "$out/photos/sunset-p3.jpg"
+)
+
+# once NAME COMMAND: one run under /usr/bin/time -v; sets CPU and RSS.
+once() {
+    /usr/bin/time -v -o "$out/time.txt" bash -c "$2" >/dev/null 2>"$out/stderr.txt" || {
+        cat "$out/stderr.txt" >&2
+        echo "$1 failed" >&2
+        return 1
+    }
+    CPU=$(awk -F': ' '/User time|System time/ {s += $2} END {printf "%.2f", s}' "$out/time.txt")
+    RSS=$(awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2 / 1024}' "$out/time.txt")
+}
+
+echo
+echo "formats: tintype render vs vipsthumbnail, one size per run; SSIM against a full decode + Lanczos3"
+printf '| %-22s | %4s | %-4s | %13s | %11s | %13s | %15s |\n' "photo" "size" "fmt" "CPU s (t/v)" "RSS MB (t/v)" "KiB (t/v)" "SSIM (t/v)"
+printf '|%s|%s|%s|%s|%s|%s|%s|\n' "------------------------" "------" "------" "---------------" "-------------" "---------------" "-----------------"
+for photo in "${photos[@]}"; do
+    name=$(basename "${photo%.*}")
+    ref="$out/ref/$name.tif"
+    [ -s "$ref" ] || vips icc_transform "$photo" "$ref" srgb --embedded
+    for size in 1600 400; do
+        for fq in jpeg:85 webp:80 avif:60; do
+            f=${fq%:*} q=${fq#*:}
+            ext=$f
+            [ "$f" = jpeg ] && ext=jpg
+            t="$out/fmt/t" v="$out/fmt/v"
+            rm -rf "$t" "$v" && mkdir -p "$t" "$v"
+            once tintype "'$bin' render '$photo' --out '$t' --fit ${size}x${size} --format $f --quality $q"
+            tcpu=$CPU trss=$RSS
+            once vips "vipsthumbnail '$photo' --size $size -o '$v/v.$ext[Q=$q]'"
+            vcpu=$CPU vrss=$RSS
+            tf=$(ls "$t"/* | head -n1) vf="$v/v.$ext"
+            vips copy "$tf" "$t/decoded.png" && vips copy "$vf" "$v/decoded.png"
+            read -r tssim vssim < <("$out/venv/bin/python" "$here/ssim.py" "$ref" "$t/decoded.png" "$v/decoded.png" | awk '{print $2}' | paste -sd' ')
+            printf '| %-22s | %4s | %-4s | %6s/%-6s | %5s/%-5s | %6s/%-6s | %7s/%-7s |\n' \
+                "${name:0:22}" "$size" "$f" "$tcpu" "$vcpu" "$trss" "$vrss" \
+                "$(($(stat -c %s "$tf") / 1024))" "$(($(stat -c %s "$vf") / 1024))" "$tssim" "$vssim"
+        done
+    done
+done

@@ -320,7 +320,15 @@ async fn small_text(mut field: Field<'_>) -> ApiResult<String> {
 }
 
 fn accepted() -> Accept {
-    Accept::Formats(vec![Format::Jpeg, Format::Png, Format::Gif, Format::Webp])
+    // Phones' photos too: HEIC and AVIF (their variants are JPEG).
+    Accept::Formats(vec![
+        Format::Jpeg,
+        Format::Png,
+        Format::Gif,
+        Format::Webp,
+        Format::Heic,
+        Format::Avif,
+    ])
 }
 
 /// Reads every part; the first `image` part is staged as it streams in

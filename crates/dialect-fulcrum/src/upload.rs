@@ -168,7 +168,15 @@ async fn stage_file(
         owner: who.user.id,
         name: field.file_name().and_then(clean_name),
         metadata: Map::new(),
-        accept: Accept::Formats(vec![Format::Jpeg, Format::Png, Format::Gif, Format::Webp]),
+        // Phones' photos too: HEIC and AVIF (their versions are JPEG).
+        accept: Accept::Formats(vec![
+            Format::Jpeg,
+            Format::Png,
+            Format::Gif,
+            Format::Webp,
+            Format::Heic,
+            Format::Avif,
+        ]),
         max_bytes: None,
     };
     match state.engine.stage(field, &opts).await {

@@ -2,8 +2,10 @@ use serde::{Deserialize, Serialize};
 use tintype_media::{FitMode, Format, OutputFormat, VariantSpec};
 
 /// The output format of a preset; `auto` keeps JPEG for photographs
-/// (JPEG, WebP sources) and PNG for everything that may carry transparency
-/// or sharp edges (PNG, GIF, SVG sources).
+/// (JPEG, WebP, HEIC, AVIF sources) and PNG for everything that may carry
+/// transparency or sharp edges (PNG, GIF, SVG sources), and where a client
+/// lets the server choose (the native variant URL) negotiates AVIF, then
+/// WebP, from its `Accept` header (see [`negotiate`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputChoice {
@@ -12,6 +14,7 @@ pub enum OutputChoice {
     Jpeg,
     Png,
     Webp,
+    Avif,
 }
 
 /// A named size people ask for.
@@ -24,8 +27,15 @@ pub struct Preset {
     pub height: u32,
     #[serde(default)]
     pub format: OutputChoice,
+    /// JPEG quality (1 to 100).
     #[serde(default = "default_quality")]
     pub quality: u8,
+    /// Lossy WebP quality (1 to 99; 100 is lossless WebP).
+    #[serde(default = "default_webp_quality")]
+    pub webp_quality: u8,
+    /// AVIF quality (1 to 100).
+    #[serde(default = "default_avif_quality")]
+    pub avif_quality: u8,
     /// Rendered by the job queue right after an upload (otherwise on first request).
     #[serde(default = "default_true")]
     pub on_upload: bool,
@@ -33,6 +43,12 @@ pub struct Preset {
 
 fn default_quality() -> u8 {
     85
+}
+fn default_webp_quality() -> u8 {
+    80
+}
+fn default_avif_quality() -> u8 {
+    60
 }
 fn default_true() -> bool {
     true
@@ -49,7 +65,9 @@ impl Preset {
             width,
             height,
             format: OutputChoice::Auto,
-            quality: 85,
+            quality: default_quality(),
+            webp_quality: default_webp_quality(),
+            avif_quality: default_avif_quality(),
             on_upload: true,
         }
     }
@@ -65,23 +83,44 @@ impl Preset {
         }
     }
 
-    /// The concrete spec for a source of the given format.
-    pub fn spec_for(&self, source: Format) -> VariantSpec {
-        let format = match self.format {
+    /// The format the preset gives a source of the given format when
+    /// nothing is negotiated.
+    pub fn default_format(&self, source: Format) -> OutputFormat {
+        match self.format {
             OutputChoice::Jpeg => OutputFormat::Jpeg,
             OutputChoice::Png => OutputFormat::Png,
             OutputChoice::Webp => OutputFormat::Webp,
+            OutputChoice::Avif => OutputFormat::Avif,
             OutputChoice::Auto => match source {
-                Format::Jpeg | Format::Webp => OutputFormat::Jpeg,
+                Format::Jpeg | Format::Webp | Format::Heic | Format::Avif => OutputFormat::Jpeg,
                 _ => OutputFormat::Png,
             },
+        }
+    }
+
+    /// Whether the preset lets the client's `Accept` choose the encoding.
+    pub fn negotiates(&self) -> bool {
+        self.format == OutputChoice::Auto
+    }
+
+    /// The concrete spec for a source of the given format.
+    pub fn spec_for(&self, source: Format) -> VariantSpec {
+        self.spec_as(self.default_format(source))
+    }
+
+    /// The preset's size in `format`, at the preset's quality for it.
+    pub fn spec_as(&self, format: OutputFormat) -> VariantSpec {
+        let quality = match format {
+            OutputFormat::Webp => self.webp_quality,
+            OutputFormat::Avif => self.avif_quality,
+            OutputFormat::Jpeg | OutputFormat::Png => self.quality,
         };
         VariantSpec {
             mode: self.fit_mode().unwrap_or(FitMode::Fit),
             width: self.width,
             height: self.height,
             format,
-            quality: self.quality,
+            quality,
         }
     }
 }
@@ -120,6 +159,18 @@ impl Presets {
                     p.name
                 ));
             }
+            for (what, q) in [
+                ("quality", p.quality),
+                ("webp_quality", p.webp_quality),
+                ("avif_quality", p.avif_quality),
+            ] {
+                if !(1..=100).contains(&q) {
+                    return Err(format!(
+                        "preset {:?}: {what} {q} is not within 1..=100",
+                        p.name
+                    ));
+                }
+            }
             // Names with a dot are kept for full-size conversions (`full.webp`).
             if !p
                 .name
@@ -143,5 +194,79 @@ impl Presets {
 
     pub fn all(&self) -> &[Preset] {
         &self.0
+    }
+}
+
+/// The encoding an `Accept` header asks for first among the modern ones:
+/// AVIF, then WebP (each named explicitly with a q above 0; wildcards do not
+/// count, as browsers name what they decode). `None`: the preset's format.
+pub fn negotiate(accept: Option<&str>) -> Option<OutputFormat> {
+    let accept = accept?;
+    let mut avif = false;
+    let mut webp = false;
+    // Bounded: a header is at most a few KiB, and only 64 entries are read.
+    for range in accept.split(',').take(64) {
+        let mut parts = range.split(';');
+        let kind = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let refused = parts.any(|p| {
+            let p = p.trim();
+            p.strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        if refused {
+            continue;
+        }
+        match kind.as_str() {
+            "image/avif" => avif = true,
+            "image/webp" => webp = true,
+            _ => {}
+        }
+    }
+    if avif {
+        Some(OutputFormat::Avif)
+    } else if webp {
+        Some(OutputFormat::Webp)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_headers_choose_avif_then_webp() {
+        let chrome = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8";
+        assert_eq!(negotiate(Some(chrome)), Some(OutputFormat::Avif));
+        assert_eq!(negotiate(Some("image/webp,*/*")), Some(OutputFormat::Webp));
+        assert_eq!(
+            negotiate(Some("image/avif;q=0, image/webp;q=0.5")),
+            Some(OutputFormat::Webp)
+        );
+        assert_eq!(negotiate(Some("image/*,*/*;q=0.8")), None);
+        assert_eq!(negotiate(None), None);
+    }
+
+    #[test]
+    fn qualities_are_per_format() {
+        let p = Preset {
+            quality: 90,
+            webp_quality: 70,
+            avif_quality: 50,
+            ..Preset::new("x", FitMode::Fit, 10, 10)
+        };
+        assert_eq!(p.spec_for(Format::Heic).format, OutputFormat::Jpeg);
+        assert_eq!(p.spec_for(Format::Heic).quality, 90);
+        assert_eq!(p.spec_as(OutputFormat::Webp).quality, 70);
+        assert_eq!(p.spec_as(OutputFormat::Avif).quality, 50);
+        assert_eq!(p.spec_for(Format::Png).format, OutputFormat::Png);
+        let avif = Preset {
+            format: OutputChoice::Avif,
+            ..p
+        };
+        assert_eq!(avif.spec_for(Format::Jpeg).format, OutputFormat::Avif);
+        assert!(!avif.negotiates());
     }
 }

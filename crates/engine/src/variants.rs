@@ -4,9 +4,12 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::sync::Arc;
-use tintype_core::{now, CoreError, Image, ImageKind, Job, Refusal, Variant};
+use tintype_core::{now, CoreError, Image, ImageKind, Job, NewRecord, Refusal, Variant};
 
 pub(crate) const RENDER_JOB: &str = "render";
+
+/// Records holding each picture's ThumbHash (key: the image id).
+const THUMBHASH_SCOPE: &str = "tintype.thumbhash";
 
 /// Variant names of full-size conversions (`full.webp`); preset names
 /// cannot contain a dot.
@@ -16,13 +19,23 @@ const CONVERSION_PREFIX: &str = "full.";
 #[derive(Debug, Clone)]
 enum Rendering {
     Presets(Vec<Preset>),
+    /// One preset in another encoding than its own (negotiated or asked
+    /// for): kept as its own variant, named `<preset>@<format>`.
+    Encoded(Preset, tintype_media::OutputFormat),
     Full(tintype_media::OutputFormat),
+}
+
+/// The variant name of a preset in an encoding other than its own. Preset
+/// names have no '@', so these never clash with one (nor with `full.webp`).
+fn encoded_name(preset: &str, format: tintype_media::OutputFormat) -> String {
+    format!("{preset}@{}", format.name())
 }
 
 impl Rendering {
     fn names(&self) -> Vec<String> {
         match self {
             Rendering::Presets(p) => p.iter().map(|p| p.name.clone()).collect(),
+            Rendering::Encoded(p, f) => vec![encoded_name(&p.name, *f)],
             Rendering::Full(f) => vec![format!("{CONVERSION_PREFIX}{}", f.name())],
         }
     }
@@ -31,6 +44,7 @@ impl Rendering {
     fn specs(&self, source: tintype_media::Format) -> Vec<tintype_media::VariantSpec> {
         match self {
             Rendering::Presets(p) => p.iter().map(|p| p.spec_for(source)).collect(),
+            Rendering::Encoded(p, f) => vec![p.spec_as(*f)],
             Rendering::Full(_) => Vec::new(),
         }
     }
@@ -114,6 +128,32 @@ impl Engine {
             return Err(CoreError::NotFound);
         };
         self.single_flight(image, preset, Rendering::Presets(vec![p]))
+            .await
+    }
+
+    /// A variant in a given encoding: `None` (or the preset's own format)
+    /// is [`Engine::variant`]; another format is rendered once and kept as
+    /// its own variant (`<preset>@<format>`), through the same single
+    /// flight and decode budget.
+    pub async fn variant_as(
+        &self,
+        image: &Image,
+        preset: &str,
+        format: Option<tintype_media::OutputFormat>,
+    ) -> Result<Variant, CoreError> {
+        let Some(p) = self.config.presets.get(preset).cloned() else {
+            return Err(CoreError::NotFound);
+        };
+        let Some(format) = format else {
+            return self.variant(image, preset).await;
+        };
+        let own = tintype_media::Format::from_name(&image.content.format)
+            .map(|source| p.default_format(source));
+        if own == Some(format) {
+            return self.variant(image, preset).await;
+        }
+        let name = encoded_name(preset, format);
+        self.single_flight(image, &name, Rendering::Encoded(p, format))
             .await
     }
 
@@ -210,15 +250,16 @@ impl Engine {
             .budget
             .acquire(tintype_media::render_memory(&probe, &specs))
             .await?;
-        let rendered = tokio::task::spawn_blocking(move || {
+        let (rendered, placeholder) = tokio::task::spawn_blocking(move || {
             let out = match rendering {
-                Rendering::Presets(_) => {
+                Rendering::Presets(_) | Rendering::Encoded(..) => {
                     tintype_media::render_file(&path, &probe, &specs, &limits)?
                 }
                 Rendering::Full(_) => vec![tintype_media::to_webp(&path, &probe, &limits)?],
             };
             // Each variant goes to a temp file, hashed, ready for the store.
             let mut staged = Vec::with_capacity(out.len());
+            let mut placeholder = None;
             for (r, name) in out.into_iter().zip(names.iter()) {
                 let mut f = tempfile::Builder::new()
                     .prefix("variant-")
@@ -226,6 +267,9 @@ impl Engine {
                 f.write_all(&r.bytes)?;
                 f.as_file().sync_all()?;
                 let sha = hex::encode(Sha256::digest(&r.bytes));
+                if r.thumbhash.is_some() {
+                    placeholder = r.thumbhash.clone();
+                }
                 staged.push((
                     name.clone(),
                     r.width,
@@ -236,7 +280,7 @@ impl Engine {
                     f.into_temp_path(),
                 ));
             }
-            Ok::<_, tintype_media::MediaError>(staged)
+            Ok::<_, tintype_media::MediaError>((staged, placeholder))
         })
         .await
         .map_err(CoreError::internal)?
@@ -249,6 +293,9 @@ impl Engine {
             return Err(CoreError::Conflict(
                 "the image changed while its variants were rendered".into(),
             ));
+        }
+        if let Some(hash) = placeholder {
+            self.keep_thumbhash(image, hash).await;
         }
         let mut out = Vec::with_capacity(rendered.len());
         for (preset, w, h, ct, size, sha, temp) in rendered {
@@ -276,15 +323,59 @@ impl Engine {
         Ok(out)
     }
 
+    /// Keeps the ThumbHash of the image's current bytes, once: a render
+    /// of other presets later does not replace it.
+    async fn keep_thumbhash(&self, image: &Image, hash: String) {
+        if let Ok(Some(r)) = self.record(THUMBHASH_SCOPE, &image.id).await {
+            if r.data.get("sha256").and_then(|v| v.as_str()) == Some(&image.content.sha256) {
+                return;
+            }
+        }
+        let record = NewRecord {
+            scope: THUMBHASH_SCOPE.into(),
+            key: image.id.clone(),
+            owner_id: Some(image.owner_id),
+            image_id: Some(image.id.clone()),
+            data: serde_json::json!({ "thumbhash": hash, "sha256": image.content.sha256 }),
+            skey: None,
+            skey2: None,
+            ref_id: None,
+            sort_at: None,
+        };
+        if let Err(e) = self.put_record(&record).await {
+            tracing::warn!("the thumbhash of {} was not kept: {e}", image.id);
+        }
+    }
+
+    /// The ThumbHash (base64) of an image's current bytes, once a render
+    /// has made it.
+    pub async fn thumbhash(&self, image: &Image) -> Result<Option<String>, CoreError> {
+        if image.content.kind != ImageKind::Picture {
+            return Ok(None);
+        }
+        let Some(r) = self.record(THUMBHASH_SCOPE, &image.id).await? else {
+            return Ok(None);
+        };
+        if r.data.get("sha256").and_then(|v| v.as_str()) != Some(&image.content.sha256) {
+            return Ok(None);
+        }
+        Ok(r.data
+            .get("thumbhash")
+            .and_then(|v| v.as_str())
+            .map(str::to_string))
+    }
+
     /// The variants an image has so far (its presets; full-size
-    /// conversions are served by their own routes).
+    /// conversions and presets in other encodings are served by their own
+    /// routes).
     pub async fn variants(&self, image_id: &str) -> Result<Vec<Variant>, CoreError> {
         if let Some(all) = self.caches.variant_lists.get(image_id) {
             return Ok(all);
         }
         let generation = self.caches.variant_lists.generation();
         let mut all = self.catalog.variants(image_id).await?;
-        all.retain(|v| !v.preset.starts_with(CONVERSION_PREFIX));
+        // Presets only: no full-size conversions, no other encodings.
+        all.retain(|v| !v.preset.contains(['.', '@']));
         self.caches
             .variant_lists
             .insert(generation, image_id.to_string(), all.clone());

@@ -88,12 +88,18 @@ fn variant_json(st: &AppState, image: &Image, v: &Variant) -> Value {
 
 async fn image_json(st: &AppState, image: &Image) -> ApiResult<Value> {
     let variants = st.engine.variants(&image.id).await?;
-    Ok(image_json_with(st, image, &variants))
+    let thumbhash = st.engine.thumbhash(image).await?;
+    Ok(image_json_with(st, image, &variants, thumbhash.as_deref()))
 }
 
-/// An image's JSON with its variants (looked up by the caller, for a whole
-/// page at once).
-fn image_json_with(st: &AppState, image: &Image, variants: &[Variant]) -> Value {
+/// An image's JSON with its variants and ThumbHash (looked up by the
+/// caller, the variants for a whole page at once).
+fn image_json_with(
+    st: &AppState,
+    image: &Image,
+    variants: &[Variant],
+    thumbhash: Option<&str>,
+) -> Value {
     let mut preset_urls = Map::new();
     if image.content.kind == tintype_engine::core::ImageKind::Picture {
         for p in st.engine.config().presets.all() {
@@ -108,6 +114,7 @@ fn image_json_with(st: &AppState, image: &Image, variants: &[Variant]) -> Value 
         "name": image.name,
         "kind": image.content.kind.as_str(),
         "format": image.content.format,
+        "thumbhash": thumbhash,
         "content_type": image.content.content_type,
         "size": image.content.size,
         "sha256": image.content.sha256,
@@ -174,11 +181,17 @@ async fn list(
     // One variants query for the whole page, not one per image.
     let ids: Vec<String> = page.images.iter().map(|i| i.id.clone()).collect();
     let variants = st.engine.variants_of(&ids).await?;
+    // ThumbHashes one by one (the engine's record cache keeps them).
+    let mut thumbhashes = Vec::with_capacity(page.images.len());
+    for image in &page.images {
+        thumbhashes.push(st.engine.thumbhash(image).await?);
+    }
     let out: Vec<Value> = page
         .images
         .iter()
         .zip(variants.iter())
-        .map(|(i, (_, v))| image_json_with(&st, i, v))
+        .zip(thumbhashes.iter())
+        .map(|((i, (_, v)), t)| image_json_with(&st, i, v, t.as_deref()))
         .collect();
     let mut resp = Json(Value::Array(out)).into_response();
     if let Some(next) = page.next {
@@ -423,7 +436,44 @@ async fn variant(
 ) -> ApiResult<Response> {
     let p = caller.require(Scope::ImageRead)?;
     let image = st.engine.owned_image(&p, &id).await?;
-    let v = st.engine.variant(&image, &preset).await?;
+    // `?format=jpeg|png|webp|avif` asks for an encoding; `auto` (or no
+    // format, for a preset whose format is auto) negotiates from Accept.
+    let asked = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("format="))
+        .map(str::to_ascii_lowercase);
+    let Some(preset_def) = st.engine.config().presets.get(&preset) else {
+        return Err(CoreError::NotFound.into());
+    };
+    let negotiate = match asked.as_deref() {
+        None => preset_def.negotiates(),
+        Some("auto") => true,
+        Some(_) => false,
+    };
+    let format = if negotiate {
+        let accept = req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok());
+        tintype_engine::negotiate(accept)
+    } else {
+        match asked.as_deref() {
+            Some(f) => Some(
+                f.parse::<tintype_engine::media::OutputFormat>()
+                    .map_err(|e| CoreError::Invalid(e.to_string()))?,
+            ),
+            None => None,
+        }
+    };
+    let v = st.engine.variant_as(&image, &preset, format).await?;
     let blob = BlobRef::of_variant(&v);
-    Ok(serve_blob(&st, req.headers(), &blob, Caching::Private, None).await)
+    let mut resp = serve_blob(&st, req.headers(), &blob, Caching::Private, None).await;
+    if negotiate {
+        resp.headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("Accept"));
+    }
+    Ok(resp)
 }

@@ -9,7 +9,8 @@
 //! (palette indices, no canvas), WebP whole only when its buffers fit in
 //! [`CHECK_MEMORY`] (past that, its chunk structure is checked). Animation
 //! frames are checked until [`crate::Limits::max_pixels`] pixels in all
-//! have been decoded. Disk images and SVG (parsed whole by the probe) are not
+//! have been decoded. HEIC and AVIF are decoded whole by libheif (in their
+//! own colour space, without the RGB conversion). Disk images and SVG (parsed whole by the probe) are not
 //! decoded here.
 //!
 //! What libjpeg allocates besides our buffer: a baseline JPEG is decoded a
@@ -57,6 +58,9 @@ pub fn check_memory(probe: &crate::Probe) -> u64 {
                 needs + state
             }
         }
+        // libheif decodes the whole picture in its own colour space: up to
+        // 16 bits a sample in 4:4:4, and the codec's reference frame.
+        Format::Heic | Format::Avif => w * h * 12 + 4 * 1024 * 1024,
         Format::Svg | Format::Qcow2 => 0,
     }
 }
@@ -68,6 +72,7 @@ pub fn check_pixels(path: &Path, format: Format, limits: &Limits) -> Result<(), 
         Format::Png => check_png(path, limits),
         Format::Gif => check_gif(path, limits),
         Format::Webp => check_webp(&std::fs::read(path)?, limits),
+        Format::Heic | Format::Avif => crate::heif::check_decodes(&std::fs::read(path)?, limits),
         Format::Svg | Format::Qcow2 => Ok(()),
     }
 }
@@ -79,6 +84,7 @@ pub fn check_bytes(bytes: &[u8], format: Format, limits: &Limits) -> Result<(), 
         Format::Png => check_png_reader(std::io::Cursor::new(bytes), limits),
         Format::Gif => check_gif_reader(bytes, limits),
         Format::Webp => check_webp(bytes, limits),
+        Format::Heic | Format::Avif => crate::heif::check_decodes(bytes, limits),
         Format::Svg | Format::Qcow2 => Ok(()),
     }
 }

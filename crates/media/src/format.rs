@@ -9,6 +9,10 @@ pub enum Format {
     Gif,
     Webp,
     Svg,
+    /// HEIC/HEIF stills (HEVC), as phones save them.
+    Heic,
+    /// AVIF stills (AV1 in HEIF).
+    Avif,
     Qcow2,
 }
 
@@ -28,6 +32,8 @@ impl Format {
             Format::Gif => "image/gif",
             Format::Webp => "image/webp",
             Format::Svg => "image/svg+xml",
+            Format::Heic => "image/heic",
+            Format::Avif => "image/avif",
             Format::Qcow2 => "application/x-qemu-disk",
         }
     }
@@ -39,6 +45,8 @@ impl Format {
             Format::Gif => "gif",
             Format::Webp => "webp",
             Format::Svg => "svg",
+            Format::Heic => "heic",
+            Format::Avif => "avif",
             Format::Qcow2 => "qcow2",
         }
     }
@@ -50,8 +58,26 @@ impl Format {
             Format::Gif => "gif",
             Format::Webp => "webp",
             Format::Svg => "svg",
+            Format::Heic => "heic",
+            Format::Avif => "avif",
             Format::Qcow2 => "qcow2",
         }
+    }
+
+    /// The format of a [`Format::name`].
+    pub fn from_name(name: &str) -> Option<Format> {
+        [
+            Format::Jpeg,
+            Format::Png,
+            Format::Gif,
+            Format::Webp,
+            Format::Svg,
+            Format::Heic,
+            Format::Avif,
+            Format::Qcow2,
+        ]
+        .into_iter()
+        .find(|f| f.name() == name)
     }
 
     pub fn kind(&self) -> Kind {
@@ -83,6 +109,9 @@ pub fn sniff(head: &[u8]) -> Option<Format> {
     if head.len() >= 12 && head.starts_with(b"RIFF") && head.get(8..12) == Some(b"WEBP") {
         return Some(Format::Webp);
     }
+    if let Some(f) = sniff_heif(head) {
+        return Some(f);
+    }
     if head.starts_with(b"QFI\xfb") {
         return Some(Format::Qcow2);
     }
@@ -90,6 +119,36 @@ pub fn sniff(head: &[u8]) -> Option<Format> {
         return Some(Format::Svg);
     }
     None
+}
+
+/// An ISO-BMFF `ftyp` box whose brands name a HEIF still: AVIF when any
+/// brand is an AV1 one, HEIC for the HEVC brands and plain `mif1`.
+fn sniff_heif(head: &[u8]) -> Option<Format> {
+    if head.get(4..8) != Some(b"ftyp") {
+        return None;
+    }
+    let size = head
+        .get(..4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))? as usize;
+    if size < 16 {
+        return None;
+    }
+    // The major brand, the minor version (skipped), then compatible brands.
+    let end = size.min(head.len());
+    let major = head.get(8..12)?;
+    let compatible = head.get(16..end).unwrap_or(&[]);
+    let brands = std::iter::once(major).chain(compatible.chunks_exact(4));
+    let mut heif = false;
+    for brand in brands {
+        match brand {
+            b"avif" | b"avis" => return Some(Format::Avif),
+            b"heic" | b"heix" | b"heim" | b"heis" | b"hevc" | b"hevx" | b"mif1" | b"msf1" => {
+                heif = true
+            }
+            _ => {}
+        }
+    }
+    heif.then_some(Format::Heic)
 }
 
 /// Skips a UTF-8 BOM, whitespace, an XML declaration, comments, processing
@@ -182,6 +241,20 @@ mod tests {
         assert_eq!(sniff(b"RIFF\0\0\0\0WAVE"), None);
         assert_eq!(sniff(b"QFI\xfb\0\0\0\x03"), Some(Format::Qcow2));
         assert_eq!(Format::Qcow2.kind(), Kind::Disk);
+        let ftyp = |major: &[u8; 4], compat: &[u8]| {
+            let mut b = ((16 + compat.len()) as u32).to_be_bytes().to_vec();
+            b.extend_from_slice(b"ftyp");
+            b.extend_from_slice(major);
+            b.extend_from_slice(&[0, 0, 0, 0]);
+            b.extend_from_slice(compat);
+            b
+        };
+        assert_eq!(sniff(&ftyp(b"heic", b"mif1heic")), Some(Format::Heic));
+        assert_eq!(sniff(&ftyp(b"mif1", b"mif1miaf")), Some(Format::Heic));
+        assert_eq!(sniff(&ftyp(b"avif", b"mif1avif")), Some(Format::Avif));
+        assert_eq!(sniff(&ftyp(b"mif1", b"miafavif")), Some(Format::Avif));
+        assert_eq!(sniff(&ftyp(b"isom", b"iso2mp41")), None);
+        assert_eq!(Format::Heic.kind(), Kind::Picture);
         assert_eq!(Format::Png.kind(), Kind::Picture);
     }
 }

@@ -15,10 +15,12 @@
 //! a decoder into an error ([`MediaError::Corrupt`]).
 
 mod check;
+mod colour;
 mod error;
 mod exif;
 mod format;
 mod guard;
+mod heif;
 mod probe;
 mod qcow2;
 mod render;
@@ -28,6 +30,7 @@ mod svg;
 pub use check::{check_memory, CHECK_MEMORY};
 pub use error::MediaError;
 pub use format::{sniff, Format, Kind};
+pub use heif::{encode_still, StillOptions};
 pub use probe::{check_file, probe_bytes, probe_file, probe_headers, DiskInfo, Probe};
 pub use render::{render_file, render_memory, to_webp, Rendered};
 pub use spec::{parse_size, FitMode, OutputFormat, VariantSpec};

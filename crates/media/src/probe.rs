@@ -91,7 +91,7 @@ fn probe_headers_inner(path: &Path, limits: &Limits) -> Result<Probe, MediaError
     let head = read_head(&mut reader, HEAD_LEN)?;
     let format = sniff(&head).ok_or_else(|| {
         MediaError::Unsupported(
-            "the file is not a JPEG, PNG, GIF, WebP, SVG or QCOW2 disk image".into(),
+            "the file is not a JPEG, PNG, GIF, WebP, HEIC, AVIF, SVG or QCOW2 disk image".into(),
         )
     })?;
     reader.seek(SeekFrom::Start(0))?;
@@ -107,6 +107,10 @@ fn probe_headers_inner(path: &Path, limits: &Limits) -> Result<Probe, MediaError
         Format::Png => png_header(&mut reader)?,
         Format::Gif => gif_header(&mut reader)?,
         Format::Webp => webp_header(&mut reader)?,
+        Format::Heic | Format::Avif => {
+            drop(reader);
+            heif_header(&std::fs::read(path)?, limits)?
+        }
     };
     finish(format, header, limits)
 }
@@ -124,7 +128,7 @@ fn probe_bytes_headers(bytes: &[u8], limits: &Limits) -> Result<Probe, MediaErro
     let head = bytes.get(..HEAD_LEN).unwrap_or(bytes);
     let format = sniff(head).ok_or_else(|| {
         MediaError::Unsupported(
-            "the file is not a JPEG, PNG, GIF, WebP, SVG or QCOW2 disk image".into(),
+            "the file is not a JPEG, PNG, GIF, WebP, HEIC, AVIF, SVG or QCOW2 disk image".into(),
         )
     })?;
     let mut reader = std::io::Cursor::new(bytes);
@@ -145,14 +149,33 @@ fn probe_bytes_headers(bytes: &[u8], limits: &Limits) -> Result<Probe, MediaErro
         Format::Png => png_header(&mut reader)?,
         Format::Gif => gif_header(&mut reader)?,
         Format::Webp => webp_header(&mut reader)?,
+        Format::Heic | Format::Avif => heif_header(bytes, limits)?,
     };
     finish(format, header, limits)
+}
+
+/// The primary image of a HEIF file: its display size (libheif applies the
+/// rotation, mirror and crop properties) and its EXIF, whose orientation is
+/// then not applied again.
+fn heif_header(bytes: &[u8], limits: &Limits) -> Result<Header, MediaError> {
+    let info = crate::heif::info(bytes, limits)?;
+    Ok(Header {
+        width: info.width,
+        height: info.height,
+        animated: false,
+        exif: info.exif,
+        oriented: true,
+    })
 }
 
 fn finish(format: Format, header: Header, limits: &Limits) -> Result<Probe, MediaError> {
     limits.check(header.width, header.height)?;
     let facts: Option<ExifFacts> = header.exif.and_then(exif::read);
-    let orientation = facts.as_ref().and_then(|f| f.orientation);
+    let orientation = if header.oriented {
+        None
+    } else {
+        facts.as_ref().and_then(|f| f.orientation)
+    };
     let (width, height) = if swaps_axes(orientation) {
         (header.height, header.width)
     } else {
@@ -199,6 +222,8 @@ struct Header {
     height: u32,
     animated: bool,
     exif: Option<Vec<u8>>,
+    /// The decoder hands out pixels in display orientation already (HEIF).
+    oriented: bool,
 }
 
 impl Header {
@@ -208,6 +233,7 @@ impl Header {
             height,
             animated: false,
             exif: None,
+            oriented: false,
         }
     }
 }
@@ -287,6 +313,7 @@ fn jpeg_header<R: Read + Seek>(r: &mut R) -> Result<Header, MediaError> {
                 height,
                 animated: false,
                 exif: exif_block,
+                oriented: false,
             });
         }
         if marker == 0xE1 && exif_block.is_none() {

@@ -24,6 +24,7 @@ pub enum OutputFormat {
     Jpeg,
     Png,
     Webp,
+    Avif,
 }
 
 impl OutputFormat {
@@ -32,6 +33,7 @@ impl OutputFormat {
             OutputFormat::Jpeg => "image/jpeg",
             OutputFormat::Png => "image/png",
             OutputFormat::Webp => "image/webp",
+            OutputFormat::Avif => "image/avif",
         }
     }
 
@@ -40,6 +42,7 @@ impl OutputFormat {
             OutputFormat::Jpeg => "jpeg",
             OutputFormat::Png => "png",
             OutputFormat::Webp => "webp",
+            OutputFormat::Avif => "avif",
         }
     }
 
@@ -49,6 +52,7 @@ impl OutputFormat {
             OutputFormat::Jpeg => "jpg",
             OutputFormat::Png => "png",
             OutputFormat::Webp => "webp",
+            OutputFormat::Avif => "avif",
         }
     }
 }
@@ -60,8 +64,9 @@ impl FromStr for OutputFormat {
             "jpeg" | "jpg" => Ok(OutputFormat::Jpeg),
             "png" => Ok(OutputFormat::Png),
             "webp" => Ok(OutputFormat::Webp),
+            "avif" => Ok(OutputFormat::Avif),
             other => Err(MediaError::InvalidSpec(format!(
-                "output format {other:?} is not one of jpeg, png, webp"
+                "output format {other:?} is not one of jpeg, png, webp, avif"
             ))),
         }
     }
@@ -80,7 +85,8 @@ pub struct VariantSpec {
     pub width: u32,
     pub height: u32,
     pub format: OutputFormat,
-    /// 1 to 100; used by JPEG (PNG and WebP here are lossless).
+    /// 1 to 100; used by JPEG, WebP and AVIF (PNG is lossless; WebP at 100
+    /// is lossless WebP).
     pub quality: u8,
 }
 

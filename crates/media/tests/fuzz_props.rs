@@ -213,6 +213,26 @@ const SVG: &str = r##"<?xml version="1.0"?>
 <g transform="rotate(10)"><g><g><text x="2" y="28">tintype</text></g></g></g>
 </svg>"##;
 
+/// A small HEIC or AVIF still with EXIF and an ICC profile (libheif's encoders).
+fn heif(format: tintype_media::Format) -> Vec<u8> {
+    let rgb = image::DynamicImage::ImageRgba8(gradient(13, 11)).to_rgb8();
+    let icc = lcms2::Profile::new_srgb().icc().unwrap();
+    let tiff = tiff();
+    tintype_media::encode_still(
+        format,
+        rgb.as_raw(),
+        13,
+        11,
+        false,
+        &tintype_media::StillOptions {
+            icc: Some(&icc),
+            exif: Some(&tiff),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
 fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let rgba = image::DynamicImage::ImageRgba8(gradient(13, 11));
     let rgb = image::DynamicImage::ImageRgb8(rgba.to_rgb8());
@@ -225,6 +245,8 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("jpeg-exif", with_app1(&jpeg(16, 16), &tiff())),
         ("qcow2", qcow2()),
         ("svg", SVG.as_bytes().to_vec()),
+        ("heic", heif(tintype_media::Format::Heic)),
+        ("avif", heif(tintype_media::Format::Avif)),
     ]
 }
 

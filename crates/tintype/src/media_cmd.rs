@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use tintype_media::{
-    parse_size, probe_file, render_file, FitMode, Limits, OutputFormat, VariantSpec,
+    parse_size, probe_file, probe_headers, render_file, FitMode, Limits, OutputFormat, VariantSpec,
 };
 
 /// Print what tintype learns about a file (format, size, EXIF, GPS) as JSON.
@@ -28,10 +28,10 @@ pub struct RenderArgs {
     /// Fill exactly WIDTHxHEIGHT, centre crop (repeatable).
     #[arg(long, value_name = "WxH")]
     pub fill: Vec<String>,
-    /// JPEG quality, 1 to 100.
+    /// Quality, 1 to 100 (JPEG, lossy WebP below 100, AVIF).
     #[arg(long, default_value_t = 85)]
     pub quality: u8,
-    /// jpeg, png or webp.
+    /// jpeg, png, webp or avif.
     #[arg(long, default_value = "jpeg")]
     pub format: String,
 }
@@ -63,7 +63,10 @@ pub fn run_render(a: RenderArgs) -> anyhow::Result<()> {
     }
     let limits = Limits::default();
     let probe =
-        probe_file(&a.file, &limits).with_context(|| format!("probing {}", a.file.display()))?;
+        // Headers only: rendering decodes the picture anyway, and refuses
+        // one whose pixels do not all decode.
+        probe_headers(&a.file, &limits)
+            .with_context(|| format!("probing {}", a.file.display()))?;
     let rendered = render_file(&a.file, &probe, &specs, &limits)
         .with_context(|| format!("rendering {}", a.file.display()))?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
@@ -71,6 +74,7 @@ pub fn run_render(a: RenderArgs) -> anyhow::Result<()> {
         let ext = match r.content_type {
             "image/png" => "png",
             "image/webp" => "webp",
+            "image/avif" => "avif",
             _ => "jpg",
         };
         let mode = match r.spec.mode {

@@ -20,5 +20,6 @@ mod jobs;
 mod limits;
 mod mutations;
 mod operability;
+mod photos;
 mod quota;
 mod variants;
