@@ -568,8 +568,9 @@ fn is_time(s: &str) -> bool {
         && b[13] == b':'
 }
 
-/// Keys whose value depends on when the background jobs ran.
-const TIMING_KEYS: [&str; 2] = ["processed", "processed_at"];
+/// Keys whose value depends on when the background jobs ran (a picture's
+/// ThumbHash appears once its smallest variant is rendered).
+const TIMING_KEYS: [&str; 3] = ["processed", "processed_at", "thumbhash"];
 
 impl Norm {
     fn new(base: &str) -> Norm {
