@@ -15,7 +15,6 @@ use tintype_engine::core::{
     to_millis, Image, ImageKind, NewRecord, Principal, RecordCursor, RecordFilter, RecordOrder,
     RecordQuery, Scope, UserId,
 };
-use tintype_engine::media::Format;
 use tintype_engine::{Accept, BlobRef, IngestOptions, Staged};
 use tintype_http::auth::{Caller, CallerRules, TokenSource};
 use tintype_http::limits::{read_text_field, ReadError};
@@ -319,18 +318,6 @@ async fn small_text(mut field: Field<'_>) -> ApiResult<String> {
         })
 }
 
-fn accepted() -> Accept {
-    // Phones' photos too: HEIC and AVIF (their variants are JPEG).
-    Accept::Formats(vec![
-        Format::Jpeg,
-        Format::Png,
-        Format::Gif,
-        Format::Webp,
-        Format::Heic,
-        Format::Avif,
-    ])
-}
-
 /// Reads every part; the first `image` part is staged as it streams in
 /// (nothing is stored until every part is read and valid).
 async fn read_parts(
@@ -350,7 +337,7 @@ async fn read_parts(
         match name.as_str() {
             "image" if staged.is_none() => {
                 let mut opts = IngestOptions::new(owner);
-                opts.accept = accepted();
+                opts.accept = Accept::photos();
                 opts.name = field
                     .file_name()
                     .map(|n| n.chars().take(255).collect::<String>())

@@ -5,7 +5,7 @@
 
 use crate::namespace::{self, Namespace, Visibility};
 use serde_json::{json, Value};
-use tintype_engine::core::{CoreError, RecordCursor, RecordFilter, RecordOrder, RecordQuery, User};
+use tintype_engine::core::{CoreError, RecordFilter, User};
 use tintype_engine::Engine;
 
 fn parse_ref(ns_ref: &str) -> Result<(&str, &str), CoreError> {
@@ -166,26 +166,10 @@ pub async fn namespace_list(engine: &Engine, owner: Option<&str>) -> Result<Valu
         ..RecordFilter::default()
     };
     let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let page = engine
-            .query_records(&RecordQuery {
-                filter: filter.clone(),
-                order: RecordOrder::SeqAsc,
-                after,
-                offset: 0,
-                limit: 1000,
-            })
-            .await?;
-        after = page.last().map(|r| RecordCursor::Seq(r.record.seq));
-        let n = page.len();
-        for r in page {
-            if let Some(ns) = namespace::by_id(engine, r.record.seq).await? {
-                out.push(namespace_json(engine, &ns).await?);
-            }
-        }
-        if n < 1000 {
-            return Ok(Value::Array(out));
+    for r in namespace::every_record(engine, filter).await? {
+        if let Some(ns) = namespace::by_id(engine, r.seq).await? {
+            out.push(namespace_json(engine, &ns).await?);
         }
     }
+    Ok(Value::Array(out))
 }

@@ -290,6 +290,17 @@ pub async fn collaborators(engine: &Engine, root_id: i64) -> Result<Vec<UserId>,
         ref_id: Some(root_id),
         ..RecordFilter::default()
     };
+    let all = every_record(engine, filter).await?;
+    Ok(all.into_iter().filter_map(|r| r.owner_id).collect())
+}
+
+/// Every record that `filter` matches, in the order they were written,
+/// read a page at a time (for the short lists that are wanted whole:
+/// a namespace's collaborators, the admin's namespace list).
+pub(crate) async fn every_record(
+    engine: &Engine,
+    filter: RecordFilter,
+) -> Result<Vec<Record>, CoreError> {
     let mut out = Vec::new();
     let mut after = None;
     loop {
@@ -304,14 +315,14 @@ pub async fn collaborators(engine: &Engine, root_id: i64) -> Result<Vec<UserId>,
             .await?;
         let n = page.len();
         after = page.last().map(|r| RecordCursor::Seq(r.record.seq));
-        out.extend(page.into_iter().filter_map(|r| r.record.owner_id));
+        out.extend(page.into_iter().map(|r| r.record));
         if (n as i64) < COLLAB_PAGE {
             return Ok(out);
         }
     }
 }
 
-/// Collaboration records read per query.
+/// Records read per query by [`every_record`].
 const COLLAB_PAGE: i64 = 1000;
 
 /// What a caller may do with an image.

@@ -14,7 +14,6 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::Response;
 use serde_json::Map;
 use tintype_engine::core::{CoreError, Image, NewRecord, Principal, Refusal, Scope};
-use tintype_engine::media::Format;
 use tintype_engine::{Accept, IngestOptions, Staged};
 use tintype_http::auth::Caller;
 use tintype_http::limits::{read_field_bytes, ReadError};
@@ -169,14 +168,7 @@ async fn stage_file(
         name: field.file_name().and_then(clean_name),
         metadata: Map::new(),
         // Phones' photos too: HEIC and AVIF (their versions are JPEG).
-        accept: Accept::Formats(vec![
-            Format::Jpeg,
-            Format::Png,
-            Format::Gif,
-            Format::Webp,
-            Format::Heic,
-            Format::Avif,
-        ]),
+        accept: Accept::photos(),
         max_bytes: None,
     };
     match state.engine.stage(field, &opts).await {

@@ -121,7 +121,6 @@ async fn stage_file(st: &AppState, field: Field<'_>) -> PopitResult<StagedFile> 
 
 /// Stores a staged file where the upload goes.
 async fn store_file(st: &AppState, file: StagedFile, target: &Target) -> PopitResult<Stored> {
-    let mime = file.staged.format().mime();
     let result = match target {
         Target::New { owner, metadata } => {
             let mut opts = IngestOptions::new(*owner);
@@ -145,7 +144,9 @@ async fn store_file(st: &AppState, file: StagedFile, target: &Target) -> PopitRe
                 created: false,
             }),
     };
-    result.map_err(|e| upload_error(e, 1, mime))
+    // The bytes were checked while staging: what fails now (quota, space,
+    // storage) is no refusal of the file.
+    result.map_err(PopitError::from)
 }
 
 async fn read_form(

@@ -46,6 +46,13 @@ fn lookup_counters(vec: &IntCounterVec, name: &str) -> Option<(IntCounter, IntCo
     Some((hit, miss))
 }
 
+/// Counts one lookup, when the cache is counted.
+fn count(lookups: &Option<(IntCounter, IntCounter)>, hit: bool) {
+    if let Some((h, m)) = lookups {
+        if hit { h } else { m }.inc();
+    }
+}
+
 impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
     pub fn new(cap: usize, ttl: Duration) -> Self {
         TtlCache {
@@ -63,16 +70,6 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
     pub fn counted(mut self, vec: &IntCounterVec, name: &str) -> Self {
         self.lookups = lookup_counters(vec, name);
         self
-    }
-
-    fn count(&self, hit: bool) {
-        if let Some((h, m)) = &self.lookups {
-            if hit {
-                h.inc()
-            } else {
-                m.inc()
-            }
-        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner<K, V>> {
@@ -101,7 +98,7 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
             None => None,
         };
         drop(g);
-        self.count(found.is_some());
+        count(&self.lookups, found.is_some());
         found
     }
 
@@ -187,13 +184,7 @@ impl BlobCache {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let found = g.0.get(sha256).cloned();
         drop(g);
-        if let Some((h, m)) = &self.lookups {
-            if found.is_some() {
-                h.inc()
-            } else {
-                m.inc()
-            }
-        }
+        count(&self.lookups, found.is_some());
         found
     }
 

@@ -20,6 +20,19 @@ pub enum Accept {
 }
 
 impl Accept {
+    /// Photographs as cameras, phones and browsers make them: JPEG, PNG,
+    /// GIF, WebP, HEIC and AVIF (no SVG, no disks).
+    pub fn photos() -> Self {
+        Accept::Formats(vec![
+            Format::Jpeg,
+            Format::Png,
+            Format::Gif,
+            Format::Webp,
+            Format::Heic,
+            Format::Avif,
+        ])
+    }
+
     fn allows(&self, f: Format) -> bool {
         match self {
             Accept::Any => true,

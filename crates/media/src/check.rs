@@ -125,23 +125,29 @@ pub(crate) fn turbo_outcome(message: &str) -> TurboOutcome {
     }
 }
 
+/// The next JPEG marker at or after `i` and the index just past it.
+/// Stray bytes before a marker are skipped, as libjpeg does (it warns and
+/// decodes the picture), and so are fill bytes (repeated 0xFF).
+pub(crate) fn next_jpeg_marker(bytes: &[u8], mut i: usize) -> Option<(u8, usize)> {
+    while bytes.get(i).is_some_and(|&b| b != 0xFF) {
+        i += 1;
+    }
+    while bytes.get(i) == Some(&0xFF) {
+        i += 1;
+    }
+    bytes.get(i).map(|&m| (m, i + 1))
+}
+
 /// Walks the JPEG segments and entropy-coded data to the EOI marker; `false`
 /// when the file ends first. libjpeg reports such a file as "premature end"
 /// only as its first warning, which an earlier harmless one hides.
 pub(crate) fn jpeg_reaches_eoi(bytes: &[u8]) -> bool {
     let mut i = 2usize;
     loop {
-        // Stray bytes before a marker are skipped, as libjpeg does.
-        while bytes.get(i).is_some_and(|&b| b != 0xFF) {
-            i += 1;
-        }
-        while bytes.get(i) == Some(&0xFF) {
-            i += 1;
-        }
-        let Some(&marker) = bytes.get(i) else {
+        let Some((marker, next)) = next_jpeg_marker(bytes, i) else {
             return false;
         };
-        i += 1;
+        i = next;
         match marker {
             0xD9 => return true,
             0x00 | 0x01 | 0xD0..=0xD8 => continue,

@@ -23,15 +23,8 @@ pub(crate) fn jpeg_icc(bytes: &[u8]) -> Option<Vec<u8>> {
     let mut total = 0u8;
     let mut i = 2usize;
     loop {
-        // Stray bytes before a marker are skipped, as libjpeg does.
-        while bytes.get(i).is_some_and(|&b| b != 0xFF) {
-            i += 1;
-        }
-        while bytes.get(i) == Some(&0xFF) {
-            i += 1;
-        }
-        let marker = *bytes.get(i)?;
-        i += 1;
+        let (marker, next) = crate::check::next_jpeg_marker(bytes, i)?;
+        i = next;
         match marker {
             0x01 | 0xD0..=0xD7 => continue,
             // Start of scan, end of image: no profile comes after.

@@ -40,12 +40,13 @@ const UPSERT_PIN: &str = "INSERT INTO blob_pins (sha256, pin_id, expires_at) VAL
      ON CONFLICT (sha256, pin_id) DO UPDATE SET expires_at = excluded.expires_at";
 
 impl SqlCatalog {
-    pub(crate) async fn pin_blob_impl(
+    /// A transaction holding the blob's lock: the advisory lock on
+    /// PostgreSQL (released when the transaction ends), the write lock on
+    /// SQLite. Pins and collections of one blob take turns through it.
+    async fn blob_lock(
         &self,
         sha256: &str,
-        pin_id: &str,
-        expires_at: Timestamp,
-    ) -> Result<(), CatalogError> {
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, CatalogError> {
         let key = lock_key(sha256)?;
         match self.backend {
             Backend::Postgres => {
@@ -56,27 +57,27 @@ impl SqlCatalog {
                     .execute(&mut *tx)
                     .await
                     .map_err(db)?;
-                self.stmt(UPSERT_PIN)
-                    .bind(sha256)
-                    .bind(pin_id)
-                    .bind(to_millis(expires_at))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                tx.commit().await.map_err(db)?;
+                Ok(tx)
             }
-            Backend::Sqlite => {
-                // A write: it waits for a collection's write lock to end.
-                self.stmt(UPSERT_PIN)
-                    .bind(sha256)
-                    .bind(pin_id)
-                    .bind(to_millis(expires_at))
-                    .execute(&self.pool)
-                    .await
-                    .map_err(db)?;
-            }
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db),
         }
-        Ok(())
+    }
+
+    pub(crate) async fn pin_blob_impl(
+        &self,
+        sha256: &str,
+        pin_id: &str,
+        expires_at: Timestamp,
+    ) -> Result<(), CatalogError> {
+        let mut tx = self.blob_lock(sha256).await?;
+        self.stmt(UPSERT_PIN)
+            .bind(sha256)
+            .bind(pin_id)
+            .bind(to_millis(expires_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
     }
 
     pub(crate) async fn unpin_blob_impl(
@@ -109,20 +110,7 @@ impl SqlCatalog {
         now: Timestamp,
         delete: BlobDelete<'_>,
     ) -> Result<Collected, CatalogError> {
-        let key = lock_key(sha256)?;
-        let mut tx = match self.backend {
-            Backend::Postgres => {
-                let mut tx = self.pool.begin().await.map_err(db)?;
-                self.stmt(LOCK_SQL)
-                    .bind(i64::from(LOCK_CLASS))
-                    .bind(i64::from(key))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                tx
-            }
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?,
-        };
+        let mut tx = self.blob_lock(sha256).await?;
         // One statement, one snapshot taken under the lock: a writer
         // removes its pin only after the row that references the blob is
         // committed, so a snapshot without the pin has the row.

@@ -149,7 +149,17 @@ impl SqlCatalog {
         };
         let mut opts = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
-            .acquire_timeout(Duration::from_secs(30));
+            .acquire_timeout(Duration::from_secs(30))
+            // A connection still inside a transaction when it is handed out
+            // again is closed instead: its COMMIT or ROLLBACK failed (seen on
+            // a full disk), so a new `BEGIN IMMEDIATE` on it would be refused
+            // ("non-zero transaction depth") and a plain BEGIN would nest.
+            .before_acquire(|conn, _meta| {
+                Box::pin(async move {
+                    use sqlx::Connection;
+                    Ok(!conn.is_in_transaction())
+                })
+            });
         if backend == Backend::Sqlite {
             opts = opts.after_connect(|conn, _meta| {
                 Box::pin(async move {
