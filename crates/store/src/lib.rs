@@ -49,6 +49,7 @@ pub mod migrate;
 mod pins;
 mod query;
 mod s3;
+mod schema;
 mod sql;
 pub mod staging;
 

@@ -54,30 +54,6 @@ pub(crate) enum Backend {
     Postgres,
 }
 
-struct Migration {
-    version: i64,
-    sqlite: &'static str,
-    postgres: &'static str,
-}
-
-const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
-        postgres: include_str!("../migrations/postgres/0001_init.sql"),
-    },
-    Migration {
-        version: 2,
-        sqlite: include_str!("../migrations/sqlite/0002_blob_pins.sql"),
-        postgres: include_str!("../migrations/postgres/0002_blob_pins.sql"),
-    },
-    Migration {
-        version: 3,
-        sqlite: include_str!("../migrations/sqlite/0003_queryable_records.sql"),
-        postgres: include_str!("../migrations/postgres/0003_queryable_records.sql"),
-    },
-];
-
 /// The catalog over SQLite or PostgreSQL.
 pub struct SqlCatalog {
     pub(crate) pool: AnyPool,
@@ -207,78 +183,12 @@ impl SqlCatalog {
     }
 
     async fn migrate(&self) -> Result<(), CatalogError> {
-        let mig = |e: sqlx::Error| CatalogError::Migration(e.to_string());
-        let mut conn = self.pool.acquire().await.map_err(mig)?;
-        if self.backend == Backend::Postgres {
-            // Several nodes may start at once: one migrates, the others wait.
-            sqlx::query("SELECT pg_advisory_lock(727472797065)")
-                .execute(&mut *conn)
-                .await
-                .map_err(mig)?;
-        }
-        let result = self.migrate_locked(&mut conn).await;
-        if self.backend == Backend::Postgres {
-            let _ = sqlx::query("SELECT pg_advisory_unlock(727472797065)")
-                .execute(&mut *conn)
-                .await;
-        }
-        result
-    }
-
-    async fn migrate_locked(&self, conn: &mut sqlx::AnyConnection) -> Result<(), CatalogError> {
-        let mig = |e: sqlx::Error| CatalogError::Migration(e.to_string());
-        sqlx::raw_sql(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-        )
-        .execute(&mut *conn)
-        .await
-        .map_err(mig)?;
-        for m in MIGRATIONS {
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                match self.apply(conn, m).await {
-                    Ok(()) => break,
-                    Err(e) if attempt < 5 && self.backend == Backend::Sqlite => {
-                        tracing::debug!("migration {} retried: {e}", m.version);
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                    Err(e) => return Err(mig(e)),
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn apply(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        m: &Migration,
-    ) -> Result<(), sqlx::Error> {
-        use sqlx::Connection;
-        let mut tx = conn.begin().await?;
-        let done: Option<AnyRow> = self
-            .stmt("SELECT version FROM schema_migrations WHERE version = ?")
-            .bind(m.version)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if done.is_some() {
-            tx.rollback().await?;
-            return Ok(());
-        }
-        let sql = match self.backend {
-            Backend::Sqlite => m.sqlite,
-            Backend::Postgres => m.postgres,
-        };
-        sqlx::raw_sql(sql).execute(&mut *tx).await?;
-        self.stmt("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
-            .bind(m.version)
-            .bind(to_millis(now()))
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        tracing::info!(version = m.version, "applied catalog migration");
-        Ok(())
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| CatalogError::Migration(e.to_string()))?;
+        crate::schema::migrate(self.backend, &mut conn).await
     }
 }
 

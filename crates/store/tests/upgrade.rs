@@ -92,6 +92,29 @@ async fn old_catalog(url: &str, postgres: bool) {
     pool.close().await;
 }
 
+/// The migrations sqlx's migrator has recorded as applied, and whether
+/// the old bookkeeping table is still there.
+async fn applied_migrations(url: &str, postgres: bool) -> (Vec<i64>, bool) {
+    use sqlx::Row;
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    let versions =
+        sqlx::query("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<i64, _>(0))
+            .collect();
+    let old = if postgres {
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'schema_migrations'"
+    } else {
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+    };
+    let old: i64 = sqlx::query(old).fetch_one(&pool).await.unwrap().get(0);
+    pool.close().await;
+    (versions, old > 0)
+}
+
 fn data_i(rows: &[RecordRow], field: &str) -> Vec<String> {
     rows.iter()
         .map(|r| {
@@ -232,8 +255,18 @@ async fn a_sqlite_catalog_of_the_old_layout_lists_the_same_after_the_upgrade() {
     let url = format!("sqlite://{}", dir.path().join("old.db").display());
     old_catalog(&url, false).await;
     upgraded_lists_the_same(&url).await;
+    // The old bookkeeping is carried over to sqlx's migrator: 1 and 2 as
+    // they were, 3 applied now.
+    assert_eq!(
+        applied_migrations(&url, false).await,
+        (vec![1, 2, 3], false)
+    );
     // Opening again applies nothing twice.
     upgraded_lists_the_same(&url).await;
+    assert_eq!(
+        applied_migrations(&url, false).await,
+        (vec![1, 2, 3], false)
+    );
 }
 
 #[tokio::test]
@@ -248,5 +281,7 @@ async fn a_postgres_catalog_of_the_old_layout_lists_the_same_after_the_upgrade()
         .unwrap();
     old_catalog(&db, true).await;
     upgraded_lists_the_same(&db).await;
+    assert_eq!(applied_migrations(&db, true).await, (vec![1, 2, 3], false));
     upgraded_lists_the_same(&db).await;
+    assert_eq!(applied_migrations(&db, true).await, (vec![1, 2, 3], false));
 }
