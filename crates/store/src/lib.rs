@@ -2,10 +2,11 @@
 //!
 //! - [`SqlCatalog`]: the catalog over SQLite (embedded, WAL mode) or
 //!   PostgreSQL (several nodes). One implementation serves both through
-//!   sqlx's `Any` driver: the SQL is written once with `?` placeholders and
-//!   the few statements that must differ (claiming a job with `FOR UPDATE
-//!   SKIP LOCKED`) branch on the backend. Each backend keeps its own
-//!   numbered migrations under `migrations/{sqlite,postgres}`.
+//!   sqlx's `Any` driver: the SQL is written once with numbered
+//!   placeholders (`$1`, which both drivers bind by number) and the few
+//!   statements that must differ (claiming a job with `FOR UPDATE SKIP
+//!   LOCKED`) branch on the backend. Each backend keeps its own migrations
+//!   under `migrations/{sqlite,postgres}`, run by sqlx's `Migrator`.
 //! - [`DirBlobStore`]: content-addressed blobs in a local directory
 //!   (`sha256/ab/cd/abcd…`), written by fsync + atomic rename.
 //! - [`S3BlobStore`]: the same keys in an S3-compatible bucket (AWS S3,

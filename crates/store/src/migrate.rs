@@ -242,11 +242,13 @@ fn requeue_running(t: &Table, row: &mut [Val]) {
     }
 }
 
-fn bind_val(q: Stmt<'static>, v: Val) -> Stmt<'static> {
+/// Appends a placeholder for `v` and binds it (a missing value is NULL).
+fn push_val(q: Stmt<'static>, v: Option<&Val>) -> Stmt<'static> {
     match v {
-        Val::Int(x) => q.bind(x),
-        Val::Text(x) => q.bind(x),
-        Val::Float(x) => q.bind(x),
+        Some(Val::Int(x)) => q.push_bind(*x),
+        Some(Val::Text(x)) => q.push_bind(x.clone()),
+        Some(Val::Float(x)) => q.push_bind(*x),
+        None => q.push("NULL"),
     }
 }
 
@@ -443,11 +445,6 @@ async fn copy_table(
     let cols: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
     let col_list = cols.join(", ");
     let order = t.key.join(", ");
-    let placeholders = vec!["?"; cols.len()].join(", ");
-    let insert = format!(
-        "INSERT INTO {} ({col_list}) VALUES ({placeholders})",
-        t.name
-    );
     let key_idx: Vec<usize> = t
         .key
         .iter()
@@ -456,23 +453,21 @@ async fn copy_table(
     let mut last_key: Option<Vec<Val>> = None;
     let mut copied = 0u64;
     loop {
-        let (filter, binds) = match &last_key {
-            None => (String::new(), Vec::new()),
-            Some(k) if k.len() == 1 => (format!("WHERE {} > ?", t.key[0]), vec![k[0].clone()]),
-            Some(k) => (
-                format!("WHERE {0} > ? OR ({0} = ? AND {1} > ?)", t.key[0], t.key[1]),
-                vec![k[0].clone(), k[0].clone(), k[1].clone()],
-            ),
-        };
-        let select = format!(
-            "SELECT {col_list} FROM {} {filter} ORDER BY {order} LIMIT {PAGE}",
-            t.name
-        );
-        let mut q = from.stmt(&select);
-        for b in binds {
-            q = bind_val(q, b);
+        let mut q = from.stmt(&format!("SELECT {col_list} FROM {}", t.name));
+        match (&last_key, t.key) {
+            (None, _) => {}
+            (Some(k), [a]) => {
+                q = push_val(q.push(&format!(" WHERE {a} > ")), k.first());
+            }
+            (Some(k), [a, b, ..]) => {
+                q = push_val(q.push(&format!(" WHERE {a} > ")), k.first());
+                q = push_val(q.push(&format!(" OR ({a} = ")), k.first());
+                q = push_val(q.push(&format!(" AND {b} > ")), k.get(1)).push(")");
+            }
+            (Some(_), []) => {}
         }
         let rows = q
+            .push(&format!(" ORDER BY {order} LIMIT {PAGE}"))
             .fetch_all(&from.pool)
             .await
             .map_err(MigrateError::Source)?;
@@ -483,11 +478,17 @@ async fn copy_table(
             let mut row = read_row(t, r).map_err(MigrateError::Source)?;
             last_key = Some(key_idx.iter().map(|&i| row[i].clone()).collect());
             requeue_running(t, &mut row);
-            let mut q = to.stmt(&insert);
-            for v in row {
-                q = bind_val(q, v);
+            let mut q = to.stmt(&format!("INSERT INTO {} ({col_list}) VALUES (", t.name));
+            for (i, v) in row.into_iter().enumerate() {
+                if i > 0 {
+                    q = q.push(", ");
+                }
+                q = push_val(q, Some(&v));
             }
-            q.execute(&mut **tx).await.map_err(MigrateError::Target)?;
+            q.push(")")
+                .execute(&mut **tx)
+                .await
+                .map_err(MigrateError::Target)?;
             copied += 1;
         }
         progress(Progress::Rows {

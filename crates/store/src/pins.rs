@@ -34,9 +34,9 @@ fn lock_key(sha256: &str) -> Result<i32, CatalogError> {
 }
 
 /// Takes a blob's advisory lock until the transaction ends (PostgreSQL).
-const LOCK_SQL: &str = "SELECT pg_advisory_xact_lock(CAST(? AS INTEGER), CAST(? AS INTEGER))";
+const LOCK_SQL: &str = "SELECT pg_advisory_xact_lock(CAST($1 AS INTEGER), CAST($2 AS INTEGER))";
 
-const UPSERT_PIN: &str = "INSERT INTO blob_pins (sha256, pin_id, expires_at) VALUES (?, ?, ?) \
+const UPSERT_PIN: &str = "INSERT INTO blob_pins (sha256, pin_id, expires_at) VALUES ($1, $2, $3) \
      ON CONFLICT (sha256, pin_id) DO UPDATE SET expires_at = excluded.expires_at";
 
 impl SqlCatalog {
@@ -85,7 +85,7 @@ impl SqlCatalog {
         sha256: &str,
         pin_id: &str,
     ) -> Result<(), CatalogError> {
-        self.stmt("DELETE FROM blob_pins WHERE sha256 = ? AND pin_id = ?")
+        self.stmt("DELETE FROM blob_pins WHERE sha256 = $1 AND pin_id = $2")
             .bind(sha256)
             .bind(pin_id)
             .execute(&self.pool)
@@ -96,7 +96,7 @@ impl SqlCatalog {
 
     pub(crate) async fn expire_blob_pins_impl(&self, now: Timestamp) -> Result<u64, CatalogError> {
         let r = self
-            .stmt("DELETE FROM blob_pins WHERE expires_at <= ?")
+            .stmt("DELETE FROM blob_pins WHERE expires_at <= $1")
             .bind(to_millis(now))
             .execute(&self.pool)
             .await
@@ -114,8 +114,8 @@ impl SqlCatalog {
         // One statement, one snapshot taken under the lock: a writer
         // removes its pin only after the row that references the blob is
         // committed, so a snapshot without the pin has the row.
-        let r = self.stmt("SELECT (SELECT COUNT(*) FROM images WHERE sha256 = ?) + (SELECT COUNT(*) FROM variants WHERE sha256 = ?) AS refs, \
-             (SELECT COUNT(*) FROM blob_pins WHERE sha256 = ? AND expires_at > ?) AS pins")
+        let r = self.stmt("SELECT (SELECT COUNT(*) FROM images WHERE sha256 = $1) + (SELECT COUNT(*) FROM variants WHERE sha256 = $2) AS refs, \
+             (SELECT COUNT(*) FROM blob_pins WHERE sha256 = $3 AND expires_at > $4) AS pins")
         .bind(sha256)
         .bind(sha256)
         .bind(sha256)
@@ -152,7 +152,7 @@ impl SqlCatalog {
         limit: i64,
     ) -> Result<Vec<Image>, CatalogError> {
         let sql = format!(
-            "SELECT {} FROM images WHERE seq > ? ORDER BY seq LIMIT ?",
+            "SELECT {} FROM images WHERE seq > $1 ORDER BY seq LIMIT $2",
             crate::sql::IMAGE_COLS
         );
         let rows = self
@@ -171,7 +171,7 @@ impl SqlCatalog {
         preset: &str,
     ) -> Result<bool, CatalogError> {
         let r = self
-            .stmt("DELETE FROM variants WHERE image_id = ? AND preset = ?")
+            .stmt("DELETE FROM variants WHERE image_id = $1 AND preset = $2")
             .bind(image_id)
             .bind(preset)
             .execute(&self.pool)

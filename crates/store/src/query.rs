@@ -11,23 +11,6 @@ use crate::sql::{IMAGE_COLS, RECORD_COLS, VARIANT_COLS};
 use std::collections::HashMap;
 use tintype_core::*;
 
-/// A value bound to a built statement.
-#[derive(Debug, Clone)]
-pub(crate) enum Arg {
-    I(i64),
-    S(String),
-}
-
-pub(crate) fn bind_args<'q>(mut s: Stmt<'q>, args: Vec<Arg>) -> Stmt<'q> {
-    for a in args {
-        s = match a {
-            Arg::I(v) => s.bind(v),
-            Arg::S(v) => s.bind(v),
-        };
-    }
-    s
-}
-
 /// `skey` as stored: at most [`MAX_RECORD_KEY`] bytes, cut on a char
 /// boundary.
 pub(crate) fn clip_key(k: Option<&str>) -> Option<String> {
@@ -40,92 +23,86 @@ pub(crate) fn clip_key(k: Option<&str>) -> Option<String> {
     })
 }
 
+/// Who may see a filter's records, in one branch of its statement.
+enum Branch<'a> {
+    /// The records this user owns.
+    Owner(UserId),
+    /// The records under a root (`ref_id`) on which this user holds a
+    /// record of this scope (a membership).
+    Member(&'a str, UserId),
+    /// Every record of the scope.
+    Anyone,
+}
+
 impl SqlCatalog {
-    /// The conditions of a filter over `records r`, one per branch of a
-    /// UNION: "owner or member" is two index searches (by owner, by root),
-    /// never one walk of the whole scope filtered by an OR.
-    /// Each branch is (FROM clause, WHERE clause, arguments); the
-    /// membership branch walks the member's records first (a CROSS JOIN
-    /// keeps that order on SQLite) and searches `(scope, ref_id)` for each.
-    fn record_branches(&self, f: &RecordFilter) -> Vec<(&'static str, String, Vec<Arg>)> {
-        const PLAIN: &str = "records r";
-        const MEMBER: &str = "records m CROSS JOIN records r";
-        let member = |scope: &String, user: &UserId| {
-            (
-                MEMBER,
-                "m.scope = ? AND m.owner_id = ? AND m.ref_id IS NOT NULL AND r.ref_id = m.ref_id"
-                    .to_string(),
-                vec![Arg::S(scope.clone()), Arg::I(*user)],
-            )
-        };
-        let whos: Vec<(&'static str, String, Vec<Arg>)> = match (&f.owner, &f.or_ref_of) {
-            (Some(o), None) => vec![(PLAIN, "r.owner_id = ?".into(), vec![Arg::I(*o)])],
-            (Some(o), Some((scope, user))) => vec![
-                (PLAIN, "r.owner_id = ?".into(), vec![Arg::I(*o)]),
-                member(scope, user),
-            ],
-            (None, Some((scope, user))) => vec![member(scope, user)],
-            (None, None) => vec![(PLAIN, String::new(), Vec::new())],
-        };
-        let (rest, rest_args) = self.record_rest(f);
-        whos.into_iter()
-            .map(|(from, who, who_args)| {
-                let mut sql = String::new();
-                let mut args = Vec::new();
-                if !who.is_empty() {
-                    sql.push_str(&who);
-                    sql.push_str(" AND ");
-                    args.extend(who_args);
-                }
-                sql.push_str("r.scope = ?");
-                args.push(Arg::S(f.scope.clone()));
-                sql.push_str(&rest);
-                args.extend(rest_args.iter().cloned());
-                (from, sql, args)
-            })
-            .collect()
+    /// Who may see a filter's records, one entry per branch of a UNION:
+    /// "owner or member" is two index searches (by owner, by root), never
+    /// one walk of the whole scope filtered by an OR.
+    fn record_branches(f: &RecordFilter) -> Vec<Branch<'_>> {
+        match (&f.owner, &f.or_ref_of) {
+            (Some(o), None) => vec![Branch::Owner(*o)],
+            (Some(o), Some((scope, user))) => vec![Branch::Owner(*o), Branch::Member(scope, *user)],
+            (None, Some((scope, user))) => vec![Branch::Member(scope, *user)],
+            (None, None) => vec![Branch::Anyone],
+        }
     }
 
-    /// The conditions of a filter besides its scope and owner.
-    fn record_rest(&self, f: &RecordFilter) -> (String, Vec<Arg>) {
-        let mut sql = String::new();
-        let mut args = Vec::new();
+    /// Appends `FROM … WHERE …` of one branch of a filter over `records r`.
+    /// The membership branch walks the member's records first (a CROSS
+    /// JOIN keeps that order on SQLite) and searches `(scope, ref_id)` for
+    /// each.
+    fn push_branch<'q>(&self, s: Stmt<'q>, b: &Branch<'_>, f: &RecordFilter) -> Stmt<'q> {
+        let mut s = match b {
+            Branch::Owner(o) => s
+                .push("records r WHERE r.owner_id = ")
+                .push_bind(*o)
+                .push(" AND "),
+            Branch::Member(scope, user) => s
+                .push("records m CROSS JOIN records r WHERE m.scope = ")
+                .push_bind(scope.to_string())
+                .push(" AND m.owner_id = ")
+                .push_bind(*user)
+                .push(" AND m.ref_id IS NOT NULL AND r.ref_id = m.ref_id AND "),
+            Branch::Anyone => s.push("records r WHERE "),
+        };
+        s = s.push("r.scope = ").push_bind(f.scope.clone());
         if let Some(k) = clip_key(f.skey.as_deref()) {
-            sql.push_str(" AND r.skey = ?");
-            args.push(Arg::S(k));
+            s = s.push(" AND r.skey = ").push_bind(k);
         }
         if let Some(k) = clip_key(f.skey2.as_deref()) {
-            sql.push_str(" AND r.skey2 = ?");
-            args.push(Arg::S(k));
+            s = s.push(" AND r.skey2 = ").push_bind(k);
         }
         if let Some(k) = &f.skey_contains {
-            sql.push_str(match self.backend {
-                Backend::Sqlite => " AND instr(r.skey, ?) > 0",
-                Backend::Postgres => " AND strpos(r.skey, ?) > 0",
-            });
-            args.push(Arg::S(k.to_lowercase()));
+            s = match self.backend {
+                Backend::Sqlite => s
+                    .push(" AND instr(r.skey, ")
+                    .push_bind(k.to_lowercase())
+                    .push(") > 0"),
+                Backend::Postgres => s
+                    .push(" AND strpos(r.skey, ")
+                    .push_bind(k.to_lowercase())
+                    .push(") > 0"),
+            };
         }
         if let Some(id) = f.ref_id {
-            sql.push_str(" AND r.ref_id = ?");
-            args.push(Arg::I(id));
+            s = s.push(" AND r.ref_id = ").push_bind(id);
         }
         match f.image_processed {
-            Some(true) => sql.push_str(
+            Some(true) => s.push(
                 " AND EXISTS (SELECT 1 FROM images i WHERE i.id = r.image_id AND i.processed_at IS NOT NULL)",
             ),
-            Some(false) => sql.push_str(
+            Some(false) => s.push(
                 " AND EXISTS (SELECT 1 FROM images i WHERE i.id = r.image_id AND i.processed_at IS NULL)",
             ),
             None if f.with_image => {
-                sql.push_str(" AND EXISTS (SELECT 1 FROM images i WHERE i.id = r.image_id)")
+                s.push(" AND EXISTS (SELECT 1 FROM images i WHERE i.id = r.image_id)")
             }
-            None => {}
+            None => s,
         }
-        (sql, args)
     }
 
-    /// The statement selecting one page of a query's records.
-    pub(crate) fn record_page_sql(&self, q: &RecordQuery) -> (String, Vec<Arg>) {
+    /// Appends the statement selecting one page of a query's records.
+    pub(crate) fn push_record_page<'q>(&self, mut s: Stmt<'q>, q: &RecordQuery) -> Stmt<'q> {
         let (order, u_order) = match q.order {
             RecordOrder::SeqAsc => ("r.seq ASC", "u.seq ASC"),
             RecordOrder::SeqDesc => ("r.seq DESC", "u.seq DESC"),
@@ -135,47 +112,52 @@ impl SqlCatalog {
             ),
             RecordOrder::SortAsc => ("r.sort_at ASC, r.ref_id ASC", "u.sort_at ASC, u.ref_id ASC"),
         };
+        let sorted = matches!(q.order, RecordOrder::SortDesc | RecordOrder::SortAsc);
         // The position after the cursor, as a row-value comparison so that
         // it is one range of the ordering index.
-        let (cursor, cursor_args): (&str, Vec<Arg>) = match (q.order, q.after) {
-            (RecordOrder::SeqAsc, Some(RecordCursor::Seq(s))) => {
-                (" AND r.seq > ?", vec![Arg::I(s)])
+        let cursor = |s: Stmt<'q>| match (q.order, q.after) {
+            (RecordOrder::SeqAsc, Some(RecordCursor::Seq(seq))) => {
+                s.push(" AND r.seq > ").push_bind(seq)
             }
-            (RecordOrder::SeqDesc, Some(RecordCursor::Seq(s))) => {
-                (" AND r.seq < ?", vec![Arg::I(s)])
+            (RecordOrder::SeqDesc, Some(RecordCursor::Seq(seq))) => {
+                s.push(" AND r.seq < ").push_bind(seq)
             }
-            (RecordOrder::SortDesc, Some(RecordCursor::Sort(t, id))) => (
-                " AND (r.sort_at, r.ref_id) < (?, ?)",
-                vec![Arg::I(t), Arg::I(id)],
-            ),
-            (RecordOrder::SortAsc, Some(RecordCursor::Sort(t, id))) => (
-                " AND (r.sort_at, r.ref_id) > (?, ?)",
-                vec![Arg::I(t), Arg::I(id)],
-            ),
+            (RecordOrder::SortDesc, Some(RecordCursor::Sort(t, id))) => s
+                .push(" AND (r.sort_at, r.ref_id) < (")
+                .push_bind(t)
+                .push(", ")
+                .push_bind(id)
+                .push(")"),
+            (RecordOrder::SortAsc, Some(RecordCursor::Sort(t, id))) => s
+                .push(" AND (r.sort_at, r.ref_id) > (")
+                .push_bind(t)
+                .push(", ")
+                .push_bind(id)
+                .push(")"),
             // A cursor of the other kind selects nothing rather than all.
-            (_, Some(_)) => (" AND 1 = 0", Vec::new()),
-            (_, None) => ("", Vec::new()),
+            (_, Some(_)) => s.push(" AND 1 = 0"),
+            (_, None) => s,
         };
-        let sorted = matches!(q.order, RecordOrder::SortDesc | RecordOrder::SortAsc);
-        let mut args = Vec::new();
-        let mut branches = Vec::new();
-        for (from, cond, cond_args) in self.record_branches(&q.filter) {
-            let mut b = format!("{from} WHERE {cond}");
-            if sorted {
-                b.push_str(" AND r.sort_at IS NOT NULL AND r.ref_id IS NOT NULL");
-            }
-            b.push_str(cursor);
-            args.extend(cond_args);
-            args.extend(cursor_args.iter().cloned());
-            branches.push(b);
-        }
+        let branch = |s: Stmt<'q>, b: &Branch<'_>| {
+            let s = self.push_branch(s, b, &q.filter);
+            let s = if sorted {
+                s.push(" AND r.sort_at IS NOT NULL AND r.ref_id IS NOT NULL")
+            } else {
+                s
+            };
+            cursor(s)
+        };
+        let cols = RECORD_COLS
+            .split(", ")
+            .map(|c| format!("r.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         // The inner select walks indexes for the page's seqs; the outer
         // one reads just those rows.
-        let inner = if branches.len() == 1 {
-            format!(
-                "SELECT r.seq FROM {} ORDER BY {order} LIMIT ? OFFSET ?",
-                branches.join("")
-            )
+        s = s.push(&format!("SELECT {cols} FROM records r WHERE r.seq IN ("));
+        let branches = Self::record_branches(&q.filter);
+        if let [one] = branches.as_slice() {
+            s = branch(s.push("SELECT r.seq FROM "), one).push(&format!(" ORDER BY {order}"));
         } else {
             // Only the ordering columns, so that each branch reads its
             // index alone.
@@ -184,41 +166,66 @@ impl SqlCatalog {
             } else {
                 "r.seq AS seq"
             };
-            let union = branches
-                .iter()
-                .map(|b| format!("SELECT {cols} FROM {b}"))
-                .collect::<Vec<_>>()
-                .join(" UNION ");
-            format!("SELECT u.seq FROM ({union}) u ORDER BY {u_order} LIMIT ? OFFSET ?")
-        };
-        let cols = RECORD_COLS
-            .split(", ")
-            .map(|c| format!("r.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!("SELECT {cols} FROM records r WHERE r.seq IN ({inner}) ORDER BY {order}");
-        args.push(Arg::I(q.limit.max(0)));
-        args.push(Arg::I(q.offset.max(0)));
-        (sql, args)
+            s = s.push("SELECT u.seq FROM (");
+            for (i, b) in branches.iter().enumerate() {
+                if i > 0 {
+                    s = s.push(" UNION ");
+                }
+                s = branch(s.push(&format!("SELECT {cols} FROM ")), b);
+            }
+            s = s.push(&format!(") u ORDER BY {u_order}"));
+        }
+        s.push(" LIMIT ")
+            .push_bind(q.limit.max(0))
+            .push(" OFFSET ")
+            .push_bind(q.offset.max(0))
+            .push(&format!(") ORDER BY {order}"))
     }
 
-    /// How many records a filter selects: one index count per branch, the
-    /// union deduplicated.
-    fn record_count_sql(&self, f: &RecordFilter) -> (String, Vec<Arg>) {
-        let branches = self.record_branches(f);
-        let mut args = Vec::new();
-        let sql = if let [(from, cond, a)] = branches.as_slice() {
-            args.extend(a.iter().cloned());
-            format!("SELECT COUNT(*) AS n FROM {from} WHERE {cond}")
-        } else {
-            let mut parts = Vec::new();
-            for (from, cond, a) in branches {
-                args.extend(a);
-                parts.push(format!("SELECT r.seq FROM {from} WHERE {cond}"));
+    /// Appends the count of a filter's records: one index count per
+    /// branch, the union deduplicated.
+    fn push_record_count<'q>(&self, mut s: Stmt<'q>, f: &RecordFilter) -> Stmt<'q> {
+        let branches = Self::record_branches(f);
+        if let [one] = branches.as_slice() {
+            return self.push_branch(s.push("SELECT COUNT(*) AS n FROM "), one, f);
+        }
+        s = s.push("SELECT COUNT(*) AS n FROM (");
+        for (i, b) in branches.iter().enumerate() {
+            if i > 0 {
+                s = s.push(" UNION ");
             }
-            format!("SELECT COUNT(*) AS n FROM ({}) u", parts.join(" UNION "))
+            s = self.push_branch(s.push("SELECT r.seq FROM "), b, f);
+        }
+        s.push(") u")
+    }
+
+    /// Appends the native list: a user's images newest first, after a
+    /// (created_at ms, seq) position.
+    pub(crate) fn push_image_list<'q>(
+        &self,
+        s: Stmt<'q>,
+        owner: UserId,
+        after: Option<(i64, i64)>,
+        limit: i64,
+    ) -> Stmt<'q> {
+        let s = s
+            .push(&format!(
+                "SELECT {IMAGE_COLS} FROM images WHERE owner_id = "
+            ))
+            .push_bind(owner);
+        let s = match after {
+            None => s,
+            Some((t, seq)) => s
+                .push(" AND (created_at < ")
+                .push_bind(t)
+                .push(" OR (created_at = ")
+                .push_bind(t)
+                .push(" AND seq < ")
+                .push_bind(seq)
+                .push("))"),
         };
-        (sql, args)
+        s.push(" ORDER BY created_at DESC, seq DESC LIMIT ")
+            .push_bind(limit)
     }
 
     /// The images with these ids, in one query.
@@ -228,12 +235,10 @@ impl SqlCatalog {
         }
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(MAX_BATCH_IDS) {
-            let marks = vec!["?"; chunk.len()].join(", ");
-            let sql = format!("SELECT {IMAGE_COLS} FROM images WHERE id IN ({marks})");
-            let mut s = self.stmt(&sql);
-            for id in chunk {
-                s = s.bind(id.as_str().to_string());
-            }
+            let s = self
+                .stmt(&format!("SELECT {IMAGE_COLS} FROM images WHERE id IN ("))
+                .push_binds(chunk.iter().map(String::as_str))
+                .push(")");
             for r in s.fetch_all(&self.pool).await.map_err(db)? {
                 out.push(row_image(&r)?);
             }
@@ -248,8 +253,8 @@ impl SqlCatalog {
         if q.limit <= 0 {
             return Ok(Vec::new());
         }
-        let (sql, args) = self.record_page_sql(q);
-        let rows = bind_args(self.stmt(&sql), args)
+        let rows = self
+            .push_record_page(self.stmt(""), q)
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
@@ -274,8 +279,8 @@ impl SqlCatalog {
     }
 
     pub(crate) async fn count_matching_impl(&self, f: &RecordFilter) -> Result<i64, CatalogError> {
-        let (sql, args) = self.record_count_sql(f);
-        let r = bind_args(self.stmt(&sql), args)
+        let r = self
+            .push_record_count(self.stmt(""), f)
             .fetch_one(&self.pool)
             .await
             .map_err(db)?;
@@ -287,10 +292,11 @@ impl SqlCatalog {
     /// scans priced out, so that a usable index is always chosen and a
     /// missing one shows as a `Seq Scan`). For the storage tests.
     pub async fn explain_record_query(&self, q: &RecordQuery) -> Result<Vec<String>, CatalogError> {
-        let (page, page_args) = self.record_page_sql(q);
-        let (count, count_args) = self.record_count_sql(&q.filter);
-        let mut lines = self.explain(&page, page_args).await?;
-        lines.extend(self.explain(&count, count_args).await?);
+        let mut lines = self.explain(|s| self.push_record_page(s, q)).await?;
+        lines.extend(
+            self.explain(|s| self.push_record_count(s, &q.filter))
+                .await?,
+        );
         Ok(lines)
     }
 
@@ -306,25 +312,19 @@ impl SqlCatalog {
     /// The plan of the native list's statement (first page or after a
     /// cursor).
     pub async fn explain_image_list(&self, after: bool) -> Result<Vec<String>, CatalogError> {
-        let (sql, args) = if after {
-            (
-                format!("SELECT {IMAGE_COLS} FROM images WHERE owner_id = ? AND (created_at < ? OR (created_at = ? AND seq < ?)) ORDER BY created_at DESC, seq DESC LIMIT ?"),
-                vec![Arg::I(1), Arg::I(1), Arg::I(1), Arg::I(1), Arg::I(50)],
-            )
-        } else {
-            (
-                format!("SELECT {IMAGE_COLS} FROM images WHERE owner_id = ? ORDER BY created_at DESC, seq DESC LIMIT ?"),
-                vec![Arg::I(1), Arg::I(50)],
-            )
-        };
-        self.explain(&sql, args).await
+        self.explain(|s| self.push_image_list(s, 1, after.then_some((1, 1)), 50))
+            .await
     }
 
-    async fn explain(&self, sql: &str, args: Vec<Arg>) -> Result<Vec<String>, CatalogError> {
+    /// The plan of the statement `build` appends.
+    async fn explain(
+        &self,
+        build: impl for<'q> Fn(Stmt<'q>) -> Stmt<'q>,
+    ) -> Result<Vec<String>, CatalogError> {
         let mut conn = self.pool.acquire().await.map_err(db)?;
         match self.backend {
             Backend::Sqlite => {
-                let rows = bind_args(self.stmt(&format!("EXPLAIN QUERY PLAN {sql}")), args)
+                let rows = build(self.stmt("EXPLAIN QUERY PLAN "))
                     .fetch_all(&mut *conn)
                     .await
                     .map_err(db)?;
@@ -341,9 +341,7 @@ impl SqlCatalog {
                 .execute(&mut *conn)
                 .await
                 .map_err(db)?;
-                let out = bind_args(self.stmt(&format!("EXPLAIN {sql}")), args)
-                    .fetch_all(&mut *conn)
-                    .await;
+                let out = build(self.stmt("EXPLAIN ")).fetch_all(&mut *conn).await;
                 let _ = sqlx::raw_sql(
                     "RESET enable_seqscan; RESET enable_hashjoin; RESET enable_mergejoin; RESET enable_material; RESET enable_bitmapscan",
                 )
@@ -366,14 +364,12 @@ impl SqlCatalog {
             if chunk.is_empty() {
                 continue;
             }
-            let marks = vec!["?"; chunk.len()].join(", ");
-            let sql = format!(
-                "SELECT {VARIANT_COLS} FROM variants WHERE image_id IN ({marks}) ORDER BY image_id, preset"
-            );
-            let mut s = self.stmt(&sql);
-            for id in chunk {
-                s = s.bind(id.as_str().to_string());
-            }
+            let s = self
+                .stmt(&format!(
+                    "SELECT {VARIANT_COLS} FROM variants WHERE image_id IN ("
+                ))
+                .push_binds(chunk.iter().map(String::as_str))
+                .push(") ORDER BY image_id, preset");
             for r in s.fetch_all(&self.pool).await.map_err(db)? {
                 out.push(row_variant(&r)?);
             }
@@ -387,9 +383,9 @@ impl SqlCatalog {
         version: i64,
     ) -> Result<Option<Record>, CatalogError> {
         let sql = format!(
-            "UPDATE records SET owner_id = ?, image_id = ?, data = ?, skey = COALESCE(?, skey), skey2 = COALESCE(?, skey2), \
-             ref_id = COALESCE(?, ref_id), sort_at = COALESCE(?, sort_at), updated_at = ?, version = version + 1 \
-             WHERE scope = ? AND key = ? AND version = ? RETURNING {RECORD_COLS}"
+            "UPDATE records SET owner_id = $1, image_id = $2, data = $3, skey = COALESCE($4, skey), skey2 = COALESCE($5, skey2), \
+             ref_id = COALESCE($6, ref_id), sort_at = COALESCE($7, sort_at), updated_at = $8, version = version + 1 \
+             WHERE scope = $9 AND key = $10 AND version = $11 RETURNING {RECORD_COLS}"
         );
         let row = self
             .stmt(&sql)
@@ -424,7 +420,7 @@ impl SqlCatalog {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?,
         };
         let user = self
-            .stmt("UPDATE users SET images_per_day = images_per_day WHERE id = ? RETURNING images_per_day")
+            .stmt("UPDATE users SET images_per_day = images_per_day WHERE id = $1 RETURNING images_per_day")
             .bind(i.owner_id)
             .fetch_optional(&mut *tx)
             .await
@@ -438,7 +434,7 @@ impl SqlCatalog {
         let limit: i64 = get(&user, "images_per_day")?;
         if limit > 0 {
             let r = self
-                .stmt("SELECT COUNT(*) AS n FROM images WHERE owner_id = ? AND created_at >= ?")
+                .stmt("SELECT COUNT(*) AS n FROM images WHERE owner_id = $1 AND created_at >= $2")
                 .bind(i.owner_id)
                 .bind(to_millis(since))
                 .fetch_one(&mut *tx)

@@ -44,7 +44,6 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use sqlx::any::{Any, AnyArguments, AnyPoolOptions, AnyQueryResult, AnyRow};
 use sqlx::{AnyPool, Arguments, Encode, Row, Type, TypeInfo};
-use std::borrow::Cow;
 use std::time::Duration;
 use tintype_core::*;
 
@@ -163,7 +162,7 @@ impl SqlCatalog {
         Ok(cat)
     }
 
-    /// A statement over `sql` (with `?` placeholders) for this backend.
+    /// A statement over `sql` (numbered placeholders) for this backend.
     pub(crate) fn stmt<'q>(&self, sql: &str) -> Stmt<'q> {
         Stmt::new(self.backend, sql)
     }
@@ -171,7 +170,7 @@ impl SqlCatalog {
     /// Jobs with ids above `after_id`, in id order, at most `limit` of
     /// them (every state): for operators, tests and `tintype migrate`.
     pub async fn jobs_after(&self, after_id: i64, limit: i64) -> Result<Vec<Job>, CatalogError> {
-        let sql = format!("SELECT {JOB_COLS} FROM jobs WHERE id > ? ORDER BY id LIMIT ?");
+        let sql = format!("SELECT {JOB_COLS} FROM jobs WHERE id > $1 ORDER BY id LIMIT $2");
         let rows = self
             .stmt(&sql)
             .bind(after_id)
@@ -232,32 +231,70 @@ fn type_letter<'q, T: Param<'q>>(v: &T) -> char {
 
 /// A statement with its bound values (see the module docs for why every
 /// query goes through it).
+///
+/// SQL is written with PostgreSQL's numbered placeholders (`$1`, `$2`, …),
+/// which sqlx's SQLite driver binds by number too, so one text serves both
+/// backends unchanged. A static statement names its placeholders in its
+/// text and binds their values in order with [`Stmt::bind`]; a statement
+/// assembled at run time appends text with [`Stmt::push`] and each value
+/// with [`Stmt::push_bind`], which writes the next number. (sqlx's own
+/// `QueryBuilder` cannot serve here: over the `Any` driver it writes `?`,
+/// which PostgreSQL does not accept.)
 pub(crate) struct Stmt<'q> {
     sql: String,
     postgres: bool,
     shape: String,
+    bound: usize,
     args: AnyArguments<'q>,
     error: Option<sqlx::error::BoxDynError>,
 }
 
 impl<'q> Stmt<'q> {
-    /// `sql` with `?` placeholders, rewritten for `backend`.
+    /// A statement starting with `sql` (numbered placeholders).
     pub(crate) fn new(backend: Backend, sql: &str) -> Stmt<'q> {
         Stmt {
-            sql: rewrite_placeholders(backend, sql).into_owned(),
+            sql: sql.to_string(),
             postgres: backend == Backend::Postgres,
             shape: String::new(),
+            bound: 0,
             args: AnyArguments::default(),
             error: None,
         }
     }
 
+    /// Binds the value of the next placeholder.
     pub(crate) fn bind<T: Param<'q>>(mut self, v: T) -> Self {
         if self.postgres {
             self.shape.push(type_letter(&v));
         }
+        self.bound += 1;
         if let Err(e) = self.args.add(v) {
             self.error.get_or_insert(e);
+        }
+        self
+    }
+
+    /// Appends SQL text.
+    pub(crate) fn push(mut self, sql: &str) -> Self {
+        self.sql.push_str(sql);
+        self
+    }
+
+    /// Appends the next placeholder and binds its value.
+    pub(crate) fn push_bind<T: Param<'q>>(mut self, v: T) -> Self {
+        use std::fmt::Write;
+        // Writing to a String cannot fail.
+        let _ = write!(self.sql, "${}", self.bound + 1);
+        self.bind(v)
+    }
+
+    /// Appends one placeholder per value, separated by commas.
+    pub(crate) fn push_binds<T: Param<'q>>(mut self, vs: impl IntoIterator<Item = T>) -> Self {
+        for (i, v) in vs.into_iter().enumerate() {
+            if i > 0 {
+                self.sql.push_str(", ");
+            }
+            self = self.push_bind(v);
         }
         self
     }
@@ -310,29 +347,6 @@ impl<'q> Stmt<'q> {
         let (sql, args) = self.parts()?;
         sqlx::query_with(&sql, args).fetch_all(e).await
     }
-}
-
-/// Rewrites `?` placeholders into `$1, $2, …` for PostgreSQL.
-fn rewrite_placeholders(backend: Backend, sql: &str) -> Cow<'_, str> {
-    if backend == Backend::Sqlite {
-        return Cow::Borrowed(sql);
-    }
-    let mut out = String::with_capacity(sql.len() + 16);
-    let mut n = 0;
-    let mut in_str = false;
-    for c in sql.chars() {
-        if c == '\'' {
-            in_str = !in_str;
-        }
-        if c == '?' && !in_str {
-            n += 1;
-            out.push('$');
-            out.push_str(&n.to_string());
-        } else {
-            out.push(c);
-        }
-    }
-    Cow::Owned(out)
 }
 
 pub(crate) fn get<'r, T>(row: &'r AnyRow, col: &str) -> Result<T, CatalogError>
@@ -474,7 +488,7 @@ impl SqlCatalog {
     ) -> Result<Image, CatalogError> {
         let sql = format!(
             "INSERT INTO images (id, owner_id, name, sha256, size, kind, format, content_type, width, height, orientation, exif, latitude, longitude, metadata, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {IMAGE_COLS}"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING {IMAGE_COLS}"
         );
         let c = &i.content;
         let r = self
@@ -527,7 +541,7 @@ impl Catalog for SqlCatalog {
         webhook_secret: &str,
     ) -> Result<Result<User, AlreadyExists>, CatalogError> {
         let sql = format!(
-            "INSERT INTO users (name, email, created_at, images_per_day, webhook_secret) VALUES (?, ?, ?, 0, ?) RETURNING {USER_COLS}"
+            "INSERT INTO users (name, email, created_at, images_per_day, webhook_secret) VALUES ($1, $2, $3, 0, $4) RETURNING {USER_COLS}"
         );
         match self
             .stmt(&sql)
@@ -545,7 +559,7 @@ impl Catalog for SqlCatalog {
     }
 
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, CatalogError> {
-        let sql = format!("SELECT {USER_COLS} FROM users WHERE id = ?");
+        let sql = format!("SELECT {USER_COLS} FROM users WHERE id = $1");
         let r = self
             .stmt(&sql)
             .bind(id)
@@ -556,7 +570,7 @@ impl Catalog for SqlCatalog {
     }
 
     async fn user_by_name(&self, name: &str) -> Result<Option<User>, CatalogError> {
-        let sql = format!("SELECT {USER_COLS} FROM users WHERE name = ?");
+        let sql = format!("SELECT {USER_COLS} FROM users WHERE name = $1");
         let r = self
             .stmt(&sql)
             .bind(name)
@@ -582,7 +596,7 @@ impl Catalog for SqlCatalog {
 
     async fn set_quota(&self, id: UserId, images_per_day: i64) -> Result<bool, CatalogError> {
         let r = self
-            .stmt("UPDATE users SET images_per_day = ? WHERE id = ?")
+            .stmt("UPDATE users SET images_per_day = $1 WHERE id = $2")
             .bind(images_per_day)
             .bind(id)
             .execute(&self.pool)
@@ -597,7 +611,7 @@ impl Catalog for SqlCatalog {
         image_id: Option<&str>,
     ) -> Result<bool, CatalogError> {
         let r = self
-            .stmt("UPDATE users SET profile_image_id = ? WHERE id = ?")
+            .stmt("UPDATE users SET profile_image_id = $1 WHERE id = $2")
             .bind(image_id)
             .bind(id)
             .execute(&self.pool)
@@ -609,7 +623,7 @@ impl Catalog for SqlCatalog {
     async fn create_token(&self, token: &Token, secret_hash: &str) -> Result<(), CatalogError> {
         let scopes: Vec<&str> = token.scopes.iter().map(|s| s.as_str()).collect();
         self.stmt(
-            "INSERT INTO tokens (id, user_id, secret_hash, scopes, created_at, revoked) VALUES (?, ?, ?, ?, ?, 0)",
+            "INSERT INTO tokens (id, user_id, secret_hash, scopes, created_at, revoked) VALUES ($1, $2, $3, $4, $5, 0)",
         )
         .bind(&token.id)
         .bind(token.user_id)
@@ -625,7 +639,7 @@ impl Catalog for SqlCatalog {
     async fn token_by_hash(&self, secret_hash: &str) -> Result<Option<Token>, CatalogError> {
         let r = self
             .stmt(
-                "SELECT id, user_id, scopes, created_at, revoked FROM tokens WHERE secret_hash = ?",
+                "SELECT id, user_id, scopes, created_at, revoked FROM tokens WHERE secret_hash = $1",
             )
             .bind(secret_hash)
             .fetch_optional(&self.pool)
@@ -636,7 +650,7 @@ impl Catalog for SqlCatalog {
 
     async fn list_tokens(&self, user: UserId) -> Result<Vec<Token>, CatalogError> {
         let rows = self.stmt(
-            "SELECT id, user_id, scopes, created_at, revoked FROM tokens WHERE user_id = ? ORDER BY created_at, id",
+            "SELECT id, user_id, scopes, created_at, revoked FROM tokens WHERE user_id = $1 ORDER BY created_at, id",
         )
         .bind(user)
         .fetch_all(&self.pool)
@@ -647,7 +661,7 @@ impl Catalog for SqlCatalog {
 
     async fn revoke_token(&self, token_id: &str) -> Result<bool, CatalogError> {
         let r = self
-            .stmt("UPDATE tokens SET revoked = 1 WHERE id = ?")
+            .stmt("UPDATE tokens SET revoked = 1 WHERE id = $1")
             .bind(token_id)
             .execute(&self.pool)
             .await
@@ -687,7 +701,7 @@ impl Catalog for SqlCatalog {
         version: i64,
     ) -> Result<bool, CatalogError> {
         let r = self
-            .stmt("DELETE FROM records WHERE scope = ? AND key = ? AND version = ?")
+            .stmt("DELETE FROM records WHERE scope = $1 AND key = $2 AND version = $3")
             .bind(scope)
             .bind(key)
             .bind(version)
@@ -706,7 +720,7 @@ impl Catalog for SqlCatalog {
     }
 
     async fn image_by_id(&self, id: &str) -> Result<Option<Image>, CatalogError> {
-        let sql = format!("SELECT {IMAGE_COLS} FROM images WHERE id = ?");
+        let sql = format!("SELECT {IMAGE_COLS} FROM images WHERE id = $1");
         let r = self
             .stmt(&sql)
             .bind(id)
@@ -717,7 +731,7 @@ impl Catalog for SqlCatalog {
     }
 
     async fn image_by_seq(&self, seq: i64) -> Result<Option<Image>, CatalogError> {
-        let sql = format!("SELECT {IMAGE_COLS} FROM images WHERE seq = ?");
+        let sql = format!("SELECT {IMAGE_COLS} FROM images WHERE seq = $1");
         let r = self
             .stmt(&sql)
             .bind(seq)
@@ -733,32 +747,16 @@ impl Catalog for SqlCatalog {
         after: Option<ImageCursor>,
         limit: i64,
     ) -> Result<Vec<Image>, CatalogError> {
-        let rows = match after {
-            None => {
-                let sql = format!(
-                    "SELECT {IMAGE_COLS} FROM images WHERE owner_id = ? ORDER BY created_at DESC, seq DESC LIMIT ?"
-                );
-                self.stmt(&sql)
-                    .bind(owner)
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await
-            }
-            Some(c) => {
-                let sql = format!(
-                    "SELECT {IMAGE_COLS} FROM images WHERE owner_id = ? AND (created_at < ? OR (created_at = ? AND seq < ?)) ORDER BY created_at DESC, seq DESC LIMIT ?"
-                );
-                self.stmt(&sql)
-                    .bind(owner)
-                    .bind(c.created_at_ms)
-                    .bind(c.created_at_ms)
-                    .bind(c.seq)
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await
-            }
-        }
-        .map_err(db)?;
+        let rows = self
+            .push_image_list(
+                self.stmt(""),
+                owner,
+                after.map(|c| (c.created_at_ms, c.seq)),
+                limit,
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         rows.iter().map(row_image).collect()
     }
 
@@ -769,7 +767,7 @@ impl Catalog for SqlCatalog {
         metadata: Option<&Map<String, Value>>,
     ) -> Result<Option<Image>, CatalogError> {
         if let Some(n) = name {
-            self.stmt("UPDATE images SET name = ?, updated_at = ? WHERE id = ?")
+            self.stmt("UPDATE images SET name = $1, updated_at = $2 WHERE id = $3")
                 .bind(n)
                 .bind(to_millis(now()))
                 .bind(id)
@@ -778,7 +776,7 @@ impl Catalog for SqlCatalog {
                 .map_err(db)?;
         }
         if let Some(m) = metadata {
-            self.stmt("UPDATE images SET metadata = ?, updated_at = ? WHERE id = ?")
+            self.stmt("UPDATE images SET metadata = $1, updated_at = $2 WHERE id = $3")
                 .bind(map_text(m))
                 .bind(to_millis(now()))
                 .bind(id)
@@ -796,7 +794,7 @@ impl Catalog for SqlCatalog {
     ) -> Result<Option<Image>, CatalogError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         let r = self.stmt(
-            "UPDATE images SET sha256 = ?, size = ?, kind = ?, format = ?, content_type = ?, width = ?, height = ?, orientation = ?, exif = ?, latitude = ?, longitude = ?, updated_at = ?, processed_at = NULL WHERE id = ?",
+            "UPDATE images SET sha256 = $1, size = $2, kind = $3, format = $4, content_type = $5, width = $6, height = $7, orientation = $8, exif = $9, latitude = $10, longitude = $11, updated_at = $12, processed_at = NULL WHERE id = $13",
         )
         .bind(&c.sha256)
         .bind(c.size)
@@ -818,7 +816,7 @@ impl Catalog for SqlCatalog {
             tx.rollback().await.map_err(db)?;
             return Ok(None);
         }
-        self.stmt("DELETE FROM variants WHERE image_id = ?")
+        self.stmt("DELETE FROM variants WHERE image_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await
@@ -830,9 +828,9 @@ impl Catalog for SqlCatalog {
     async fn delete_image(&self, id: &str) -> Result<bool, CatalogError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         for sql in [
-            "DELETE FROM variants WHERE image_id = ?",
-            "DELETE FROM records WHERE image_id = ?",
-            "UPDATE users SET profile_image_id = NULL WHERE profile_image_id = ?",
+            "DELETE FROM variants WHERE image_id = $1",
+            "DELETE FROM records WHERE image_id = $1",
+            "UPDATE users SET profile_image_id = NULL WHERE profile_image_id = $1",
         ] {
             self.stmt(sql)
                 .bind(id)
@@ -841,7 +839,7 @@ impl Catalog for SqlCatalog {
                 .map_err(db)?;
         }
         let r = self
-            .stmt("DELETE FROM images WHERE id = ?")
+            .stmt("DELETE FROM images WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await
@@ -856,7 +854,7 @@ impl Catalog for SqlCatalog {
         since: Timestamp,
     ) -> Result<i64, CatalogError> {
         let r = self
-            .stmt("SELECT COUNT(*) AS n FROM images WHERE owner_id = ? AND created_at >= ?")
+            .stmt("SELECT COUNT(*) AS n FROM images WHERE owner_id = $1 AND created_at >= $2")
             .bind(owner)
             .bind(to_millis(since))
             .fetch_one(&self.pool)
@@ -866,7 +864,7 @@ impl Catalog for SqlCatalog {
     }
 
     async fn set_processed(&self, id: &str, at: Option<Timestamp>) -> Result<(), CatalogError> {
-        self.stmt("UPDATE images SET processed_at = ? WHERE id = ?")
+        self.stmt("UPDATE images SET processed_at = $1 WHERE id = $2")
             .bind(at.map(to_millis))
             .bind(id)
             .execute(&self.pool)
@@ -876,7 +874,7 @@ impl Catalog for SqlCatalog {
     }
 
     async fn put_variant(&self, v: &Variant) -> Result<(), CatalogError> {
-        let sql = "INSERT INTO variants (image_id, preset, sha256, content_type, width, height, size, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+        let sql = "INSERT INTO variants (image_id, preset, sha256, content_type, width, height, size, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
                    ON CONFLICT (image_id, preset) DO UPDATE SET sha256 = excluded.sha256, content_type = excluded.content_type, width = excluded.width, height = excluded.height, size = excluded.size, created_at = excluded.created_at";
         self.stmt(sql)
             .bind(&v.image_id)
@@ -894,7 +892,8 @@ impl Catalog for SqlCatalog {
     }
 
     async fn variant(&self, image_id: &str, preset: &str) -> Result<Option<Variant>, CatalogError> {
-        let sql = format!("SELECT {VARIANT_COLS} FROM variants WHERE image_id = ? AND preset = ?");
+        let sql =
+            format!("SELECT {VARIANT_COLS} FROM variants WHERE image_id = $1 AND preset = $2");
         let r = self
             .stmt(&sql)
             .bind(image_id)
@@ -906,7 +905,8 @@ impl Catalog for SqlCatalog {
     }
 
     async fn variants(&self, image_id: &str) -> Result<Vec<Variant>, CatalogError> {
-        let sql = format!("SELECT {VARIANT_COLS} FROM variants WHERE image_id = ? ORDER BY preset");
+        let sql =
+            format!("SELECT {VARIANT_COLS} FROM variants WHERE image_id = $1 ORDER BY preset");
         let rows = self
             .stmt(&sql)
             .bind(image_id)
@@ -918,7 +918,7 @@ impl Catalog for SqlCatalog {
 
     async fn blob_referenced(&self, sha256: &str) -> Result<bool, CatalogError> {
         let r = self.stmt(
-            "SELECT (SELECT COUNT(*) FROM images WHERE sha256 = ?) + (SELECT COUNT(*) FROM variants WHERE sha256 = ?) AS n",
+            "SELECT (SELECT COUNT(*) FROM images WHERE sha256 = $1) + (SELECT COUNT(*) FROM variants WHERE sha256 = $2) AS n",
         )
         .bind(sha256)
         .bind(sha256)
@@ -934,7 +934,7 @@ impl Catalog for SqlCatalog {
     ) -> Result<Result<Record, AlreadyExists>, CatalogError> {
         let t = to_millis(now());
         let sql = format!(
-            "INSERT INTO records (scope, key, owner_id, image_id, data, created_at, updated_at, skey, skey2, ref_id, sort_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {RECORD_COLS}"
+            "INSERT INTO records (scope, key, owner_id, image_id, data, created_at, updated_at, skey, skey2, ref_id, sort_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {RECORD_COLS}"
         );
         match self
             .stmt(&sql)
@@ -961,7 +961,7 @@ impl Catalog for SqlCatalog {
     async fn upsert_record(&self, r: &NewRecord) -> Result<Record, CatalogError> {
         let t = to_millis(now());
         let sql = format!(
-            "INSERT INTO records (scope, key, owner_id, image_id, data, created_at, updated_at, skey, skey2, ref_id, sort_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+            "INSERT INTO records (scope, key, owner_id, image_id, data, created_at, updated_at, skey, skey2, ref_id, sort_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
              ON CONFLICT (scope, key) DO UPDATE SET owner_id = excluded.owner_id, image_id = excluded.image_id, data = excluded.data, updated_at = excluded.updated_at, \
              skey = COALESCE(excluded.skey, records.skey), skey2 = COALESCE(excluded.skey2, records.skey2), ref_id = COALESCE(excluded.ref_id, records.ref_id), \
              sort_at = COALESCE(excluded.sort_at, records.sort_at), version = records.version + 1 \
@@ -987,7 +987,7 @@ impl Catalog for SqlCatalog {
     }
 
     async fn record(&self, scope: &str, key: &str) -> Result<Option<Record>, CatalogError> {
-        let sql = format!("SELECT {RECORD_COLS} FROM records WHERE scope = ? AND key = ?");
+        let sql = format!("SELECT {RECORD_COLS} FROM records WHERE scope = $1 AND key = $2");
         let r = self
             .stmt(&sql)
             .bind(scope)
@@ -999,7 +999,7 @@ impl Catalog for SqlCatalog {
     }
 
     async fn record_by_seq(&self, scope: &str, seq: i64) -> Result<Option<Record>, CatalogError> {
-        let sql = format!("SELECT {RECORD_COLS} FROM records WHERE scope = ? AND seq = ?");
+        let sql = format!("SELECT {RECORD_COLS} FROM records WHERE scope = $1 AND seq = $2");
         let r = self
             .stmt(&sql)
             .bind(scope)
@@ -1011,7 +1011,7 @@ impl Catalog for SqlCatalog {
     }
 
     async fn records_for_image(&self, image_id: &str) -> Result<Vec<Record>, CatalogError> {
-        let sql = format!("SELECT {RECORD_COLS} FROM records WHERE image_id = ? ORDER BY seq");
+        let sql = format!("SELECT {RECORD_COLS} FROM records WHERE image_id = $1 ORDER BY seq");
         let rows = self
             .stmt(&sql)
             .bind(image_id)
@@ -1044,8 +1044,8 @@ impl Catalog for SqlCatalog {
             offset,
             limit,
         };
-        let (sql, args) = self.record_page_sql(&q);
-        let rows = crate::query::bind_args(self.stmt(&sql), args)
+        let rows = self
+            .push_record_page(self.stmt(""), &q)
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
@@ -1055,14 +1055,14 @@ impl Catalog for SqlCatalog {
     async fn count_records(&self, scope: &str, owner: Option<UserId>) -> Result<i64, CatalogError> {
         let r = match owner {
             Some(o) => {
-                self.stmt("SELECT COUNT(*) AS n FROM records WHERE scope = ? AND owner_id = ?")
+                self.stmt("SELECT COUNT(*) AS n FROM records WHERE scope = $1 AND owner_id = $2")
                     .bind(scope)
                     .bind(o)
                     .fetch_one(&self.pool)
                     .await
             }
             None => {
-                self.stmt("SELECT COUNT(*) AS n FROM records WHERE scope = ?")
+                self.stmt("SELECT COUNT(*) AS n FROM records WHERE scope = $1")
                     .bind(scope)
                     .fetch_one(&self.pool)
                     .await
@@ -1074,7 +1074,7 @@ impl Catalog for SqlCatalog {
 
     async fn delete_record(&self, scope: &str, key: &str) -> Result<bool, CatalogError> {
         let r = self
-            .stmt("DELETE FROM records WHERE scope = ? AND key = ?")
+            .stmt("DELETE FROM records WHERE scope = $1 AND key = $2")
             .bind(scope)
             .bind(key)
             .execute(&self.pool)
@@ -1090,7 +1090,7 @@ impl Catalog for SqlCatalog {
         for _ in 0..5 {
             let t = to_millis(now());
             let res = self.stmt(
-                "INSERT INTO jobs (kind, payload, state, attempts, max_attempts, run_at, dedup_key, created_at, updated_at) VALUES (?, ?, 'queued', 0, ?, ?, ?, ?, ?) RETURNING id",
+                "INSERT INTO jobs (kind, payload, state, attempts, max_attempts, run_at, dedup_key, created_at, updated_at) VALUES ($1, $2, 'queued', 0, $3, $4, $5, $6, $7) RETURNING id",
             )
             .bind(&job.kind)
             .bind(job.payload.to_string())
@@ -1105,7 +1105,7 @@ impl Catalog for SqlCatalog {
                 Ok(r) => return get(&r, "id"),
                 Err(e) if is_unique_violation(&e) => {
                     let r = self
-                        .stmt("SELECT id FROM jobs WHERE dedup_key = ? AND state = 'queued'")
+                        .stmt("SELECT id FROM jobs WHERE dedup_key = $1 AND state = 'queued'")
                         .bind(job.dedup_key.as_deref())
                         .fetch_optional(&self.pool)
                         .await
@@ -1134,8 +1134,8 @@ impl Catalog for SqlCatalog {
         // attempts ends failed here and is never claimed again, so poison
         // work cannot crash-loop the workers.
         self.stmt(
-            "UPDATE jobs SET state = 'failed', lease_until = NULL, locked_by = NULL, dedup_key = NULL, last_error = ?, updated_at = ? \
-             WHERE state = 'running' AND lease_until < ? AND attempts >= max_attempts",
+            "UPDATE jobs SET state = 'failed', lease_until = NULL, locked_by = NULL, dedup_key = NULL, last_error = $1, updated_at = $2 \
+             WHERE state = 'running' AND lease_until < $3 AND attempts >= max_attempts",
         )
         .bind(WORKER_STOPPED)
         .bind(t)
@@ -1143,31 +1143,31 @@ impl Catalog for SqlCatalog {
         .execute(&self.pool)
         .await
         .map_err(db)?;
-        let kind_filter = if kinds.is_empty() {
-            String::new()
-        } else {
-            format!(" AND kind IN ({})", vec!["?"; kinds.len()].join(", "))
-        };
         let lock = match self.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        let sql = format!(
-            "UPDATE jobs SET state = 'running', locked_by = ?, lease_until = ?, attempts = attempts + 1, dedup_key = NULL, updated_at = ? \
-             WHERE id = (SELECT id FROM jobs WHERE ((state = 'queued' AND run_at <= ?) OR (state = 'running' AND lease_until < ?)){kind_filter} \
-             ORDER BY run_at, id LIMIT 1{lock}) RETURNING {JOB_COLS}"
-        );
         let mut q = self
-            .stmt(&sql)
+            .stmt(
+                "UPDATE jobs SET state = 'running', locked_by = $1, lease_until = $2, attempts = attempts + 1, dedup_key = NULL, updated_at = $3 \
+                 WHERE id = (SELECT id FROM jobs WHERE ((state = 'queued' AND run_at <= $3) OR (state = 'running' AND lease_until < $3))",
+            )
             .bind(worker)
             .bind(to_millis(lease_until))
-            .bind(t)
-            .bind(t)
             .bind(t);
-        for k in kinds {
-            q = q.bind(k.as_str());
+        if !kinds.is_empty() {
+            q = q
+                .push(" AND kind IN (")
+                .push_binds(kinds.iter().map(String::as_str))
+                .push(")");
         }
-        let r = q.fetch_optional(&self.pool).await.map_err(db)?;
+        let r = q
+            .push(&format!(
+                " ORDER BY run_at, id LIMIT 1{lock}) RETURNING {JOB_COLS}"
+            ))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
         r.as_ref().map(row_job).transpose()
     }
 
@@ -1178,7 +1178,7 @@ impl Catalog for SqlCatalog {
         lease_until: Timestamp,
     ) -> Result<bool, CatalogError> {
         let r = self.stmt(
-            "UPDATE jobs SET lease_until = ? WHERE id = ? AND locked_by = ? AND state = 'running'",
+            "UPDATE jobs SET lease_until = $1 WHERE id = $2 AND locked_by = $3 AND state = 'running'",
         )
         .bind(to_millis(lease_until))
         .bind(id)
@@ -1191,7 +1191,7 @@ impl Catalog for SqlCatalog {
 
     async fn complete_job(&self, id: i64, worker: &str) -> Result<bool, CatalogError> {
         let r = self.stmt(
-            "UPDATE jobs SET state = 'done', lease_until = NULL, dedup_key = NULL, updated_at = ? WHERE id = ? AND locked_by = ? AND state = 'running'",
+            "UPDATE jobs SET state = 'done', lease_until = NULL, dedup_key = NULL, updated_at = $1 WHERE id = $2 AND locked_by = $3 AND state = 'running'",
         )
         .bind(to_millis(now()))
         .bind(id)
@@ -1209,7 +1209,7 @@ impl Catalog for SqlCatalog {
         // the work and this one is closed.
         let requeued = self
             .stmt(
-                "UPDATE jobs SET state = 'queued', run_at = ?, lease_until = NULL, locked_by = NULL, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, updated_at = ? WHERE id = ? AND locked_by = ? AND state = 'running'",
+                "UPDATE jobs SET state = 'queued', run_at = $1, lease_until = NULL, locked_by = NULL, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, updated_at = $2 WHERE id = $3 AND locked_by = $4 AND state = 'running'",
             )
             .bind(t)
             .bind(t)
@@ -1234,7 +1234,7 @@ impl Catalog for SqlCatalog {
         let r = match retry_at {
             Some(at) => {
                 self.stmt(
-                    "UPDATE jobs SET state = 'queued', run_at = ?, lease_until = NULL, locked_by = NULL, last_error = ?, updated_at = ? WHERE id = ? AND locked_by = ? AND state = 'running'",
+                    "UPDATE jobs SET state = 'queued', run_at = $1, lease_until = NULL, locked_by = NULL, last_error = $2, updated_at = $3 WHERE id = $4 AND locked_by = $5 AND state = 'running'",
                 )
                 .bind(to_millis(at))
                 .bind(error)
@@ -1246,7 +1246,7 @@ impl Catalog for SqlCatalog {
             }
             None => {
                 self.stmt(
-                    "UPDATE jobs SET state = 'failed', lease_until = NULL, dedup_key = NULL, last_error = ?, updated_at = ? WHERE id = ? AND locked_by = ? AND state = 'running'",
+                    "UPDATE jobs SET state = 'failed', lease_until = NULL, dedup_key = NULL, last_error = $1, updated_at = $2 WHERE id = $3 AND locked_by = $4 AND state = 'running'",
                 )
                 .bind(error)
                 .bind(to_millis(now()))
@@ -1261,7 +1261,7 @@ impl Catalog for SqlCatalog {
     }
 
     async fn job(&self, id: i64) -> Result<Option<Job>, CatalogError> {
-        let sql = format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?");
+        let sql = format!("SELECT {JOB_COLS} FROM jobs WHERE id = $1");
         let r = self
             .stmt(&sql)
             .bind(id)
