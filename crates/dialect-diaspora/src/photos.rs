@@ -4,10 +4,11 @@
 use crate::error::{ApiError, ApiResult};
 use crate::wire::{is_guid, parse_bool, parse_time, photo_json, SIZES};
 use crate::{PENDING_SCOPE, PHOTO_SCOPE};
+use axum::body::Body;
 use axum::extract::multipart::Field;
-use axum::extract::{FromRequest, FromRequestParts, Multipart, Path, Request, State};
+use axum::extract::{FromRequestParts, Multipart, Path, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
@@ -17,6 +18,7 @@ use tintype_engine::core::{
 };
 use tintype_engine::{Accept, BlobRef, IngestOptions, Staged};
 use tintype_http::auth::{Caller, CallerRules, TokenSource};
+use tintype_http::extract::{media_type, multipart, Params};
 use tintype_http::limits::{read_text_field, ReadError};
 use tintype_http::serve::{serve_blob, Caching};
 use tintype_http::wire::set_links;
@@ -96,11 +98,11 @@ enum Window {
     After(Position),
 }
 
-fn parse_list_query(query: Option<&str>) -> ApiResult<(i64, Window)> {
+fn parse_list_query(query: &Params) -> ApiResult<(i64, Window)> {
     let mut per_page = DEFAULT_PER_PAGE;
     let (mut before, mut after, mut seq) = (None, None, None);
-    for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        match k.as_ref() {
+    for (k, v) in query.pairs() {
+        match k.as_str() {
             "per_page" => {
                 let n: i64 = v
                     .trim()
@@ -113,13 +115,13 @@ fn parse_list_query(query: Option<&str>) -> ApiResult<(i64, Window)> {
             }
             "before" => {
                 before = Some(
-                    parse_time(&v)
+                    parse_time(v)
                         .ok_or_else(|| ApiError::bad_request("before must be an ISO 8601 time"))?,
                 )
             }
             "after" => {
                 after = Some(
-                    parse_time(&v)
+                    parse_time(v)
                         .ok_or_else(|| ApiError::bad_request("after must be an ISO 8601 time"))?,
                 )
             }
@@ -216,10 +218,10 @@ fn page_link(st: &AppState, per_page: i64, dir: &str, i: &Image) -> String {
 pub(crate) async fn list(
     State(st): State<AppState>,
     caller: Caller<Diaspora>,
-    req: Request,
+    query: Params,
 ) -> ApiResult<Response> {
     let p = caller.require(Scope::ImageRead)?;
-    let (per_page, window) = parse_list_query(req.uri().query())?;
+    let (per_page, window) = parse_list_query(&query)?;
     let n = per_page as usize;
     let photos = match window {
         Window::Newest => photos_before(&st, p.user.id, None, n).await?,
@@ -402,26 +404,19 @@ async fn register(st: &AppState, p: &Principal, image: &Image, flags: Flags) -> 
 pub(crate) async fn create(
     State(st): State<AppState>,
     caller: Caller<Diaspora>,
-    req: Request,
+    query: Params,
+    headers: HeaderMap,
+    body: Body,
 ) -> ApiResult<Response> {
     let p = caller.require(Scope::ImageWrite)?;
     let mut flags = Flags::default();
-    for (k, v) in url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
-        apply_flag(&mut flags, &k, &v)?;
+    for (k, v) in query.pairs() {
+        apply_flag(&mut flags, k, v)?;
     }
-    let is_multipart = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| {
-            c.trim()
-                .to_ascii_lowercase()
-                .starts_with("multipart/form-data")
-        });
-    if !is_multipart {
+    if !media_type(&headers).starts_with("multipart/form-data") {
         return Err(ApiError::CreateFailed);
     }
-    let mp = Multipart::from_request(req, &st)
+    let mp = multipart(&headers, body)
         .await
         .map_err(|_| ApiError::CreateFailed)?;
     let staged = read_parts(&st, p.user.id, mp, &mut flags).await?;
@@ -443,17 +438,18 @@ pub(crate) async fn create(
 mod tests {
     use super::*;
 
+    fn q(query: Option<&str>) -> ApiResult<(i64, Window)> {
+        parse_list_query(&Params::parse(query))
+    }
+
     #[test]
     fn list_query_defaults_and_limits() {
-        assert_eq!(parse_list_query(None).ok(), Some((15, Window::Newest)));
-        assert_eq!(
-            parse_list_query(Some("per_page=500")).ok(),
-            Some((100, Window::Newest))
-        );
-        assert!(parse_list_query(Some("per_page=0")).is_err());
-        assert!(parse_list_query(Some("per_page=abc")).is_err());
-        assert!(parse_list_query(Some("before=nope")).is_err());
-        assert!(parse_list_query(Some(
+        assert_eq!(q(None).ok(), Some((15, Window::Newest)));
+        assert_eq!(q(Some("per_page=500")).ok(), Some((100, Window::Newest)));
+        assert!(q(Some("per_page=0")).is_err());
+        assert!(q(Some("per_page=abc")).is_err());
+        assert!(q(Some("before=nope")).is_err());
+        assert!(q(Some(
             "before=2016-11-06T03:43:03.382Z&after=2016-11-06T03:43:03.382Z"
         ))
         .is_err());
@@ -462,15 +458,15 @@ mod tests {
     #[test]
     fn time_cursors_carry_a_tie_breaker() {
         assert_eq!(
-            parse_list_query(Some("before=2016-11-06T03:43:03.382Z&seq=7")).ok(),
+            q(Some("before=2016-11-06T03:43:03.382Z&seq=7")).ok(),
             Some((15, Window::Before((1_478_403_783_382, 7))))
         );
         assert_eq!(
-            parse_list_query(Some("after=2016-11-06T03:43:03.382Z")).ok(),
+            q(Some("after=2016-11-06T03:43:03.382Z")).ok(),
             Some((15, Window::After((1_478_403_783_382, i64::MAX))))
         );
         assert_eq!(
-            parse_list_query(Some("before=2016-11-06T03:43:03.382Z")).ok(),
+            q(Some("before=2016-11-06T03:43:03.382Z")).ok(),
             Some((15, Window::Before((1_478_403_783_382, 0))))
         );
     }

@@ -4,7 +4,9 @@
 use crate::error::{ApiError, ApiResult, FieldErrors};
 use crate::namespace::{self, Access, Namespace};
 use crate::wire::{name_key, ImageData, Renderer, IMAGE_SCOPE};
-use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -18,6 +20,7 @@ use tintype_engine::core::{
 use tintype_engine::media::Format;
 use tintype_engine::{Accept, IngestOptions, Staged};
 use tintype_http::auth::{Caller, CallerRules, TokenSource};
+use tintype_http::extract::{media_type, multipart, Params};
 use tintype_http::limits::{read_json, read_text_field, ReadError};
 use tintype_http::serve::{serve_blob, Caching};
 use tintype_http::wire::set_links;
@@ -43,22 +46,6 @@ pub const URL_SCHEME: &str = "Download_url invalid url scheme";
 
 // ---- request helpers -------------------------------------------------------
 
-fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
-    q.map(|q| {
-        url::form_urlencoded::parse(q.as_bytes())
-            .into_owned()
-            .collect()
-    })
-    .unwrap_or_default()
-}
-
-fn param(pairs: &[(String, String)], name: &str) -> Option<String> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.clone())
-}
-
 /// Djinn's callers: a Bearer token, or anonymous. Whatever a caller may
 /// not see does not exist for them: every refusal is a 404.
 pub struct Djinn;
@@ -76,12 +63,12 @@ impl CallerRules for Djinn {
     }
 }
 
-fn image_seq(req: &Request) -> Option<i64> {
-    req.uri()
-        .path()
-        .strip_prefix("/images/")
-        .and_then(|s| s.parse::<i64>().ok())
+/// The integer id in `/images/{id}`; any other segment names no image.
+fn image_seq(id: Result<Path<String>, PathRejection>) -> ApiResult<i64> {
+    id.ok()
+        .and_then(|Path(id)| id.parse::<i64>().ok())
         .filter(|n| *n > 0)
+        .ok_or(ApiError::NotFound)
 }
 
 /// The Djinn image behind an integer id with its record.
@@ -116,9 +103,9 @@ fn visible(who: &Principal, search: Option<&str>) -> RecordFilter {
     }
 }
 
-fn page_url(state: &AppState, pairs: &[(String, String)], page: usize) -> String {
+fn page_url(state: &AppState, params: &Params, page: usize) -> String {
     let mut s = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in pairs.iter().filter(|(k, _)| k != "page") {
+    for (k, v) in params.pairs().iter().filter(|(k, _)| k != "page") {
         s.append_pair(k, v);
     }
     s.append_pair("page", &page.to_string());
@@ -128,17 +115,18 @@ fn page_url(state: &AppState, pairs: &[(String, String)], page: usize) -> String
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller<Djinn>,
-    req: Request,
+    params: Params,
 ) -> ApiResult<Response> {
     let who = caller.require(Scope::ImageRead)?;
-    let pairs = query_pairs(req.uri().query());
-    let search = param(&pairs, "search")
+    let search = params
+        .get("search")
         .map(|s| s.to_lowercase())
         .filter(|s| !s.is_empty());
     let filter = visible(&who, search.as_deref());
     let total = usize::try_from(state.engine.count_matching(&filter).await?).unwrap_or(0);
     let pages = total.div_ceil(PER_PAGE).max(1);
-    let page = param(&pairs, "page")
+    let page = params
+        .get("page")
         .and_then(|p| p.trim().parse::<usize>().ok())
         .unwrap_or(1)
         .clamp(1, pages);
@@ -165,8 +153,8 @@ pub async fn list(
         let prev = page.saturating_sub(1).max(1);
         let next = (page + 1).min(pages);
         let (prev, next) = (
-            page_url(&state, &pairs, prev),
-            page_url(&state, &pairs, next),
+            page_url(&state, &params, prev),
+            page_url(&state, &params, next),
         );
         set_links(&mut resp, &[(&prev, "prev"), (&next, "next")]);
     }
@@ -194,22 +182,23 @@ fn wants_disk(headers: &HeaderMap) -> bool {
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller<Djinn>,
-    req: Request,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     // Without a token the caller is anonymous and may read public images;
     // a token must carry image:read.
     let who = caller.optional(Scope::ImageRead)?;
-    let seq = image_seq(&req).ok_or(ApiError::NotFound)?;
+    let seq = image_seq(id)?;
     let (image, data) = djinn_image(&state, seq).await?;
     let access = namespace::access(&state.engine, who.as_ref(), data.user_id, data.root_id).await?;
     if access < Access::Read {
         return Err(ApiError::NotFound);
     }
-    if wants_disk(req.headers()) {
+    if wants_disk(&headers) {
         let blob = tintype_engine::BlobRef::of_image(&image);
         return Ok(serve_blob(
             &state,
-            req.headers(),
+            &headers,
             &blob,
             Caching::Private,
             Some(DISK_CONTENT_TYPE),
@@ -225,10 +214,10 @@ pub async fn get(
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller<Djinn>,
-    req: Request,
+    id: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
     let who = caller.require(Scope::ImageDelete)?;
-    let seq = image_seq(&req).ok_or(ApiError::NotFound)?;
+    let seq = image_seq(id)?;
     let (image, data) = djinn_image(&state, seq).await?;
     let access = namespace::access(&state.engine, Some(&who), data.user_id, data.root_id).await?;
     if access < Access::Manage {
@@ -240,8 +229,9 @@ pub async fn delete(
 
 // ---- POST /images ------------------------------------------------------------
 
+/// The create request's fields, from the query and then the body.
 #[derive(Debug, Default, Clone)]
-struct Params {
+struct Fields {
     name: Option<String>,
     namespace: Option<String>,
 }
@@ -267,7 +257,7 @@ struct Plan {
 async fn validate(
     state: &AppState,
     who: &Principal,
-    params: &Params,
+    params: &Fields,
 ) -> ApiResult<(FieldErrors, Option<Plan>)> {
     let engine = &state.engine;
     let mut errors = FieldErrors::default();
@@ -476,27 +466,23 @@ async fn record_image(
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller<Djinn>,
-    req: Request,
+    query: Params,
+    headers: HeaderMap,
+    body: Body,
 ) -> ApiResult<Response> {
     let who = caller.require(Scope::ImageWrite)?;
-    let pairs = query_pairs(req.uri().query());
-    let params = Params {
-        name: param(&pairs, "name"),
-        namespace: param(&pairs, "namespace"),
+    let params = Fields {
+        name: query.get("name").map(str::to_string),
+        namespace: query.get("namespace").map(str::to_string),
     };
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let content_type = media_type(&headers);
     if content_type.starts_with("multipart/form-data") {
-        create_multipart(state, who, params, req).await
+        create_multipart(state, who, params, &headers, body).await
     } else if content_type.starts_with("application/json") {
-        create_json(state, who, params, req).await
+        create_json(state, who, params, &headers, body).await
     } else {
         let (errors, plan) = validate(&state, &who, &params).await?;
-        let body = req.into_body().into_data_stream();
+        let body = body.into_data_stream();
         match plan {
             Some(plan) if errors.is_empty() => match stage_disk(&state, body).await? {
                 Some(staged) => finish(&state, &who, plan, staged).await,
@@ -532,11 +518,11 @@ struct JsonCreate {
 async fn create_json(
     state: AppState,
     who: Principal,
-    mut params: Params,
-    req: Request,
+    mut params: Fields,
+    headers: &HeaderMap,
+    body: Body,
 ) -> ApiResult<Response> {
-    let (parts, body) = req.into_parts();
-    let body: JsonCreate = read_json(&parts.headers, body, MAX_JSON_BYTES)
+    let body: JsonCreate = read_json(headers, body, MAX_JSON_BYTES)
         .await
         .map_err(|e| too_large_or(e, "request body"))?;
     if body.name.is_some() {
@@ -597,10 +583,11 @@ fn too_large_or(e: ReadError, what: &str) -> ApiError {
 async fn create_multipart(
     state: AppState,
     who: Principal,
-    mut params: Params,
-    req: Request,
+    mut params: Fields,
+    headers: &HeaderMap,
+    body: Body,
 ) -> ApiResult<Response> {
-    let mut mp = Multipart::from_request(req, &state)
+    let mut mp = multipart(headers, body)
         .await
         .map_err(|e| ApiError::bad_request(format!("Invalid multipart body: {e}")))?;
     // The file is staged (nothing is stored before every part is read and

@@ -4,7 +4,7 @@ use crate::error::FulcrumError;
 use crate::wire::{self, record_key, SCOPE};
 use crate::{valid_access_key, Fulcrum};
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,6 +14,7 @@ use tintype_engine::core::{
 };
 use tintype_engine::BlobRef;
 use tintype_http::auth::Caller;
+use tintype_http::extract::Params;
 use tintype_http::serve::{serve_blob, Caching};
 use tintype_http::AppState;
 
@@ -68,26 +69,24 @@ fn parse_count(name: &str, v: &str, max: i64) -> Result<i64, FulcrumError> {
     }
 }
 
-fn parse_list_query(query: Option<&str>) -> Result<ListQuery, FulcrumError> {
+fn parse_list_query(query: &Params) -> Result<ListQuery, FulcrumError> {
     let mut q = ListQuery {
         page: 1,
         per_page: MAX_PER_PAGE,
         ..ListQuery::default()
     };
-    let Some(raw) = query else {
-        return Ok(q);
-    };
     let non_empty = |v: &str| Some(v.to_string()).filter(|s| !s.is_empty());
-    for (k, v) in url::form_urlencoded::parse(raw.as_bytes()) {
-        match k.as_ref() {
-            "record_id" => q.record_id = non_empty(&v),
-            "form_id" => q.form_id = non_empty(&v),
-            "processed" => q.processed = Some(parse_bool("processed", &v)?),
-            "stored" => q.stored = Some(parse_bool("stored", &v)?),
-            "uploaded" => q.uploaded = Some(parse_bool("uploaded", &v)?),
-            "newest_first" => q.newest_first = v.is_empty() || parse_bool("newest_first", &v)?,
-            "page" => q.page = parse_count("page", &v, 1_000_000)?,
-            "per_page" => q.per_page = parse_count("per_page", &v, MAX_PER_PAGE)?,
+    for (k, v) in query.pairs() {
+        let v = v.as_str();
+        match k.as_str() {
+            "record_id" => q.record_id = non_empty(v),
+            "form_id" => q.form_id = non_empty(v),
+            "processed" => q.processed = Some(parse_bool("processed", v)?),
+            "stored" => q.stored = Some(parse_bool("stored", v)?),
+            "uploaded" => q.uploaded = Some(parse_bool("uploaded", v)?),
+            "newest_first" => q.newest_first = v.is_empty() || parse_bool("newest_first", v)?,
+            "page" => q.page = parse_count("page", v, 1_000_000)?,
+            "per_page" => q.per_page = parse_count("per_page", v, MAX_PER_PAGE)?,
             _ => {}
         }
     }
@@ -139,10 +138,10 @@ async fn image_of(state: &AppState, record: &Record) -> Result<Option<Image>, Fu
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller<Fulcrum>,
-    RawQuery(query): RawQuery,
+    query: Params,
 ) -> Result<Response, FulcrumError> {
     let who = caller.require(Scope::ImageRead)?;
-    let q = parse_list_query(query.as_deref())?;
+    let q = parse_list_query(&query)?;
     let skip = (q.page - 1).saturating_mul(q.per_page);
     let order = if q.newest_first {
         RecordOrder::SeqDesc
@@ -280,6 +279,10 @@ pub fn photo_response(state: &AppState, record: &Record, image: &Image) -> Respo
 mod tests {
     use super::*;
 
+    fn query(raw: Option<&str>) -> Result<ListQuery, FulcrumError> {
+        parse_list_query(&Params::parse(raw))
+    }
+
     #[test]
     fn suffixes_split() {
         assert_eq!(split_suffix("abc.json"), ("abc", Suffix::Json));
@@ -290,9 +293,9 @@ mod tests {
 
     #[test]
     fn list_query_defaults_and_limits() {
-        let q = parse_list_query(None).unwrap();
+        let q = parse_list_query(&Params::parse(None)).unwrap();
         assert_eq!((q.page, q.per_page, q.newest_first), (1, 20_000, false));
-        let q = parse_list_query(Some(
+        let q = query(Some(
             "record_id=r1&processed=false&per_page=50000&page=3&newest_first=true",
         ))
         .unwrap();
@@ -300,8 +303,8 @@ mod tests {
         assert_eq!(q.processed, Some(false));
         assert_eq!((q.page, q.per_page, q.newest_first), (3, 20_000, true));
         assert!(q.filtered());
-        assert!(parse_list_query(Some("processed=maybe")).is_err());
-        assert!(parse_list_query(Some("page=0")).is_err());
-        assert!(parse_list_query(Some("per_page=x")).is_err());
+        assert!(query(Some("processed=maybe")).is_err());
+        assert!(query(Some("page=0")).is_err());
+        assert!(query(Some("per_page=x")).is_err());
     }
 }

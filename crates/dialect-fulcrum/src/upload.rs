@@ -9,13 +9,15 @@ use crate::error::{FieldErrors, FulcrumError};
 use crate::photos::photo_response;
 use crate::wire::{record_key, PhotoData, SCOPE};
 use crate::{valid_access_key, Fulcrum, MAX_ID_LEN};
-use axum::extract::{FromRequest, Multipart, Request, State};
-use axum::http::header::CONTENT_TYPE;
+use axum::body::Body;
+use axum::extract::{Multipart, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::Map;
 use tintype_engine::core::{CoreError, Image, NewRecord, Principal, Refusal, Scope};
 use tintype_engine::{Accept, IngestOptions, Staged};
 use tintype_http::auth::Caller;
+use tintype_http::extract::{media_type, multipart};
 use tintype_http::limits::{read_field_bytes, ReadError};
 use tintype_http::AppState;
 
@@ -76,28 +78,18 @@ fn clean_name(name: &str) -> Option<String> {
     Some(short).filter(|s| !s.is_empty())
 }
 
-fn is_multipart(req: &Request) -> bool {
-    req.headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("multipart/form-data")
-        })
-}
-
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller<Fulcrum>,
-    req: Request,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, FulcrumError> {
     let who = caller.require(Scope::ImageWrite)?;
     let mut form = Form::default();
     // A body that is not a form carries neither field: the validation
     // below says so.
-    if is_multipart(&req) {
-        let mut multipart = Multipart::from_request(req, &state)
+    if media_type(&headers).starts_with("multipart/form-data") {
+        let mut multipart = multipart(&headers, body)
             .await
             .map_err(|e| FulcrumError::BadRequest(format!("the form cannot be read: {e}")))?;
         read_form(&state, &who, &mut multipart, &mut form).await?;

@@ -4,11 +4,12 @@
 use crate::error::ApiError;
 use crate::EXT_SCOPE;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::Response;
 use tintype_engine::core::{CoreError, Image};
 use tintype_engine::BlobRef;
+use tintype_http::extract::Params;
 use tintype_http::serve::{serve_blob, Caching};
 use tintype_http::AppState;
 
@@ -69,23 +70,19 @@ fn vary(resp: &mut Response) {
 pub(crate) async fn serve(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
-    req: Request,
+    query: Params,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let Ok(Path(id)) = path else {
         return Err(not_found());
     };
-    let format = req.uri().query().and_then(|q| {
-        url::form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "format")
-            .map(|(_, v)| v.into_owned())
-    });
-    let auto = match format.as_deref() {
+    let auto = match query.get("format") {
         None | Some("") | Some("original") => false,
         Some("auto") => true,
         Some(_) => return Err(ApiError::invalid("format", "must be auto")),
     };
     let image = imported_image(&state, &id).await?;
-    let headers = req.headers();
+    let headers = &headers;
     // Animated GIFs and SVGs keep their own format.
     let convertible = matches!(image.content.format.as_str(), "png" | "jpeg");
     if !(auto && convertible && accepts_webp(headers)) {

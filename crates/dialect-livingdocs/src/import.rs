@@ -3,13 +3,15 @@
 use crate::error::ApiError;
 use crate::wire::{self, ItemSpec};
 use crate::{item_scope, settings, IMPORT_SCOPE, JOB_KIND, JOB_SCOPE};
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use tintype_engine::core::{CoreError, Image, JobState, NewRecord, Scope};
 use tintype_http::auth::{Caller, CallerRules, TokenSource};
+use tintype_http::extract::Params;
 use tintype_http::limits::{read_body, ReadError};
 use tintype_http::AppState;
 
@@ -117,12 +119,12 @@ fn json_ok(body: Value) -> Response {
 pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller<Livingdocs>,
-    req: Request,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let who = caller.require(Scope::ImageWrite)?;
-    let (parts, body) = req.into_parts();
     let limit = settings().max_body_bytes;
-    let bytes = read_body(&parts.headers, body, limit)
+    let bytes = read_body(&headers, body, limit)
         .await
         .map_err(|e| match e {
             ReadError::TooLarge { limit } => ApiError::TooLarge(limit as u64),
@@ -237,20 +239,14 @@ pub(crate) fn image_json(state: &AppState, image: &Image) -> Value {
 pub(crate) async fn status(
     State(state): State<AppState>,
     caller: Caller<Livingdocs>,
-    req: Request,
+    query: Params,
 ) -> Result<Response, ApiError> {
     let who = caller.require_any(&[Scope::ImageRead, Scope::ImageWrite])?;
-    let (parts, _) = req.into_parts();
-    let id = parts
-        .uri
-        .query()
-        .and_then(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .find(|(k, _)| k == "id")
-                .map(|(_, v)| v.into_owned())
-        })
+    let id = query
+        .get("id")
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::invalid("id", "is required"))?;
+        .ok_or_else(|| ApiError::invalid("id", "is required"))?
+        .to_string();
     let not_found = || ApiError::NotFound(format!("there is no import with the id {id}"));
     let Some(rec) = state.engine.record(IMPORT_SCOPE, &id).await? else {
         return Err(not_found());

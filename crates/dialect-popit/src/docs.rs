@@ -3,20 +3,15 @@
 use crate::auth::{may_change, request_key, writer, Need};
 use crate::error::{json_response, PopitError, PopitResult};
 use crate::wire::{self, collection, parse_json, prepare, render, scope_of, valid_id};
-use axum::extract::{Path, Request, State};
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 use tintype_engine::core::{CoreError, NewRecord, Record, UserId};
+use tintype_http::extract::Params;
 use tintype_http::limits::{read_body, ReadError};
 use tintype_http::AppState;
-
-/// The value of a query parameter.
-pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
 
 /// A stored document and its record.
 pub struct Stored {
@@ -104,14 +99,11 @@ pub async fn release(st: &AppState, files: &[String]) {
 }
 
 /// `{"result": doc}`, or the bare document with `include_root=false`.
-pub fn respond(
-    st: &AppState,
-    coll: &str,
-    doc: &Map<String, Value>,
-    query: Option<&str>,
-) -> Response {
+pub fn respond(st: &AppState, coll: &str, doc: &Map<String, Value>, query: &Params) -> Response {
     let rendered = render(&st.public_url, coll, doc);
-    let bare = query_param(query, "include_root").is_some_and(|v| v == "false" || v == "0");
+    let bare = query
+        .get("include_root")
+        .is_some_and(|v| v == "false" || v == "0");
     if bare {
         json_response(StatusCode::OK, &rendered)
     } else {
@@ -120,9 +112,8 @@ pub fn respond(
 }
 
 /// Reads a JSON document body (at most 1 MiB). An empty body is `{}`.
-async fn json_body(req: Request) -> PopitResult<Map<String, Value>> {
-    let (parts, body) = req.into_parts();
-    let bytes = read_body(&parts.headers, body, wire::MAX_JSON_BYTES)
+async fn json_body(headers: &HeaderMap, body: Body) -> PopitResult<Map<String, Value>> {
+    let bytes = read_body(headers, body, wire::MAX_JSON_BYTES)
         .await
         .map_err(|e| match e {
             ReadError::TooLarge { .. } => PopitError::Status(
@@ -141,16 +132,18 @@ async fn json_body(req: Request) -> PopitResult<Map<String, Value>> {
 /// `apikey` field (removed from the body in any case).
 async fn json_write(
     st: &AppState,
-    req: Request,
+    query: &Params,
+    headers: &HeaderMap,
+    body: Body,
 ) -> PopitResult<(tintype_engine::core::Principal, Map<String, Value>)> {
-    let key = request_key(req.headers(), req.uri().query());
+    let key = request_key(headers, query.raw());
     if let Some(k) = key {
         let p = writer(st, Some(k), Need::Write).await?;
-        let mut body = json_body(req).await?;
+        let mut body = json_body(headers, body).await?;
         body.remove("apikey");
         return Ok((p, body));
     }
-    let mut body = match json_body(req).await {
+    let mut body = match json_body(headers, body).await {
         Ok(b) => b,
         Err(e @ PopitError::Status(StatusCode::PAYLOAD_TOO_LARGE, _)) => return Err(e),
         Err(_) => return Err(PopitError::Unauthorized),
@@ -165,12 +158,11 @@ async fn json_write(
 
 /// The key of a DELETE: the header or query, else an `apikey` field of a
 /// small JSON body.
-pub async fn delete_key(req: Request) -> Option<String> {
-    if let Some(k) = request_key(req.headers(), req.uri().query()) {
+pub async fn delete_key(query: &Params, headers: &HeaderMap, body: Body) -> Option<String> {
+    if let Some(k) = request_key(headers, query.raw()) {
         return Some(k);
     }
-    let (parts, body) = req.into_parts();
-    let bytes = read_body(&parts.headers, body, 64 * 1024).await.ok()?;
+    let bytes = read_body(headers, body, 64 * 1024).await.ok()?;
     match parse_json(&bytes).ok()? {
         Value::Object(mut m) => match m.remove("apikey") {
             Some(Value::String(s)) => Some(s),
@@ -180,8 +172,8 @@ pub async fn delete_key(req: Request) -> Option<String> {
     }
 }
 
-fn page_param(query: Option<&str>, name: &str, max: i64, default: i64) -> i64 {
-    match query_param(query, name).and_then(|v| v.trim().parse::<i64>().ok()) {
+fn page_param(query: &Params, name: &str, max: i64, default: i64) -> i64 {
+    match query.get(name).and_then(|v| v.trim().parse::<i64>().ok()) {
         Some(n) if (1..=max).contains(&n) => n,
         _ => default,
     }
@@ -213,12 +205,11 @@ pub async fn entry_point(State(st): State<AppState>) -> Response {
 pub async fn list(
     State(st): State<AppState>,
     Path(coll): Path<String>,
-    req: Request,
+    query: Params,
 ) -> PopitResult<Response> {
     let coll = collection(&coll)?;
-    let query = req.uri().query();
-    let page = page_param(query, "page", 1000, 1);
-    let per_page = page_param(query, "per_page", 200, 30);
+    let page = page_param(&query, "page", 1000, 1);
+    let per_page = page_param(&query, "per_page", 200, 30);
     let scope = scope_of(coll);
     let total = st.engine.count_records(&scope, None).await?;
     let records = st
@@ -257,23 +248,24 @@ pub async fn list(
 pub async fn show(
     State(st): State<AppState>,
     Path((coll, id)): Path<(String, String)>,
-    req: Request,
+    query: Params,
 ) -> PopitResult<Response> {
     let coll = collection(&coll)?;
     let stored = load(&st, coll, &id)
         .await?
         .ok_or_else(|| PopitError::not_found(format!("id '{id}' not found")))?;
-    Ok(respond(&st, coll, &stored.doc, req.uri().query()))
+    Ok(respond(&st, coll, &stored.doc, &query))
 }
 
 pub async fn create(
     State(st): State<AppState>,
     Path(coll): Path<String>,
-    req: Request,
+    query: Params,
+    headers: HeaderMap,
+    body: Body,
 ) -> PopitResult<Response> {
     let coll = collection(&coll)?;
-    let query = req.uri().query().map(str::to_string);
-    let (p, body) = json_write(&st, req).await?;
+    let (p, body) = json_write(&st, &query, &headers, body).await?;
     let id = match body.get("id") {
         None | Some(Value::Null) => wire::new_id(),
         Some(Value::String(s)) if valid_id(s) => s.clone(),
@@ -298,7 +290,7 @@ pub async fn create(
         .await?;
     match inserted {
         Ok(rec) => match rec.data {
-            Value::Object(m) => Ok(respond(&st, coll, &m, query.as_deref())),
+            Value::Object(m) => Ok(respond(&st, coll, &m, &query)),
             _ => Err(PopitError::Internal(
                 "stored document is not an object".into(),
             )),
@@ -313,11 +305,12 @@ pub async fn create(
 pub async fn replace(
     State(st): State<AppState>,
     Path((coll, id)): Path<(String, String)>,
-    req: Request,
+    query: Params,
+    headers: HeaderMap,
+    body: Body,
 ) -> PopitResult<Response> {
     let coll = collection(&coll)?;
-    let query = req.uri().query().map(str::to_string);
-    let (p, body) = json_write(&st, req).await?;
+    let (p, body) = json_write(&st, &query, &headers, body).await?;
     match body.get("id") {
         None | Some(Value::Null) => {}
         Some(Value::String(s)) if *s == id => {}
@@ -346,7 +339,7 @@ pub async fn replace(
         let version = old.as_ref().map(|o| o.record.version);
         if let Some(doc) = save(&st, coll, &id, owner, prepared.doc, version).await? {
             release(&st, &prepared.released).await;
-            return Ok(respond(&st, coll, &doc, query.as_deref()));
+            return Ok(respond(&st, coll, &doc, &query));
         }
     }
     Err(contended(coll, &id))
@@ -355,10 +348,12 @@ pub async fn replace(
 pub async fn remove(
     State(st): State<AppState>,
     Path((coll, id)): Path<(String, String)>,
-    req: Request,
+    query: Params,
+    headers: HeaderMap,
+    body: Body,
 ) -> PopitResult<Response> {
     let coll = collection(&coll)?;
-    let p = writer(&st, delete_key(req).await, Need::Delete).await?;
+    let p = writer(&st, delete_key(&query, &headers, body).await, Need::Delete).await?;
     for _ in 0..MAX_ATTEMPTS {
         let Some(old) = load(&st, coll, &id).await? else {
             return Ok(StatusCode::NO_CONTENT.into_response());

@@ -5,15 +5,17 @@ use crate::auth::{may_change, request_key, writer, Need};
 use crate::docs::{contended, delete_key, load, release, respond, save, MAX_ATTEMPTS};
 use crate::error::{PopitError, PopitResult};
 use crate::wire::{self, collection, entry_file, entry_id, images_of, FILE_FIELD};
+use axum::body::Body;
 use axum::extract::multipart::Field;
-use axum::extract::{FromRequest, Multipart, Path, Request, State};
-use axum::http::StatusCode;
+use axum::extract::{Multipart, Path, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tintype_engine::core::{CoreError, Image, Refusal, UserId};
 use tintype_engine::{Accept, BlobRef, IngestOptions, Staged};
+use tintype_http::extract::{media_type, multipart, Params};
 use tintype_http::limits::{read_text_field, ReadError};
 use tintype_http::serve::{serve_blob, Caching};
 use tintype_http::AppState;
@@ -193,16 +195,16 @@ async fn read_form(
 /// Reads an upload form, staging its `image` part as it streams past,
 /// and stores the file once the whole form is read. On error nothing new
 /// is left behind.
-async fn read_upload(st: &AppState, req: Request, target: Target) -> PopitResult<Upload> {
-    let is_multipart = req
-        .headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.to_ascii_lowercase().starts_with("multipart/form-data"));
-    if !is_multipart {
+async fn read_upload(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    target: Target,
+) -> PopitResult<Upload> {
+    if !media_type(headers).starts_with("multipart/form-data") {
         return Err(no_image_sent());
     }
-    let mut mp = Multipart::from_request(req, st)
+    let mut mp = multipart(headers, body)
         .await
         .map_err(|_| no_image_sent())?;
     let mut up = Upload {
@@ -254,23 +256,20 @@ fn set_images(doc: &mut Map<String, Value>, images: Vec<Value>) {
 pub async fn upload(
     State(st): State<AppState>,
     Path((coll, id)): Path<(String, String)>,
-    req: Request,
+    query: Params,
+    headers: HeaderMap,
+    body: Body,
 ) -> PopitResult<Response> {
     let coll = collection(&coll)?;
-    let query = req.uri().query().map(str::to_string);
-    let p = writer(
-        &st,
-        request_key(req.headers(), req.uri().query()),
-        Need::Write,
-    )
-    .await?;
+    let p = writer(&st, request_key(&headers, query.raw()), Need::Write).await?;
     let stored = load(&st, coll, &id).await?.ok_or_else(no_doc)?;
     may_change(&p, &stored.record)?;
     let mut metadata = Map::new();
     metadata.insert("popit".into(), json!({"collection": coll, "document": id}));
     let up = read_upload(
         &st,
-        req,
+        &headers,
+        body,
         Target::New {
             owner: p.user.id,
             metadata,
@@ -282,7 +281,7 @@ pub async fn upload(
         discard(&st, &up).await;
     }
     let doc = result?;
-    Ok(respond(&st, coll, &doc, query.as_deref()))
+    Ok(respond(&st, coll, &doc, &query))
 }
 
 async fn attach(
@@ -327,16 +326,12 @@ async fn attach(
 pub async fn replace(
     State(st): State<AppState>,
     Path((coll, id, image_id)): Path<(String, String, String)>,
-    req: Request,
+    query: Params,
+    headers: HeaderMap,
+    body: Body,
 ) -> PopitResult<Response> {
     let coll = collection(&coll)?;
-    let query = req.uri().query().map(str::to_string);
-    let p = writer(
-        &st,
-        request_key(req.headers(), req.uri().query()),
-        Need::Write,
-    )
-    .await?;
+    let p = writer(&st, request_key(&headers, query.raw()), Need::Write).await?;
     let stored = load(&st, coll, &id).await?.ok_or_else(no_doc)?;
     may_change(&p, &stored.record)?;
     let images = images_of(&stored.doc);
@@ -364,14 +359,14 @@ pub async fn replace(
             }
         }
     };
-    let up = read_upload(&st, req, target).await?;
+    let up = read_upload(&st, &headers, body, target).await?;
     let result = update_entry(&st, coll, &id, &image_id, &up).await;
     if result.is_err() {
         discard(&st, &up).await;
     }
     let (doc, released) = result?;
     release(&st, &released).await;
-    Ok(respond(&st, coll, &doc, query.as_deref()))
+    Ok(respond(&st, coll, &doc, &query))
 }
 
 async fn update_entry(
@@ -447,11 +442,12 @@ fn edit_entry(
 pub async fn remove_one(
     State(st): State<AppState>,
     Path((coll, id, image_id)): Path<(String, String, String)>,
-    req: Request,
+    query: Params,
+    headers: HeaderMap,
+    body: Body,
 ) -> PopitResult<Response> {
     let coll = collection(&coll)?;
-    let query = req.uri().query().map(str::to_string);
-    let p = writer(&st, delete_key(req).await, Need::Delete).await?;
+    let p = writer(&st, delete_key(&query, &headers, body).await, Need::Delete).await?;
     for _ in 0..MAX_ATTEMPTS {
         let Some(stored) = load(&st, coll, &id).await? else {
             return Ok(StatusCode::NO_CONTENT.into_response());
@@ -473,7 +469,7 @@ pub async fn remove_one(
             if let Some(f) = entry_file(&gone) {
                 release(&st, &[f.to_string()]).await;
             }
-            return Ok(respond(&st, coll, &doc, query.as_deref()));
+            return Ok(respond(&st, coll, &doc, &query));
         }
     }
     Err(contended(coll, &id))
@@ -483,11 +479,12 @@ pub async fn remove_one(
 pub async fn remove_all(
     State(st): State<AppState>,
     Path((coll, id)): Path<(String, String)>,
-    req: Request,
+    query: Params,
+    headers: HeaderMap,
+    body: Body,
 ) -> PopitResult<Response> {
     let coll = collection(&coll)?;
-    let query = req.uri().query().map(str::to_string);
-    let p = writer(&st, delete_key(req).await, Need::Delete).await?;
+    let p = writer(&st, delete_key(&query, &headers, body).await, Need::Delete).await?;
     for _ in 0..MAX_ATTEMPTS {
         let Some(stored) = load(&st, coll, &id).await? else {
             return Ok(StatusCode::NO_CONTENT.into_response());
@@ -499,7 +496,7 @@ pub async fn remove_all(
         let version = Some(stored.record.version);
         if let Some(doc) = save(&st, coll, &id, stored.record.owner_id, doc, version).await? {
             release(&st, &files).await;
-            return Ok(respond(&st, coll, &doc, query.as_deref()));
+            return Ok(respond(&st, coll, &doc, &query));
         }
     }
     Err(contended(coll, &id))
@@ -511,7 +508,7 @@ pub async fn serve(
     st: AppState,
     id: String,
     image_id: String,
-    req: Request,
+    headers: HeaderMap,
 ) -> PopitResult<Response> {
     let not_found = || PopitError::not_found("image not found");
     let stored = load(&st, coll, &id).await?.ok_or_else(not_found)?;
@@ -528,7 +525,7 @@ pub async fn serve(
     };
     Ok(serve_blob(
         &st,
-        req.headers(),
+        &headers,
         &BlobRef::of_image(&image),
         Caching::Public,
         None,

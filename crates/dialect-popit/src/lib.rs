@@ -31,7 +31,8 @@ mod error;
 mod images;
 mod wire;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::routing::{get, post, put, MethodRouter};
 use axum::Router;
 use error::method_not_allowed;
@@ -86,7 +87,9 @@ pub fn router() -> Router<AppState> {
             get(
                 move |State(st): State<AppState>,
                       Path((id, image_id)): Path<(String, String)>,
-                      req: Request| images::serve(c, st, id, image_id, req),
+                      headers: HeaderMap| {
+                    images::serve(c, st, id, image_id, headers)
+                },
             )
             .fallback(method_not_allowed),
         );

@@ -7,6 +7,7 @@
 //! [`app`]; each renders errors in its own envelope.
 
 pub mod auth;
+pub mod extract;
 pub mod limits;
 mod listen;
 mod metrics;
