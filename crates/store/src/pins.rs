@@ -155,14 +155,11 @@ impl SqlCatalog {
             "SELECT {} FROM images WHERE seq > $1 ORDER BY seq LIMIT $2",
             crate::sql::IMAGE_COLS
         );
-        let rows = self
-            .stmt(&sql)
+        self.stmt(&sql)
             .bind(after_seq)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .all(&self.pool, crate::sql::row_image)
             .await
-            .map_err(db)?;
-        rows.iter().map(crate::sql::row_image).collect()
     }
 
     pub(crate) async fn delete_variant_impl(

@@ -387,8 +387,7 @@ impl SqlCatalog {
              ref_id = COALESCE($6, ref_id), sort_at = COALESCE($7, sort_at), updated_at = $8, version = version + 1 \
              WHERE scope = $9 AND key = $10 AND version = $11 RETURNING {RECORD_COLS}"
         );
-        let row = self
-            .stmt(&sql)
+        self.stmt(&sql)
             .bind(r.owner_id)
             .bind(r.image_id.as_deref())
             .bind(r.data.to_string())
@@ -400,10 +399,8 @@ impl SqlCatalog {
             .bind(&r.scope)
             .bind(&r.key)
             .bind(version)
-            .fetch_optional(&self.pool)
+            .optional(&self.pool, row_record)
             .await
-            .map_err(db)?;
-        row.as_ref().map(row_record).transpose()
     }
 
     pub(crate) async fn insert_image_within_quota_impl(

@@ -171,14 +171,11 @@ impl SqlCatalog {
     /// them (every state): for operators, tests and `tintype migrate`.
     pub async fn jobs_after(&self, after_id: i64, limit: i64) -> Result<Vec<Job>, CatalogError> {
         let sql = format!("SELECT {JOB_COLS} FROM jobs WHERE id > $1 ORDER BY id LIMIT $2");
-        let rows = self
-            .stmt(&sql)
+        self.stmt(&sql)
             .bind(after_id)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .all(&self.pool, row_job)
             .await
-            .map_err(db)?;
-        rows.iter().map(row_job).collect()
     }
 
     async fn migrate(&self) -> Result<(), CatalogError> {
@@ -346,6 +343,32 @@ impl<'q> Stmt<'q> {
     {
         let (sql, args) = self.parts()?;
         sqlx::query_with(&sql, args).fetch_all(e).await
+    }
+
+    /// The row the statement selects, if any, read by `read`.
+    pub(crate) async fn optional<'c, E, T>(
+        self,
+        e: E,
+        read: fn(&AnyRow) -> Result<T, CatalogError>,
+    ) -> Result<Option<T>, CatalogError>
+    where
+        E: sqlx::Executor<'c, Database = Any>,
+    {
+        let row = self.fetch_optional(e).await.map_err(db)?;
+        row.as_ref().map(read).transpose()
+    }
+
+    /// Every row the statement selects, read by `read`.
+    pub(crate) async fn all<'c, E, T>(
+        self,
+        e: E,
+        read: fn(&AnyRow) -> Result<T, CatalogError>,
+    ) -> Result<Vec<T>, CatalogError>
+    where
+        E: sqlx::Executor<'c, Database = Any>,
+    {
+        let rows = self.fetch_all(e).await.map_err(db)?;
+        rows.iter().map(read).collect()
     }
 }
 
@@ -560,24 +583,18 @@ impl Catalog for SqlCatalog {
 
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, CatalogError> {
         let sql = format!("SELECT {USER_COLS} FROM users WHERE id = $1");
-        let r = self
-            .stmt(&sql)
+        self.stmt(&sql)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .optional(&self.pool, row_user)
             .await
-            .map_err(db)?;
-        r.as_ref().map(row_user).transpose()
     }
 
     async fn user_by_name(&self, name: &str) -> Result<Option<User>, CatalogError> {
         let sql = format!("SELECT {USER_COLS} FROM users WHERE name = $1");
-        let r = self
-            .stmt(&sql)
+        self.stmt(&sql)
             .bind(name)
-            .fetch_optional(&self.pool)
+            .optional(&self.pool, row_user)
             .await
-            .map_err(db)?;
-        r.as_ref().map(row_user).transpose()
     }
 
     async fn list_users(&self) -> Result<Vec<User>, CatalogError> {
@@ -637,26 +654,21 @@ impl Catalog for SqlCatalog {
     }
 
     async fn token_by_hash(&self, secret_hash: &str) -> Result<Option<Token>, CatalogError> {
-        let r = self
-            .stmt(
-                "SELECT id, user_id, scopes, created_at, revoked FROM tokens WHERE secret_hash = $1",
-            )
-            .bind(secret_hash)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
-        r.as_ref().map(row_token).transpose()
+        self.stmt(
+            "SELECT id, user_id, scopes, created_at, revoked FROM tokens WHERE secret_hash = $1",
+        )
+        .bind(secret_hash)
+        .optional(&self.pool, row_token)
+        .await
     }
 
     async fn list_tokens(&self, user: UserId) -> Result<Vec<Token>, CatalogError> {
-        let rows = self.stmt(
+        self.stmt(
             "SELECT id, user_id, scopes, created_at, revoked FROM tokens WHERE user_id = $1 ORDER BY created_at, id",
         )
         .bind(user)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        rows.iter().map(row_token).collect()
+.all(&self.pool, row_token)
+.await
     }
 
     async fn revoke_token(&self, token_id: &str) -> Result<bool, CatalogError> {
@@ -721,24 +733,18 @@ impl Catalog for SqlCatalog {
 
     async fn image_by_id(&self, id: &str) -> Result<Option<Image>, CatalogError> {
         let sql = format!("SELECT {IMAGE_COLS} FROM images WHERE id = $1");
-        let r = self
-            .stmt(&sql)
+        self.stmt(&sql)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .optional(&self.pool, row_image)
             .await
-            .map_err(db)?;
-        r.as_ref().map(row_image).transpose()
     }
 
     async fn image_by_seq(&self, seq: i64) -> Result<Option<Image>, CatalogError> {
         let sql = format!("SELECT {IMAGE_COLS} FROM images WHERE seq = $1");
-        let r = self
-            .stmt(&sql)
+        self.stmt(&sql)
             .bind(seq)
-            .fetch_optional(&self.pool)
+            .optional(&self.pool, row_image)
             .await
-            .map_err(db)?;
-        r.as_ref().map(row_image).transpose()
     }
 
     async fn list_images(
@@ -894,26 +900,20 @@ impl Catalog for SqlCatalog {
     async fn variant(&self, image_id: &str, preset: &str) -> Result<Option<Variant>, CatalogError> {
         let sql =
             format!("SELECT {VARIANT_COLS} FROM variants WHERE image_id = $1 AND preset = $2");
-        let r = self
-            .stmt(&sql)
+        self.stmt(&sql)
             .bind(image_id)
             .bind(preset)
-            .fetch_optional(&self.pool)
+            .optional(&self.pool, row_variant)
             .await
-            .map_err(db)?;
-        r.as_ref().map(row_variant).transpose()
     }
 
     async fn variants(&self, image_id: &str) -> Result<Vec<Variant>, CatalogError> {
         let sql =
             format!("SELECT {VARIANT_COLS} FROM variants WHERE image_id = $1 ORDER BY preset");
-        let rows = self
-            .stmt(&sql)
+        self.stmt(&sql)
             .bind(image_id)
-            .fetch_all(&self.pool)
+            .all(&self.pool, row_variant)
             .await
-            .map_err(db)?;
-        rows.iter().map(row_variant).collect()
     }
 
     async fn blob_referenced(&self, sha256: &str) -> Result<bool, CatalogError> {
@@ -988,37 +988,28 @@ impl Catalog for SqlCatalog {
 
     async fn record(&self, scope: &str, key: &str) -> Result<Option<Record>, CatalogError> {
         let sql = format!("SELECT {RECORD_COLS} FROM records WHERE scope = $1 AND key = $2");
-        let r = self
-            .stmt(&sql)
+        self.stmt(&sql)
             .bind(scope)
             .bind(key)
-            .fetch_optional(&self.pool)
+            .optional(&self.pool, row_record)
             .await
-            .map_err(db)?;
-        r.as_ref().map(row_record).transpose()
     }
 
     async fn record_by_seq(&self, scope: &str, seq: i64) -> Result<Option<Record>, CatalogError> {
         let sql = format!("SELECT {RECORD_COLS} FROM records WHERE scope = $1 AND seq = $2");
-        let r = self
-            .stmt(&sql)
+        self.stmt(&sql)
             .bind(scope)
             .bind(seq)
-            .fetch_optional(&self.pool)
+            .optional(&self.pool, row_record)
             .await
-            .map_err(db)?;
-        r.as_ref().map(row_record).transpose()
     }
 
     async fn records_for_image(&self, image_id: &str) -> Result<Vec<Record>, CatalogError> {
         let sql = format!("SELECT {RECORD_COLS} FROM records WHERE image_id = $1 ORDER BY seq");
-        let rows = self
-            .stmt(&sql)
+        self.stmt(&sql)
             .bind(image_id)
-            .fetch_all(&self.pool)
+            .all(&self.pool, row_record)
             .await
-            .map_err(db)?;
-        rows.iter().map(row_record).collect()
     }
 
     async fn list_records(
@@ -1262,13 +1253,7 @@ impl Catalog for SqlCatalog {
 
     async fn job(&self, id: i64) -> Result<Option<Job>, CatalogError> {
         let sql = format!("SELECT {JOB_COLS} FROM jobs WHERE id = $1");
-        let r = self
-            .stmt(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
-        r.as_ref().map(row_job).transpose()
+        self.stmt(&sql).bind(id).optional(&self.pool, row_job).await
     }
 
     // blob pins and collection: see pins.rs
