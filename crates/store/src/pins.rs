@@ -54,9 +54,8 @@ impl SqlCatalog {
                 self.stmt(LOCK_SQL)
                     .bind(i64::from(LOCK_CLASS))
                     .bind(i64::from(key))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
+                    .run(&mut *tx)
+                    .await?;
                 Ok(tx)
             }
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db),
@@ -74,9 +73,8 @@ impl SqlCatalog {
             .bind(sha256)
             .bind(pin_id)
             .bind(to_millis(expires_at))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            .run(&mut *tx)
+            .await?;
         tx.commit().await.map_err(db)
     }
 
@@ -88,20 +86,16 @@ impl SqlCatalog {
         self.stmt("DELETE FROM blob_pins WHERE sha256 = $1 AND pin_id = $2")
             .bind(sha256)
             .bind(pin_id)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
+            .run(&self.pool)
+            .await?;
         Ok(())
     }
 
     pub(crate) async fn expire_blob_pins_impl(&self, now: Timestamp) -> Result<u64, CatalogError> {
-        let r = self
-            .stmt("DELETE FROM blob_pins WHERE expires_at <= $1")
+        self.stmt("DELETE FROM blob_pins WHERE expires_at <= $1")
             .bind(to_millis(now))
-            .execute(&self.pool)
+            .run(&self.pool)
             .await
-            .map_err(db)?;
-        Ok(r.rows_affected())
     }
 
     pub(crate) async fn collect_blob_impl(
@@ -167,14 +161,13 @@ impl SqlCatalog {
         image_id: &str,
         preset: &str,
     ) -> Result<bool, CatalogError> {
-        let r = self
+        Ok(self
             .stmt("DELETE FROM variants WHERE image_id = $1 AND preset = $2")
             .bind(image_id)
             .bind(preset)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(r.rows_affected() > 0)
+            .run(&self.pool)
+            .await?
+            > 0)
     }
 }
 

@@ -101,6 +101,8 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 /// The error recorded for a job whose lease ran out on its last attempt.
 pub const WORKER_STOPPED: &str = "the worker stopped while running this job";
 
+/// An image's content columns, bound by [`Stmt::bind_content`].
+pub(crate) const CONTENT_COLS: &str = "sha256, size, kind, format, content_type, width, height, orientation, exif, latitude, longitude";
 pub(crate) const IMAGE_COLS: &str = "seq, id, owner_id, name, sha256, size, kind, format, content_type, width, height, orientation, exif, latitude, longitude, metadata, created_at, updated_at, processed_at";
 const USER_COLS: &str =
     "id, name, email, created_at, images_per_day, profile_image_id, webhook_secret";
@@ -165,6 +167,46 @@ impl SqlCatalog {
     /// A statement over `sql` (numbered placeholders) for this backend.
     pub(crate) fn stmt<'q>(&self, sql: &str) -> Stmt<'q> {
         Stmt::new(self.backend, sql)
+    }
+
+    /// The insert of a new record, followed by `tail` (a conflict clause,
+    /// `RETURNING`).
+    fn new_record<'q>(&self, r: &'q NewRecord, tail: &str) -> Stmt<'q> {
+        let t = to_millis(now());
+        self.stmt(
+            "INSERT INTO records (scope, key, owner_id, image_id, data, created_at, updated_at, skey, skey2, ref_id, sort_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10) ",
+        )
+        .bind(&r.scope)
+        .bind(&r.key)
+        .bind(r.owner_id)
+        .bind(r.image_id.as_deref())
+        .bind(r.data.to_string())
+        .bind(t)
+        .bind(clip_key(r.skey.as_deref()))
+        .bind(clip_key(r.skey2.as_deref()))
+        .bind(r.ref_id)
+        .bind(r.sort_at)
+        .push(tail)
+    }
+
+    /// Runs a job update (`set`: `UPDATE jobs SET …`) only while `worker`
+    /// still holds the job's lease: whether it changed the job.
+    async fn update_leased(
+        &self,
+        set: Stmt<'_>,
+        id: i64,
+        worker: &str,
+    ) -> Result<bool, CatalogError> {
+        let changed = set
+            .push(" WHERE id = ")
+            .push_bind(id)
+            .push(" AND locked_by = ")
+            .push_bind(worker.to_string())
+            .push(" AND state = 'running'")
+            .run(&self.pool)
+            .await?;
+        Ok(changed > 0)
     }
 
     /// Jobs with ids above `after_id`, in id order, at most `limit` of
@@ -345,6 +387,30 @@ impl<'q> Stmt<'q> {
         sqlx::query_with(&sql, args).fetch_all(e).await
     }
 
+    /// Runs the statement; the number of rows it changed.
+    pub(crate) async fn run<'c, E>(self, e: E) -> Result<u64, CatalogError>
+    where
+        E: sqlx::Executor<'c, Database = Any>,
+    {
+        Ok(self.execute(e).await.map_err(db)?.rows_affected())
+    }
+
+    /// Binds an image's content columns, in the order of
+    /// [`CONTENT_COLS`].
+    pub(crate) fn bind_content(self, c: &'q Content) -> Self {
+        self.bind(&c.sha256)
+            .bind(c.size)
+            .bind(c.kind.as_str())
+            .bind(&c.format)
+            .bind(&c.content_type)
+            .bind(c.width)
+            .bind(c.height)
+            .bind(c.orientation)
+            .bind(c.exif.as_ref().map(map_text))
+            .bind(c.latitude)
+            .bind(c.longitude)
+    }
+
     /// The row the statement selects, if any, read by `read`.
     pub(crate) async fn optional<'c, E, T>(
         self,
@@ -510,26 +576,15 @@ impl SqlCatalog {
         i: &NewImage,
     ) -> Result<Image, CatalogError> {
         let sql = format!(
-            "INSERT INTO images (id, owner_id, name, sha256, size, kind, format, content_type, width, height, orientation, exif, latitude, longitude, metadata, created_at, updated_at) \
+            "INSERT INTO images (id, owner_id, name, {CONTENT_COLS}, metadata, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING {IMAGE_COLS}"
         );
-        let c = &i.content;
         let r = self
             .stmt(&sql)
             .bind(&i.id)
             .bind(i.owner_id)
             .bind(i.name.as_deref())
-            .bind(&c.sha256)
-            .bind(c.size)
-            .bind(c.kind.as_str())
-            .bind(&c.format)
-            .bind(&c.content_type)
-            .bind(c.width)
-            .bind(c.height)
-            .bind(c.orientation)
-            .bind(c.exif.as_ref().map(map_text))
-            .bind(c.latitude)
-            .bind(c.longitude)
+            .bind_content(&i.content)
             .bind(map_text(&i.metadata))
             .bind(to_millis(i.created_at))
             .bind(to_millis(i.created_at))
@@ -612,14 +667,13 @@ impl Catalog for SqlCatalog {
     }
 
     async fn set_quota(&self, id: UserId, images_per_day: i64) -> Result<bool, CatalogError> {
-        let r = self
+        Ok(self
             .stmt("UPDATE users SET images_per_day = $1 WHERE id = $2")
             .bind(images_per_day)
             .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(r.rows_affected() > 0)
+            .run(&self.pool)
+            .await?
+            > 0)
     }
 
     async fn set_profile_image(
@@ -627,14 +681,13 @@ impl Catalog for SqlCatalog {
         id: UserId,
         image_id: Option<&str>,
     ) -> Result<bool, CatalogError> {
-        let r = self
+        Ok(self
             .stmt("UPDATE users SET profile_image_id = $1 WHERE id = $2")
             .bind(image_id)
             .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(r.rows_affected() > 0)
+            .run(&self.pool)
+            .await?
+            > 0)
     }
 
     async fn create_token(&self, token: &Token, secret_hash: &str) -> Result<(), CatalogError> {
@@ -647,9 +700,7 @@ impl Catalog for SqlCatalog {
         .bind(secret_hash)
         .bind(scopes.join(" "))
         .bind(to_millis(token.created_at))
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
+        .run(&self.pool).await?;
         Ok(())
     }
 
@@ -667,18 +718,17 @@ impl Catalog for SqlCatalog {
             "SELECT id, user_id, scopes, created_at, revoked FROM tokens WHERE user_id = $1 ORDER BY created_at, id",
         )
         .bind(user)
-.all(&self.pool, row_token)
-.await
+        .all(&self.pool, row_token)
+        .await
     }
 
     async fn revoke_token(&self, token_id: &str) -> Result<bool, CatalogError> {
-        let r = self
+        Ok(self
             .stmt("UPDATE tokens SET revoked = 1 WHERE id = $1")
             .bind(token_id)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(r.rows_affected() > 0)
+            .run(&self.pool)
+            .await?
+            > 0)
     }
 
     async fn insert_image(&self, i: &NewImage) -> Result<Image, CatalogError> {
@@ -712,15 +762,14 @@ impl Catalog for SqlCatalog {
         key: &str,
         version: i64,
     ) -> Result<bool, CatalogError> {
-        let r = self
+        Ok(self
             .stmt("DELETE FROM records WHERE scope = $1 AND key = $2 AND version = $3")
             .bind(scope)
             .bind(key)
             .bind(version)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(r.rows_affected() > 0)
+            .run(&self.pool)
+            .await?
+            > 0)
     }
 
     async fn query_records(&self, q: &RecordQuery) -> Result<Vec<RecordRow>, CatalogError> {
@@ -777,18 +826,16 @@ impl Catalog for SqlCatalog {
                 .bind(n)
                 .bind(to_millis(now()))
                 .bind(id)
-                .execute(&self.pool)
-                .await
-                .map_err(db)?;
+                .run(&self.pool)
+                .await?;
         }
         if let Some(m) = metadata {
             self.stmt("UPDATE images SET metadata = $1, updated_at = $2 WHERE id = $3")
                 .bind(map_text(m))
                 .bind(to_millis(now()))
                 .bind(id)
-                .execute(&self.pool)
-                .await
-                .map_err(db)?;
+                .run(&self.pool)
+                .await?;
         }
         self.image_by_id(id).await
     }
@@ -799,34 +846,29 @@ impl Catalog for SqlCatalog {
         c: &Content,
     ) -> Result<Option<Image>, CatalogError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let r = self.stmt(
-            "UPDATE images SET sha256 = $1, size = $2, kind = $3, format = $4, content_type = $5, width = $6, height = $7, orientation = $8, exif = $9, latitude = $10, longitude = $11, updated_at = $12, processed_at = NULL WHERE id = $13",
-        )
-        .bind(&c.sha256)
-        .bind(c.size)
-        .bind(c.kind.as_str())
-        .bind(&c.format)
-        .bind(&c.content_type)
-        .bind(c.width)
-        .bind(c.height)
-        .bind(c.orientation)
-        .bind(c.exif.as_ref().map(map_text))
-        .bind(c.latitude)
-        .bind(c.longitude)
-        .bind(to_millis(now()))
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        if r.rows_affected() == 0 {
+        let set = CONTENT_COLS
+            .split(", ")
+            .enumerate()
+            .map(|(n, col)| format!("{col} = ${}", n + 1))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let r = self
+            .stmt(&format!("UPDATE images SET {set}"))
+            .bind_content(c)
+            .push(", processed_at = NULL, updated_at = ")
+            .push_bind(to_millis(now()))
+            .push(" WHERE id = ")
+            .push_bind(id)
+            .run(&mut *tx)
+            .await?;
+        if r == 0 {
             tx.rollback().await.map_err(db)?;
             return Ok(None);
         }
         self.stmt("DELETE FROM variants WHERE image_id = $1")
             .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            .run(&mut *tx)
+            .await?;
         tx.commit().await.map_err(db)?;
         self.image_by_id(id).await
     }
@@ -838,20 +880,15 @@ impl Catalog for SqlCatalog {
             "DELETE FROM records WHERE image_id = $1",
             "UPDATE users SET profile_image_id = NULL WHERE profile_image_id = $1",
         ] {
-            self.stmt(sql)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+            self.stmt(sql).bind(id).run(&mut *tx).await?;
         }
         let r = self
             .stmt("DELETE FROM images WHERE id = $1")
             .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            .run(&mut *tx)
+            .await?;
         tx.commit().await.map_err(db)?;
-        Ok(r.rows_affected() > 0)
+        Ok(r > 0)
     }
 
     async fn count_images_since(
@@ -873,9 +910,8 @@ impl Catalog for SqlCatalog {
         self.stmt("UPDATE images SET processed_at = $1 WHERE id = $2")
             .bind(at.map(to_millis))
             .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
+            .run(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -891,9 +927,8 @@ impl Catalog for SqlCatalog {
             .bind(v.height)
             .bind(v.size)
             .bind(to_millis(v.created_at))
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
+            .run(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -932,26 +967,11 @@ impl Catalog for SqlCatalog {
         &self,
         r: &NewRecord,
     ) -> Result<Result<Record, AlreadyExists>, CatalogError> {
-        let t = to_millis(now());
-        let sql = format!(
-            "INSERT INTO records (scope, key, owner_id, image_id, data, created_at, updated_at, skey, skey2, ref_id, sort_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {RECORD_COLS}"
-        );
-        match self
-            .stmt(&sql)
-            .bind(&r.scope)
-            .bind(&r.key)
-            .bind(r.owner_id)
-            .bind(r.image_id.as_deref())
-            .bind(r.data.to_string())
-            .bind(t)
-            .bind(t)
-            .bind(clip_key(r.skey.as_deref()))
-            .bind(clip_key(r.skey2.as_deref()))
-            .bind(r.ref_id)
-            .bind(r.sort_at)
+        let row = self
+            .new_record(r, &format!("RETURNING {RECORD_COLS}"))
             .fetch_one(&self.pool)
-            .await
-        {
+            .await;
+        match row {
             Ok(row) => Ok(Ok(row_record(&row)?)),
             Err(e) if is_unique_violation(&e) => Ok(Err(AlreadyExists)),
             Err(e) => Err(db(e)),
@@ -959,27 +979,14 @@ impl Catalog for SqlCatalog {
     }
 
     async fn upsert_record(&self, r: &NewRecord) -> Result<Record, CatalogError> {
-        let t = to_millis(now());
-        let sql = format!(
-            "INSERT INTO records (scope, key, owner_id, image_id, data, created_at, updated_at, skey, skey2, ref_id, sort_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-             ON CONFLICT (scope, key) DO UPDATE SET owner_id = excluded.owner_id, image_id = excluded.image_id, data = excluded.data, updated_at = excluded.updated_at, \
+        let conflict = format!(
+            "ON CONFLICT (scope, key) DO UPDATE SET owner_id = excluded.owner_id, image_id = excluded.image_id, data = excluded.data, updated_at = excluded.updated_at, \
              skey = COALESCE(excluded.skey, records.skey), skey2 = COALESCE(excluded.skey2, records.skey2), ref_id = COALESCE(excluded.ref_id, records.ref_id), \
              sort_at = COALESCE(excluded.sort_at, records.sort_at), version = records.version + 1 \
              RETURNING {RECORD_COLS}"
         );
         let row = self
-            .stmt(&sql)
-            .bind(&r.scope)
-            .bind(&r.key)
-            .bind(r.owner_id)
-            .bind(r.image_id.as_deref())
-            .bind(r.data.to_string())
-            .bind(t)
-            .bind(t)
-            .bind(clip_key(r.skey.as_deref()))
-            .bind(clip_key(r.skey2.as_deref()))
-            .bind(r.ref_id)
-            .bind(r.sort_at)
+            .new_record(r, &conflict)
             .fetch_one(&self.pool)
             .await
             .map_err(db)?;
@@ -1064,14 +1071,13 @@ impl Catalog for SqlCatalog {
     }
 
     async fn delete_record(&self, scope: &str, key: &str) -> Result<bool, CatalogError> {
-        let r = self
+        Ok(self
             .stmt("DELETE FROM records WHERE scope = $1 AND key = $2")
             .bind(scope)
             .bind(key)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(r.rows_affected() > 0)
+            .run(&self.pool)
+            .await?
+            > 0)
     }
 
     async fn enqueue(&self, job: &NewJob) -> Result<i64, CatalogError> {
@@ -1131,9 +1137,7 @@ impl Catalog for SqlCatalog {
         .bind(WORKER_STOPPED)
         .bind(t)
         .bind(t)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
+        .run(&self.pool).await?;
         let lock = match self.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
@@ -1168,29 +1172,17 @@ impl Catalog for SqlCatalog {
         worker: &str,
         lease_until: Timestamp,
     ) -> Result<bool, CatalogError> {
-        let r = self.stmt(
-            "UPDATE jobs SET lease_until = $1 WHERE id = $2 AND locked_by = $3 AND state = 'running'",
-        )
-        .bind(to_millis(lease_until))
-        .bind(id)
-        .bind(worker)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(r.rows_affected() > 0)
+        let set = self
+            .stmt("UPDATE jobs SET lease_until = $1")
+            .bind(to_millis(lease_until));
+        self.update_leased(set, id, worker).await
     }
 
     async fn complete_job(&self, id: i64, worker: &str) -> Result<bool, CatalogError> {
-        let r = self.stmt(
-            "UPDATE jobs SET state = 'done', lease_until = NULL, dedup_key = NULL, updated_at = $1 WHERE id = $2 AND locked_by = $3 AND state = 'running'",
-        )
-        .bind(to_millis(now()))
-        .bind(id)
-        .bind(worker)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(r.rows_affected() > 0)
+        let set = self
+            .stmt("UPDATE jobs SET state = 'done', lease_until = NULL, dedup_key = NULL, updated_at = $1")
+            .bind(to_millis(now()));
+        self.update_leased(set, id, worker).await
     }
 
     async fn release_job(&self, id: i64, worker: &str) -> Result<bool, CatalogError> {
@@ -1222,33 +1214,18 @@ impl Catalog for SqlCatalog {
         error: &str,
         retry_at: Option<Timestamp>,
     ) -> Result<bool, CatalogError> {
-        let r = match retry_at {
-            Some(at) => {
-                self.stmt(
-                    "UPDATE jobs SET state = 'queued', run_at = $1, lease_until = NULL, locked_by = NULL, last_error = $2, updated_at = $3 WHERE id = $4 AND locked_by = $5 AND state = 'running'",
-                )
-                .bind(to_millis(at))
-                .bind(error)
-                .bind(to_millis(now()))
-                .bind(id)
-                .bind(worker)
-                .execute(&self.pool)
-                .await
-            }
-            None => {
-                self.stmt(
-                    "UPDATE jobs SET state = 'failed', lease_until = NULL, dedup_key = NULL, last_error = $1, updated_at = $2 WHERE id = $3 AND locked_by = $4 AND state = 'running'",
-                )
-                .bind(error)
-                .bind(to_millis(now()))
-                .bind(id)
-                .bind(worker)
-                .execute(&self.pool)
-                .await
-            }
-        }
-        .map_err(db)?;
-        Ok(r.rows_affected() > 0)
+        let set = match retry_at {
+            Some(at) => self
+                .stmt("UPDATE jobs SET state = 'queued', run_at = $1, locked_by = NULL, ")
+                .bind(to_millis(at)),
+            None => self.stmt("UPDATE jobs SET state = 'failed', dedup_key = NULL, "),
+        };
+        let set = set
+            .push("lease_until = NULL, last_error = ")
+            .push_bind(error)
+            .push(", updated_at = ")
+            .push_bind(to_millis(now()));
+        self.update_leased(set, id, worker).await
     }
 
     async fn job(&self, id: i64) -> Result<Option<Job>, CatalogError> {
