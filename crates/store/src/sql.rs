@@ -1310,6 +1310,55 @@ impl Catalog for SqlCatalog {
         }
         Ok(c)
     }
+
+    async fn jobs_by_state(
+        &self,
+        state: Option<JobState>,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Job>, CatalogError> {
+        let before = before_id.unwrap_or(i64::MAX);
+        let limit = limit.clamp(1, 1000);
+        let rows = match state {
+            Some(st) => {
+                let sql = format!(
+                    "SELECT {JOB_COLS} FROM jobs WHERE state = ? AND id < ? ORDER BY id DESC LIMIT ?"
+                );
+                self.stmt(&sql)
+                    .bind(st.as_str())
+                    .bind(before)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+            None => {
+                let sql =
+                    format!("SELECT {JOB_COLS} FROM jobs WHERE id < ? ORDER BY id DESC LIMIT ?");
+                self.stmt(&sql)
+                    .bind(before)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(db)?;
+        rows.iter().map(row_job).collect()
+    }
+
+    async fn retry_job(&self, id: i64) -> Result<bool, CatalogError> {
+        let t = to_millis(now());
+        let r = self
+            .stmt(
+                "UPDATE jobs SET state = 'queued', attempts = 0, run_at = ?, lease_until = NULL, locked_by = NULL, updated_at = ? WHERE id = ? AND state = 'failed'",
+            )
+            .bind(t)
+            .bind(t)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(r.rows_affected() > 0)
+    }
 }
 
 #[cfg(test)]
