@@ -348,13 +348,15 @@ fn clip_bytes(s: &str, max: usize) -> String {
 fn came_through(scopes: &[String]) -> Vec<&'static str> {
     let mut out: Vec<&'static str> = scopes
         .iter()
-        .map(|s| match s.split('.').next().unwrap_or("") {
-            "popit" => "PopIt",
-            "diaspora" => "diaspora*",
-            "livingdocs" => "Livingdocs",
-            "djinn" => "Djinn",
-            "fulcrum" => "Fulcrum",
-            _ => "another API",
+        .filter_map(|s| match s.split('.').next().unwrap_or("") {
+            "popit" => Some("PopIt"),
+            "diaspora" => Some("diaspora*"),
+            "livingdocs" => Some("Livingdocs"),
+            "djinn" => Some("Djinn"),
+            "fulcrum" => Some("Fulcrum"),
+            // tintype's own records (the ThumbHash) say nothing of it.
+            "tintype" => None,
+            _ => Some("another API"),
         })
         .collect();
     out.sort_unstable();
@@ -617,6 +619,10 @@ mod tests {
     #[test]
     fn the_origin_of_an_image_is_named() {
         assert_eq!(came_through(&[]), vec!["the native API (or this console)"]);
+        assert_eq!(
+            came_through(&["tintype.thumbhash".into()]),
+            vec!["the native API (or this console)"]
+        );
         assert_eq!(
             came_through(&["popit.image".into(), "popit.x".into(), "fulcrum.photo".into()]),
             vec!["Fulcrum", "PopIt"]
