@@ -105,10 +105,7 @@ pub async fn create_user(
     admin(&s)?;
     let form = checked_form(&st, &s, req).await?;
     let name = form.get("name").unwrap_or("").trim();
-    let email = form
-        .get("email")
-        .map(str::trim)
-        .filter(|e| !e.is_empty());
+    let email = form.get("email").map(str::trim).filter(|e| !e.is_empty());
     if email.is_some_and(|e| e.len() > MAX_EMAIL_BYTES) {
         return Err(ConsoleError::new(
             StatusCode::BAD_REQUEST,
@@ -119,7 +116,12 @@ pub async fn create_user(
     Ok(Redirect::to(&user_href(&u.name)).into_response())
 }
 
-fn user_page(s: &Session, u: &User, tokens: &[tintype_engine::core::Token], new_secret: Option<&str>) -> Markup {
+fn user_page(
+    s: &Session,
+    u: &User,
+    tokens: &[tintype_engine::core::Token],
+    new_secret: Option<&str>,
+) -> Markup {
     let href = user_href(&u.name);
     html! {
         @if let Some(secret) = new_secret {
@@ -330,7 +332,11 @@ pub async fn jobs(
         (Some(JobState::Running), "Running", counts.running),
         (Some(JobState::Failed), "Failed", counts.failed),
         (Some(JobState::Done), "Done", counts.done),
-        (None, "All", counts.queued + counts.running + counts.failed + counts.done),
+        (
+            None,
+            "All",
+            counts.queued + counts.running + counts.failed + counts.done,
+        ),
     ];
     let body = html! {
         nav.toggle aria-label="Job state" {

@@ -267,10 +267,7 @@ async fn upload_files(
     require(&s, Scope::ImageWrite)?;
     let mut csrf_checked = false;
     if scripted {
-        let given = req
-            .headers()
-            .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok());
+        let given = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok());
         s.check_post(st, req.headers(), given)?;
         csrf_checked = true;
     } else if !session::same_origin(st, req.headers()) {
@@ -523,7 +520,12 @@ pub async fn confirm_delete(
             a.button href={ "/console/images/" (image.id) } { "Cancel" }
         }
     };
-    Ok(page::render(StatusCode::OK, "Delete this image?", Some(&s), body))
+    Ok(page::render(
+        StatusCode::OK,
+        "Delete this image?",
+        Some(&s),
+        body,
+    ))
 }
 
 /// `POST /console/images/{id}/delete`: deletes, then back to the grid.
@@ -624,7 +626,11 @@ mod tests {
             vec!["the native API (or this console)"]
         );
         assert_eq!(
-            came_through(&["popit.image".into(), "popit.x".into(), "fulcrum.photo".into()]),
+            came_through(&[
+                "popit.image".into(),
+                "popit.x".into(),
+                "fulcrum.photo".into()
+            ]),
             vec!["Fulcrum", "PopIt"]
         );
     }

@@ -265,11 +265,7 @@ impl Form {
 }
 
 /// Reads a POSTed form and checks it (origin and CSRF token) for `s`.
-pub async fn checked_form(
-    st: &AppState,
-    s: &Session,
-    req: Request,
-) -> Result<Form, ConsoleError> {
+pub async fn checked_form(st: &AppState, s: &Session, req: Request) -> Result<Form, ConsoleError> {
     let (headers, form) = Form::read(req).await?;
     s.check_post(st, &headers, form.get("csrf"))?;
     Ok(form)

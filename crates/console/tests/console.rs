@@ -95,11 +95,16 @@ async fn console_upload(
 
 fn assert_security_headers(h: &HeaderMap, what: &str) {
     assert_eq!(
-        h.get("content-security-policy").and_then(|v| v.to_str().ok()),
+        h.get("content-security-policy")
+            .and_then(|v| v.to_str().ok()),
         Some(tintype_console::CSP),
         "{what}"
     );
-    assert_eq!(h.get("x-content-type-options").unwrap(), "nosniff", "{what}");
+    assert_eq!(
+        h.get("x-content-type-options").unwrap(),
+        "nosniff",
+        "{what}"
+    );
     assert_eq!(h.get("referrer-policy").unwrap(), "same-origin", "{what}");
 }
 
@@ -109,8 +114,13 @@ fn assert_csp_clean(html: &str) {
     assert!(!html.contains("<style"), "a style element");
     assert!(!html.contains("<script>"), "an inline script");
     assert!(!html.contains(" onclick=") && !html.contains(" onload="));
-    assert!(!html.contains("http://") || html.contains("openstreetmap"), "an absolute asset URL");
-    assert!(html.contains("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"));
+    assert!(
+        !html.contains("http://") || html.contains("openstreetmap"),
+        "an absolute asset URL"
+    );
+    assert!(
+        html.contains("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">")
+    );
 }
 
 #[tokio::test]
@@ -215,7 +225,10 @@ async fn signing_in_sets_a_strict_cookie_and_signing_out_or_revoking_ends_it() {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(r.headers()), "/console/signin");
     let set = r.headers().get(SET_COOKIE).unwrap().to_str().unwrap();
-    assert!(set.starts_with("tintype_session=;") && set.contains("Max-Age=0"), "{set}");
+    assert!(
+        set.starts_with("tintype_session=;") && set.contains("Max-Age=0"),
+        "{set}"
+    );
 
     // Revoking the token ends the session.
     let cookie = sign_in(&s, &c, &token).await;
@@ -231,7 +244,10 @@ async fn signing_in_sets_a_strict_cookie_and_signing_out_or_revoking_ends_it() {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(r.headers()), "/console/signin");
     let set = r.headers().get(SET_COOKIE).unwrap().to_str().unwrap();
-    assert!(set.contains("Max-Age=0"), "the dead cookie is cleared: {set}");
+    assert!(
+        set.contains("Max-Age=0"),
+        "the dead cookie is cleared: {set}"
+    );
 }
 
 #[tokio::test]
@@ -247,7 +263,16 @@ async fn every_post_needs_the_console_origin_and_the_csrf_token() {
     let r = console_upload(&s, &c, &cookie, None, &s.base, "a.png", png(8, 8, 1)).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let wrong = "0".repeat(64);
-    let r = console_upload(&s, &c, &cookie, Some(&wrong), &s.base, "a.png", png(8, 8, 1)).await;
+    let r = console_upload(
+        &s,
+        &c,
+        &cookie,
+        Some(&wrong),
+        &s.base,
+        "a.png",
+        png(8, 8, 1),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert!(r.text().await.unwrap().contains("security token"));
     let r = console_upload(
@@ -271,10 +296,22 @@ async fn every_post_needs_the_console_origin_and_the_csrf_token() {
     let id = body["id"].as_str().unwrap().to_string();
     assert_eq!(body["images"][0]["name"], "a.png");
     let tile = body["images"][0]["tile"].as_str().unwrap();
-    assert!(tile.contains(&format!("/console/images/{id}/variants/thumbnail")), "{tile}");
+    assert!(
+        tile.contains(&format!("/console/images/{id}/variants/thumbnail")),
+        "{tile}"
+    );
 
     // A refusal carries the server's reason, as the native API words it.
-    let r = console_upload(&s, &c, &cookie, Some(&csrf), &s.base, "x.png", b"not a picture".to_vec()).await;
+    let r = console_upload(
+        &s,
+        &c,
+        &cookie,
+        Some(&csrf),
+        &s.base,
+        "x.png",
+        b"not a picture".to_vec(),
+    )
+    .await;
     assert!(r.status().is_client_error(), "{}", r.status());
     let body: serde_json::Value = r.json().await.unwrap();
     assert!(!body["detail"].as_str().unwrap().is_empty());
@@ -294,21 +331,46 @@ async fn every_post_needs_the_console_origin_and_the_csrf_token() {
     };
     let here = s.url("/console/images/x/delete");
     for (what, r) in [
-        ("no CSRF token", delete(None, Some(here.clone()), None).await),
-        ("a foreign Origin", delete(Some("https://evil.example"), None, Some(csrf.clone())).await),
-        ("a foreign Referer", delete(None, Some("https://evil.example/x".into()), Some(csrf.clone())).await),
-        ("neither Origin nor Referer", delete(None, None, Some(csrf.clone())).await),
-        ("the null Origin", delete(Some("null"), None, Some(csrf.clone())).await),
+        (
+            "no CSRF token",
+            delete(None, Some(here.clone()), None).await,
+        ),
+        (
+            "a foreign Origin",
+            delete(Some("https://evil.example"), None, Some(csrf.clone())).await,
+        ),
+        (
+            "a foreign Referer",
+            delete(
+                None,
+                Some("https://evil.example/x".into()),
+                Some(csrf.clone()),
+            )
+            .await,
+        ),
+        (
+            "neither Origin nor Referer",
+            delete(None, None, Some(csrf.clone())).await,
+        ),
+        (
+            "the null Origin",
+            delete(Some("null"), None, Some(csrf.clone())).await,
+        ),
     ] {
         let r = r.unwrap();
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "{what}");
-        assert!(s.engine.image(&id).await.is_ok(), "{what}: the image is kept");
+        assert!(
+            s.engine.image(&id).await.is_ok(),
+            "{what}: the image is kept"
+        );
     }
     // Another session's token does not do either.
     let other = s.user_token("bea", &[]).await;
     let other_csrf = tintype_console::csrf_token(&other);
     assert_ne!(other_csrf, csrf);
-    let r = delete(None, Some(here.clone()), Some(other_csrf)).await.unwrap();
+    let r = delete(None, Some(here.clone()), Some(other_csrf))
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
     // The confirmation page, then the delete (Referer alone is enough).
@@ -331,7 +393,11 @@ async fn the_grid_pages_filters_and_shows_images_served_under_the_cookie() {
     let csrf = csrf_of(&html);
     // 25 pictures: a page of 24 and one more.
     for n in 0..25u8 {
-        let name = if n == 7 { "Cat on a mat.png".to_string() } else { format!("p{n}.png") };
+        let name = if n == 7 {
+            "Cat on a mat.png".to_string()
+        } else {
+            format!("p{n}.png")
+        };
         let r = console_upload(&s, &c, &cookie, Some(&csrf), &s.base, &name, png(12, 9, n)).await;
         assert_eq!(r.status(), StatusCode::CREATED, "{name}");
     }
@@ -339,7 +405,10 @@ async fn the_grid_pages_filters_and_shows_images_served_under_the_cookie() {
     let (status, first) = page(&s, &c, &cookie, "/").await;
     assert_eq!(status, 200);
     assert_eq!(tiles(&first), 24);
-    assert!(first.find("p24.png").unwrap() < first.find("p23.png").unwrap(), "newest first");
+    assert!(
+        first.find("p24.png").unwrap() < first.find("p23.png").unwrap(),
+        "newest first"
+    );
     let next = first
         .split("rel=\"next\" href=\"")
         .nth(1)
@@ -360,7 +429,13 @@ async fn the_grid_pages_filters_and_shows_images_served_under_the_cookie() {
 
     // The image page: facts, variants, the bytes under the cookie.
     let user = s.engine.user("cy").await.unwrap();
-    let img = s.engine.list_images(user.id, None, 1).await.unwrap().images.remove(0);
+    let img = s
+        .engine
+        .list_images(user.id, None, 1)
+        .await
+        .unwrap()
+        .images
+        .remove(0);
     let (status, html) = page(&s, &c, &cookie, &format!("/console/images/{}", img.id)).await;
     assert_eq!(status, 200);
     assert_csp_clean(&html);
@@ -372,23 +447,47 @@ async fn the_grid_pages_filters_and_shows_images_served_under_the_cookie() {
         format!("/console/images/{}/variants/thumbnail", img.id),
         format!("/console/images/{}/original", img.id),
     ] {
-        let r = c.get(s.url(&path)).header("cookie", &cookie).send().await.unwrap();
+        let r = c
+            .get(s.url(&path))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "{path}");
         assert_security_headers(r.headers(), &path);
-        let ct = r.headers().get("content-type").unwrap().to_str().unwrap().to_string();
+        let ct = r
+            .headers()
+            .get("content-type")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
         assert!(ct.starts_with("image/"), "{path}: {ct}");
         assert!(!r.bytes().await.unwrap().is_empty());
         let anon = c.get(s.url(&path)).send().await.unwrap();
-        assert_eq!(anon.status(), StatusCode::SEE_OTHER, "{path} without the cookie");
+        assert_eq!(
+            anon.status(),
+            StatusCode::SEE_OTHER,
+            "{path} without the cookie"
+        );
     }
     // The rendered thumbnail is listed on the page now.
     let (_, html) = page(&s, &c, &cookie, &format!("/console/images/{}", img.id)).await;
-    assert!(!html.contains("rendered when first asked for (fit 200 × 200)"), "{html}");
+    assert!(
+        !html.contains("rendered when first asked for (fit 200 × 200)"),
+        "{html}"
+    );
 
     // Another user's image does not exist for this session.
     let other = s.user_token("dee", &[]).await;
     let other_cookie = sign_in(&s, &c, &other).await;
-    let (status, _) = page(&s, &c, &other_cookie, &format!("/console/images/{}", img.id)).await;
+    let (status, _) = page(
+        &s,
+        &c,
+        &other_cookie,
+        &format!("/console/images/{}", img.id),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let r = c
         .get(s.url(&format!("/console/images/{}/original", img.id)))
@@ -432,7 +531,11 @@ async fn admin_pages_manage_users_tokens_quotas_and_jobs_for_admins_only() {
     let plain_cookie = sign_in(&s, &c, &plain).await;
     let (_, html) = page(&s, &c, &plain_cookie, "/").await;
     let plain_csrf = csrf_of(&html);
-    for path in ["/console/admin", "/console/admin/jobs", "/console/admin/users/eve"] {
+    for path in [
+        "/console/admin",
+        "/console/admin/jobs",
+        "/console/admin/users/eve",
+    ] {
         let (status, _) = page(&s, &c, &plain_cookie, path).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
     }
@@ -462,25 +565,48 @@ async fn admin_pages_manage_users_tokens_quotas_and_jobs_for_admins_only() {
             .send()
     };
 
-    let r = post("/console/admin/users", vec![("csrf", &csrf), ("name", "bob"), ("email", "bob@example.org")])
-        .await
-        .unwrap();
+    let r = post(
+        "/console/admin/users",
+        vec![
+            ("csrf", &csrf),
+            ("name", "bob"),
+            ("email", "bob@example.org"),
+        ],
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(r.headers()), "/console/admin/users/bob");
-    let r = post("/console/admin/users", vec![("csrf", &csrf), ("name", "no spaces")]).await.unwrap();
+    let r = post(
+        "/console/admin/users",
+        vec![("csrf", &csrf), ("name", "no spaces")],
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
     // A token, its secret shown once, working on the native API.
-    let r = post("/console/admin/users/bob/tokens", vec![("csrf", &csrf), ("scope", "image:read")])
-        .await
-        .unwrap();
+    let r = post(
+        "/console/admin/users/bob/tokens",
+        vec![("csrf", &csrf), ("scope", "image:read")],
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(r.headers().get("cache-control").unwrap(), "no-store");
     let html = r.text().await.unwrap();
-    let at = html.find("id=\"new-secret\">").expect("the secret is shown") + 16;
+    let at = html
+        .find("id=\"new-secret\">")
+        .expect("the secret is shown")
+        + 16;
     let secret = html[at..at + html[at..].find('<').unwrap()].to_string();
     assert!(secret.starts_with("tt_"), "{secret}");
-    let me = c.get(s.url("/v1/user")).bearer_auth(&secret).send().await.unwrap();
+    let me = c
+        .get(s.url("/v1/user"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(me.status(), 200);
     let (_, again) = page(&s, &c, &cookie, "/console/admin/users/bob").await;
     assert!(!again.contains(&secret), "shown once");
@@ -489,33 +615,51 @@ async fn admin_pages_manage_users_tokens_quotas_and_jobs_for_admins_only() {
     assert_eq!(tokens[0].scopes, vec![Scope::ImageRead]);
     assert!(again.contains(&tokens[0].id));
 
-    let r = post(&format!("/console/admin/users/bob/tokens/{}/revoke", tokens[0].id), vec![("csrf", &csrf)])
+    let r = post(
+        &format!("/console/admin/users/bob/tokens/{}/revoke", tokens[0].id),
+        vec![("csrf", &csrf)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let me = c
+        .get(s.url("/v1/user"))
+        .bearer_auth(&secret)
+        .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let me = c.get(s.url("/v1/user")).bearer_auth(&secret).send().await.unwrap();
     assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
     // Not another user's token through this user's page.
     let eves = s.engine.tokens("eve").await.unwrap();
-    let r = post(&format!("/console/admin/users/bob/tokens/{}/revoke", eves[0].id), vec![("csrf", &csrf)])
-        .await
-        .unwrap();
+    let r = post(
+        &format!("/console/admin/users/bob/tokens/{}/revoke", eves[0].id),
+        vec![("csrf", &csrf)],
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
-    let r = post("/console/admin/users/bob/quota", vec![("csrf", &csrf), ("images_per_day", "5")])
-        .await
-        .unwrap();
+    let r = post(
+        "/console/admin/users/bob/quota",
+        vec![("csrf", &csrf), ("images_per_day", "5")],
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(s.engine.user("bob").await.unwrap().images_per_day, 5);
-    let r = post("/console/admin/users/bob/quota", vec![("csrf", &csrf), ("images_per_day", "-1")])
-        .await
-        .unwrap();
+    let r = post(
+        "/console/admin/users/bob/quota",
+        vec![("csrf", &csrf), ("images_per_day", "-1")],
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(s.engine.user("bob").await.unwrap().images_per_day, 5);
 
     // The job queue: a failed job with its error, retried.
     let runs = Arc::new(AtomicUsize::new(0));
-    s.engine.register_handler("console-test", Arc::new(FailsOnce(runs.clone())));
+    s.engine
+        .register_handler("console-test", Arc::new(FailsOnce(runs.clone())));
     let id = s
         .engine
         .enqueue("console-test", serde_json::json!({"n": 1}), None, None)
@@ -527,15 +671,31 @@ async fn admin_pages_manage_users_tokens_quotas_and_jobs_for_admins_only() {
     assert_csp_clean(&html);
     assert!(html.contains("the first run breaks") && html.contains("console-test"));
     assert!(html.contains(&format!("/console/admin/jobs/{id}/retry")));
-    let r = post(&format!("/console/admin/jobs/{id}/retry"), vec![]).await.unwrap();
+    let r = post(&format!("/console/admin/jobs/{id}/retry"), vec![])
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN, "no CSRF token");
-    let r = post(&format!("/console/admin/jobs/{id}/retry"), vec![("csrf", &csrf)]).await.unwrap();
+    let r = post(
+        &format!("/console/admin/jobs/{id}/retry"),
+        vec![("csrf", &csrf)],
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let done = wait_for_state(&s, id, JobState::Done).await;
     assert_eq!(done.attempts, 1, "attempts start again");
     assert_eq!(runs.load(Ordering::SeqCst), 2);
-    let r = post(&format!("/console/admin/jobs/{id}/retry"), vec![("csrf", &csrf)]).await.unwrap();
-    assert_eq!(r.status(), StatusCode::CONFLICT, "a done job is not retried");
+    let r = post(
+        &format!("/console/admin/jobs/{id}/retry"),
+        vec![("csrf", &csrf)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::CONFLICT,
+        "a done job is not retried"
+    );
     let (_, html) = page(&s, &c, &cookie, "/console/admin/jobs?state=done").await;
     assert!(html.contains("console-test"));
 }

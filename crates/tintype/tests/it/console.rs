@@ -149,10 +149,7 @@ impl Browser {
     }
 
     fn find(&self, css: &str) -> String {
-        let v = self.post(
-            "/element",
-            json!({"using": "css selector", "value": css}),
-        );
+        let v = self.post("/element", json!({"using": "css selector", "value": css}));
         v[ELEMENT]
             .as_str()
             .unwrap_or_else(|| panic!("no element {css}: {v}"))
@@ -245,10 +242,7 @@ impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self
             .http
-            .delete(format!(
-                "{}/session/{}",
-                self.driver.url, self.session
-            ))
+            .delete(format!("{}/session/{}", self.driver.url, self.session))
             .send();
     }
 }
@@ -302,7 +296,9 @@ fn the_console_works_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let server = Server::start(&data, Opts::default());
-    let token = server.admin_token().expect("the admin token on first start");
+    let token = server
+        .admin_token()
+        .expect("the admin token on first start");
     let files = dir.path().join("files");
     std::fs::create_dir_all(&files).unwrap();
     let camera = files.join("camera.jpg");
@@ -334,14 +330,15 @@ fn the_console_works_in_a_real_browser() {
         "#files",
         &format!("{}\n{}", camera.display(), plain.display()),
     );
-    b.wait("both thumbnails in the grid", |b| b.loaded_thumbnails() == 2);
+    b.wait("both thumbnails in the grid", |b| {
+        b.loaded_thumbnails() == 2
+    });
     let states = b.js(
         "return Array.from(document.querySelectorAll('#uploads li')).map(l => l.getAttribute('data-state'))",
     );
     assert_eq!(states, json!(["done", "done"]));
-    let bars = b.js(
-        "return Array.from(document.querySelectorAll('#uploads progress')).map(p => p.value)",
-    );
+    let bars =
+        b.js("return Array.from(document.querySelectorAll('#uploads progress')).map(p => p.value)");
     assert_eq!(bars, json!([100, 100]), "a progress bar per file, full");
     b.type_into("#files", &notes.display().to_string());
     b.wait("the refusal of notes.txt", |b| {
@@ -376,11 +373,17 @@ fn the_console_works_in_a_real_browser() {
     for p in ["thumbnail", "large", "small", "medium"] {
         assert!(variants.contains(p), "{p} in {variants}");
     }
-    assert!(variants.contains("200 ×") || variants.contains("× 200"), "the thumbnail's size: {variants}");
+    assert!(
+        variants.contains("200 ×") || variants.contains("× 200"),
+        "the thumbnail's size: {variants}"
+    );
     let origin = b.text("#origin");
     assert!(origin.contains("native API"), "came through: {origin}");
     let facts = b.text("#facts");
-    assert!(facts.contains("480 × 360 px") && facts.contains("jpeg"), "{facts}");
+    assert!(
+        facts.contains("480 × 360 px") && facts.contains("jpeg"),
+        "{facts}"
+    );
     if let Some(d) = &shots {
         b.screenshot(d, "console-image.png");
     }
