@@ -6,6 +6,10 @@
 //! HttpOnly (no script reads it), SameSite=Strict (no other site's page
 //! sends it), Path=/, and Secure when the public URL is https.
 //!
+//! The sign-in form itself carries a random nonce that must match a
+//! short-lived cookie only `/console/signin` receives (a double submit), as
+//! no session exists yet.
+//!
 //! A state-changing request (every POST) must also:
 //! - come from the console's origin: its `Origin` (else its `Referer`)
 //!   names the public URL's origin or the request's own Host;
@@ -28,6 +32,8 @@ use tintype_http::AppState;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "tintype_session";
+/// The cookie holding the sign-in form's nonce (before any session).
+const SIGNIN_COOKIE: &str = "tintype_signin";
 /// The header an upload carries its CSRF token in.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// Longest token secret the sign-in form takes (the engine refuses longer).
@@ -80,11 +86,16 @@ fn secure(st: &AppState) -> bool {
 
 /// The session cookie's value, if the request carries one.
 fn cookie_secret(headers: &HeaderMap) -> Option<String> {
+    cookie_value(headers, COOKIE)
+}
+
+/// A cookie's value (non-empty, at most [`MAX_TOKEN_BYTES`]).
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     for v in headers.get_all(header::COOKIE) {
         let Ok(s) = v.to_str() else { continue };
         for pair in s.split(';') {
             if let Some((k, v)) = pair.trim().split_once('=') {
-                if k == COOKIE && !v.is_empty() && v.len() <= MAX_TOKEN_BYTES {
+                if k == name && !v.is_empty() && v.len() <= MAX_TOKEN_BYTES {
                     return Some(v.to_string());
                 }
             }
@@ -271,12 +282,13 @@ pub async fn checked_form(st: &AppState, s: &Session, req: Request) -> Result<Fo
     Ok(form)
 }
 
-fn signin_form(message: Option<&str>) -> maud::Markup {
+fn signin_form(nonce: &str, message: Option<&str>) -> maud::Markup {
     html! {
         @if let Some(m) = message {
             p.error role="alert" { (m) }
         }
         form.card method="post" action="/console/signin" {
+            input type="hidden" name="csrf" value=(nonce);
             label for="token" { "API token" }
             input #token type="password" name="token" required autocomplete="current-password"
                 maxlength="256" spellcheck="false";
@@ -286,19 +298,47 @@ fn signin_form(message: Option<&str>) -> maud::Markup {
     }
 }
 
+/// The sign-in page with a fresh sign-in nonce: in a cookie that only
+/// this path receives and in the form, which must send it back (no session
+/// exists yet to derive a CSRF token from).
+fn signin_response(st: &AppState, status: StatusCode, message: Option<&str>) -> Response {
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let mut resp = page::render(status, "Sign in", None, signin_form(&nonce, message));
+    let cookie = format!(
+        "{SIGNIN_COOKIE}={nonce}; HttpOnly; SameSite=Strict; Path=/console/signin; Max-Age=3600{}",
+        if secure(st) { "; Secure" } else { "" }
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
 pub async fn signin_page(State(st): State<AppState>, headers: HeaderMap) -> Response {
     if let Ok(Some(_)) = session(&st, &headers).await {
         return Redirect::to("/").into_response();
     }
-    page::render(StatusCode::OK, "Sign in", None, signin_form(None))
+    signin_response(&st, StatusCode::OK, None)
 }
 
 pub async fn signin(State(st): State<AppState>, req: Request) -> Result<Response, ConsoleError> {
     let (headers, form) = Form::read(req).await?;
     // No session yet: a sign-in from another site's page (login CSRF) is
-    // refused by its origin.
+    // refused by its origin and by the nonce it cannot know.
     if !same_origin(&st, &headers) {
         return Err(foreign_origin());
+    }
+    let nonce = cookie_value(&headers, SIGNIN_COOKIE);
+    let nonce_ok = match (nonce.as_deref(), form.get("csrf")) {
+        (Some(a), Some(b)) => a.len() == 32 && a == b,
+        _ => false,
+    };
+    if !nonce_ok {
+        return Ok(signin_response(
+            &st,
+            StatusCode::FORBIDDEN,
+            Some("The sign-in form was stale; please sign in again."),
+        ));
     }
     let token = form.get("token").unwrap_or("").trim();
     let principal = if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
@@ -307,17 +347,23 @@ pub async fn signin(State(st): State<AppState>, req: Request) -> Result<Response
         st.engine.authenticate(token).await?
     };
     if principal.is_none() {
-        return Ok(page::render(
+        return Ok(signin_response(
+            &st,
             StatusCode::UNAUTHORIZED,
-            "Sign in",
-            None,
-            signin_form(Some("That token is unknown or revoked.")),
+            Some("That token is unknown or revoked."),
         ));
     }
     let mut resp = Redirect::to("/").into_response();
     let cookie = HeaderValue::from_str(&session_cookie(token, secure(&st)))
         .map_err(|_| ConsoleError::new(StatusCode::BAD_REQUEST, "That token is malformed."))?;
-    resp.headers_mut().insert(header::SET_COOKIE, cookie);
+    resp.headers_mut().append(header::SET_COOKIE, cookie);
+    let spent = format!(
+        "{SIGNIN_COOKIE}=; HttpOnly; SameSite=Strict; Path=/console/signin; Max-Age=0{}",
+        if secure(&st) { "; Secure" } else { "" }
+    );
+    if let Ok(v) = HeaderValue::from_str(&spent) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
     Ok(resp)
 }
 

@@ -34,17 +34,44 @@ fn location(h: &HeaderMap) -> &str {
     h.get(LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
+/// The sign-in form's nonce: (the `Cookie` header to send, the form field).
+async fn signin_nonce(s: &TestServer, c: &Client) -> (String, String) {
+    let r = c.get(s.url("/console/signin")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let set = r
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("tintype_signin="))
+        .expect("a sign-in nonce cookie")
+        .to_string();
+    for f in ["HttpOnly", "SameSite=Strict", "Path=/console/signin"] {
+        assert!(set.split("; ").any(|p| p == f), "{f} in {set}");
+    }
+    let html = r.text().await.unwrap();
+    (set.split(';').next().unwrap().to_string(), csrf_of(&html))
+}
+
 /// Signs in with `token`; returns the `Cookie` header value to send.
 async fn sign_in(s: &TestServer, c: &Client, token: &str) -> String {
+    let (nonce_cookie, nonce) = signin_nonce(s, c).await;
     let r = c
         .post(s.url("/console/signin"))
         .header("origin", &s.base)
-        .form(&[("token", token)])
+        .header("cookie", nonce_cookie)
+        .form(&[("token", token), ("csrf", &nonce)])
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let set = r.headers().get(SET_COOKIE).unwrap().to_str().unwrap();
+    let set = r
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("tintype_session="))
+        .expect("a session cookie");
     set.split(';').next().unwrap().to_string()
 }
 
@@ -161,36 +188,67 @@ async fn signing_in_sets_a_strict_cookie_and_signing_out_or_revoking_ends_it() {
         assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path}");
     }
 
-    // A wrong token, a sign-in posted from another site.
-    let r = c
-        .post(s.url("/console/signin"))
-        .header("origin", &s.base)
-        .form(&[("token", "tt_nope")])
-        .send()
-        .await
-        .unwrap();
+    // A wrong token, a sign-in posted from another site, one without the
+    // form's nonce.
+    let (nonce_cookie, nonce) = signin_nonce(&s, &c).await;
+    let signin = |origin: &'static str, token: &str, nonce: Option<&str>| {
+        let mut form = vec![("token", token.to_string())];
+        if let Some(n) = nonce {
+            form.push(("csrf", n.to_string()));
+        }
+        c.post(s.url("/console/signin"))
+            .header(
+                "origin",
+                if origin.is_empty() {
+                    s.base.as_str()
+                } else {
+                    origin
+                },
+            )
+            .header("cookie", &nonce_cookie)
+            .form(&form)
+            .send()
+    };
+    let r = signin("", "tt_nope", Some(&nonce)).await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    assert!(r.headers().get(SET_COOKIE).is_none());
-    let r = c
-        .post(s.url("/console/signin"))
-        .header("origin", "https://evil.example")
-        .form(&[("token", token.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    assert!(r.headers().get(SET_COOKIE).is_none());
+    assert!(r
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .all(|v| !v.to_str().unwrap().starts_with("tintype_session")));
+    for (what, r) in [
+        (
+            "another origin",
+            signin("https://evil.example", &token, Some(&nonce)).await,
+        ),
+        ("no nonce", signin("", &token, None).await),
+        (
+            "another nonce",
+            signin("", &token, Some(&"a".repeat(32))).await,
+        ),
+    ] {
+        let r = r.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{what}");
+        assert!(
+            r.headers()
+                .get_all(SET_COOKIE)
+                .iter()
+                .all(|v| !v.to_str().unwrap().starts_with("tintype_session")),
+            "{what}"
+        );
+    }
 
-    let r = c
-        .post(s.url("/console/signin"))
-        .header("origin", &s.base)
-        .form(&[("token", token.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let r = signin("", &token, Some(&nonce)).await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(r.headers()), "/");
-    let set = r.headers().get(SET_COOKIE).unwrap().to_str().unwrap();
+    let set = r
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("tintype_session="))
+        .unwrap()
+        .to_string();
     let flags: Vec<&str> = set.split("; ").collect();
     for f in ["HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(flags.contains(&f), "{f} in {set}");
