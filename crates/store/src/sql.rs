@@ -1322,7 +1322,7 @@ impl Catalog for SqlCatalog {
         let rows = match state {
             Some(st) => {
                 let sql = format!(
-                    "SELECT {JOB_COLS} FROM jobs WHERE state = ? AND id < ? ORDER BY id DESC LIMIT ?"
+                    "SELECT {JOB_COLS} FROM jobs WHERE state = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
                 );
                 self.stmt(&sql)
                     .bind(st.as_str())
@@ -1333,7 +1333,7 @@ impl Catalog for SqlCatalog {
             }
             None => {
                 let sql =
-                    format!("SELECT {JOB_COLS} FROM jobs WHERE id < ? ORDER BY id DESC LIMIT ?");
+                    format!("SELECT {JOB_COLS} FROM jobs WHERE id < $1 ORDER BY id DESC LIMIT $2");
                 self.stmt(&sql)
                     .bind(before)
                     .bind(limit)
@@ -1349,7 +1349,7 @@ impl Catalog for SqlCatalog {
         let t = to_millis(now());
         let r = self
             .stmt(
-                "UPDATE jobs SET state = 'queued', attempts = 0, run_at = ?, lease_until = NULL, locked_by = NULL, updated_at = ? WHERE id = ? AND state = 'failed'",
+                "UPDATE jobs SET state = 'queued', attempts = 0, run_at = $1, lease_until = NULL, locked_by = NULL, updated_at = $2 WHERE id = $3 AND state = 'failed'",
             )
             .bind(t)
             .bind(t)
