@@ -308,7 +308,7 @@ fn jobs_href(state: Option<JobState>, before: Option<i64>) -> String {
 }
 
 /// `GET /console/admin/jobs?state=queued|running|failed|done|all&before=ID`:
-/// the queue, newest first, with the errors of failed jobs and a retry
+/// the queue (every state unless one is named), newest first, with the errors of failed jobs and a retry
 /// button for each.
 pub async fn jobs(
     State(st): State<AppState>,
@@ -316,7 +316,7 @@ pub async fn jobs(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ConsoleError> {
     admin(&s)?;
-    let mut state = Some(JobState::Failed);
+    let mut state = None;
     let mut before = None;
     for (k, v) in url::form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes()) {
         match k.as_ref() {
@@ -356,7 +356,7 @@ pub async fn jobs(
                     thead { tr {
                         th scope="col" { "Id" } th scope="col" { "Kind" } th scope="col" { "State" }
                         th scope="col" { "Attempts" } th scope="col" { "Due / lease" }
-                        th scope="col" { "Payload" } th scope="col" { "Last error" } th scope="col" { "" }
+                        th scope="col" { "Payload" } th scope="col" { "Last error" } th scope="col" { "Action" }
                     } }
                     tbody {
                         @for j in &jobs {
