@@ -756,4 +756,37 @@ async fn admin_pages_manage_users_tokens_quotas_and_jobs_for_admins_only() {
     );
     let (_, html) = page(&s, &c, &cookie, "/console/admin/jobs?state=done").await;
     assert!(html.contains("console-test"));
+
+    // The queue in pages of 50, newest first, along job ids (a kind no
+    // worker takes stays queued).
+    let mut ids = Vec::new();
+    for n in 0..55 {
+        let id = s
+            .engine
+            .enqueue("console-idle", serde_json::json!({ "n": n }), None, None)
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let rows = |html: &str| -> Vec<i64> {
+        html.split("<th scope=\"row\">")
+            .skip(1)
+            .filter_map(|r| r[..r.find('<').unwrap()].parse().ok())
+            .collect()
+    };
+    let (_, first) = page(&s, &c, &cookie, "/console/admin/jobs?state=queued").await;
+    let first_ids = rows(&first);
+    assert_eq!(first_ids.len(), 50);
+    assert_eq!(first_ids[0], *ids.last().unwrap(), "newest first");
+    let next = first
+        .split("rel=\"next\" href=\"")
+        .nth(1)
+        .map(|r| r[..r.find('"').unwrap()].replace("&amp;", "&"))
+        .expect("a link to older jobs");
+    let (_, second) = page(&s, &c, &cookie, &next).await;
+    let second_ids = rows(&second);
+    assert_eq!(
+        second_ids,
+        ids[..5].iter().rev().copied().collect::<Vec<_>>()
+    );
 }
