@@ -3,11 +3,14 @@
 
 use crate::page::{self, clip, json_text, time_el, ConsoleError};
 use crate::session::{checked_form, Page, Session};
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{html, Markup};
 use tintype_engine::core::{CoreError, JobState, Scope, User};
+use tintype_http::extract::Params;
 use tintype_http::AppState;
 
 /// Jobs on one page of the queue.
@@ -100,10 +103,11 @@ pub async fn users(State(st): State<AppState>, Page(s): Page) -> Result<Response
 pub async fn create_user(
     State(st): State<AppState>,
     Page(s): Page,
-    req: Request,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ConsoleError> {
     admin(&s)?;
-    let form = checked_form(&st, &s, req).await?;
+    let form = checked_form(&st, &s, &headers, body).await?;
     let name = form.get("name").unwrap_or("").trim();
     let email = form.get("email").map(str::trim).filter(|e| !e.is_empty());
     if email.is_some_and(|e| e.len() > MAX_EMAIL_BYTES) {
@@ -224,10 +228,11 @@ pub async fn create_token(
     State(st): State<AppState>,
     Page(s): Page,
     Path(name): Path<String>,
-    req: Request,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ConsoleError> {
     admin(&s)?;
-    let form = checked_form(&st, &s, req).await?;
+    let form = checked_form(&st, &s, &headers, body).await?;
     let u = find_user(&st, &name).await?;
     let mut scopes = Vec::new();
     for v in form.all("scope").take(SCOPES.len() * 2) {
@@ -258,10 +263,11 @@ pub async fn revoke_token(
     State(st): State<AppState>,
     Page(s): Page,
     Path((name, id)): Path<(String, String)>,
-    req: Request,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ConsoleError> {
     admin(&s)?;
-    checked_form(&st, &s, req).await?;
+    checked_form(&st, &s, &headers, body).await?;
     let u = find_user(&st, &name).await?;
     let tokens = st.engine.tokens(&u.name).await?;
     if !tokens.iter().any(|t| t.id == id) {
@@ -279,10 +285,11 @@ pub async fn set_quota(
     State(st): State<AppState>,
     Page(s): Page,
     Path(name): Path<String>,
-    req: Request,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ConsoleError> {
     admin(&s)?;
-    let form = checked_form(&st, &s, req).await?;
+    let form = checked_form(&st, &s, &headers, body).await?;
     let n: i64 = form
         .get("images_per_day")
         .and_then(|v| v.trim().parse().ok())
@@ -313,18 +320,14 @@ fn jobs_href(state: Option<JobState>, before: Option<i64>) -> String {
 pub async fn jobs(
     State(st): State<AppState>,
     Page(s): Page,
-    RawQuery(raw): RawQuery,
+    params: Params,
 ) -> Result<Response, ConsoleError> {
     admin(&s)?;
-    let mut state = None;
-    let mut before = None;
-    for (k, v) in url::form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes()) {
-        match k.as_ref() {
-            "state" => state = JobState::parse(&v),
-            "before" => before = v.parse::<i64>().ok().filter(|b| *b > 0),
-            _ => {}
-        }
-    }
+    let state = params.get("state").and_then(JobState::parse);
+    let before = params
+        .get("before")
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|b| *b > 0);
     let counts = st.engine.job_counts().await?;
     let jobs = st.engine.jobs_by_state(state, before, JOBS_PAGE).await?;
     let tabs = [
@@ -403,10 +406,11 @@ pub async fn retry_job(
     State(st): State<AppState>,
     Page(s): Page,
     Path(id): Path<i64>,
-    req: Request,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ConsoleError> {
     admin(&s)?;
-    checked_form(&st, &s, req).await?;
+    checked_form(&st, &s, &headers, body).await?;
     if !st.engine.retry_job(id).await? {
         return Err(ConsoleError::new(
             StatusCode::CONFLICT,

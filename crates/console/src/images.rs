@@ -3,7 +3,8 @@
 
 use crate::page::{self, bytes, clip, json_text, time_el, ConsoleError};
 use crate::session::{self, checked_form, Page, Session, CSRF_HEADER};
-use axum::extract::{FromRequest, Multipart, Path, RawQuery, Request, State};
+use axum::body::Body;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
@@ -11,6 +12,7 @@ use maud::{html, Markup};
 use serde_json::json;
 use tintype_engine::core::{CoreError, Image, ImageKind, Scope};
 use tintype_engine::{BlobRef, IngestOptions};
+use tintype_http::extract::Params;
 use tintype_http::limits::{read_text_field, MAX_NAME_BYTES};
 use tintype_http::serve::{serve_blob, Caching};
 use tintype_http::AppState;
@@ -90,21 +92,24 @@ struct GridQuery {
     kind: ImageKind,
 }
 
-fn grid_query(raw: Option<&str>) -> GridQuery {
-    let mut q = GridQuery {
-        cursor: None,
-        name: String::new(),
-        kind: ImageKind::Picture,
-    };
-    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        match k.as_ref() {
-            "cursor" if !v.is_empty() && v.len() <= 100 => q.cursor = Some(v.into_owned()),
-            "name" => q.name = v.trim().chars().take(MAX_FILTER_CHARS).collect(),
-            "kind" => q.kind = ImageKind::parse(&v).unwrap_or(ImageKind::Picture),
-            _ => {}
-        }
+fn grid_query(p: &Params) -> GridQuery {
+    GridQuery {
+        cursor: p
+            .non_empty("cursor")
+            .filter(|c| c.len() <= 100)
+            .map(str::to_string),
+        name: p
+            .get("name")
+            .unwrap_or("")
+            .trim()
+            .chars()
+            .take(MAX_FILTER_CHARS)
+            .collect(),
+        kind: p
+            .get("kind")
+            .and_then(ImageKind::parse)
+            .unwrap_or(ImageKind::Picture),
     }
-    q
 }
 
 fn grid_href(kind: ImageKind, name: &str, cursor: Option<&str>) -> String {
@@ -125,10 +130,10 @@ fn grid_href(kind: ImageKind, name: &str, cursor: Option<&str>) -> String {
 pub async fn grid(
     State(st): State<AppState>,
     Page(s): Page,
-    RawQuery(raw): RawQuery,
+    params: Params,
 ) -> Result<Response, ConsoleError> {
     require(&s, Scope::ImageRead)?;
-    let q = grid_query(raw.as_deref());
+    let q = grid_query(&params);
     let needle = q.name.to_lowercase();
     let mut shown: Vec<Image> = Vec::new();
     let mut cursor = q.cursor.clone();
@@ -227,9 +232,9 @@ fn json_error(e: ConsoleError) -> Response {
 /// refusals). From the page's script (one file, the CSRF token in the
 /// `X-CSRF-Token` header) it answers JSON; from the plain form (the `csrf`
 /// field first, then the files) it goes back to the grid.
-pub async fn upload(State(st): State<AppState>, req: Request) -> Response {
-    let scripted = req.headers().contains_key(CSRF_HEADER);
-    match upload_files(&st, req, scripted).await {
+pub async fn upload(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let scripted = headers.contains_key(CSRF_HEADER);
+    match upload_files(&st, &headers, body, scripted).await {
         Ok(images) if scripted => {
             let first = images.first();
             (
@@ -255,10 +260,11 @@ pub async fn upload(State(st): State<AppState>, req: Request) -> Response {
 
 async fn upload_files(
     st: &AppState,
-    req: Request,
+    headers: &HeaderMap,
+    body: Body,
     scripted: bool,
 ) -> Result<Vec<Image>, ConsoleError> {
-    let Some(s) = session::session(st, req.headers()).await? else {
+    let Some(s) = session::session(st, headers).await? else {
         return Err(ConsoleError::new(
             StatusCode::UNAUTHORIZED,
             "You are signed out; sign in again.",
@@ -267,13 +273,13 @@ async fn upload_files(
     require(&s, Scope::ImageWrite)?;
     let mut csrf_checked = false;
     if scripted {
-        let given = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-        s.check_post(st, req.headers(), given)?;
+        let given = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+        s.check_post(st, headers, given)?;
         csrf_checked = true;
-    } else if !session::same_origin(st, req.headers()) {
+    } else if !session::same_origin(st, headers) {
         return Err(session::foreign_origin());
     }
-    let mut mp = Multipart::from_request(req, st)
+    let mut mp = tintype_http::extract::multipart(headers, body)
         .await
         .map_err(|e| ConsoleError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let mut images = Vec::new();
@@ -533,9 +539,10 @@ pub async fn delete(
     State(st): State<AppState>,
     Page(s): Page,
     Path(id): Path<String>,
-    req: Request,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ConsoleError> {
-    checked_form(&st, &s, req).await?;
+    checked_form(&st, &s, &headers, body).await?;
     require(&s, Scope::ImageDelete)?;
     let image = st.engine.owned_image(&s.principal, &id).await?;
     st.engine.delete_image(&image.id).await?;
@@ -602,13 +609,15 @@ mod tests {
 
     #[test]
     fn grid_queries_are_bounded_and_forgiving() {
-        let q = grid_query(Some("kind=disk&name=%20Cat%20&cursor=1.2"));
+        let q = grid_query(&Params::parse(Some("kind=disk&name=%20Cat%20&cursor=1.2")));
         assert_eq!(
             (q.kind, q.name.as_str(), q.cursor.as_deref()),
             (ImageKind::Disk, "Cat", Some("1.2"))
         );
         let long = "x".repeat(500);
-        let q = grid_query(Some(&format!("kind=bogus&name={long}&cursor={long}")));
+        let q = grid_query(&Params::parse(Some(&format!(
+            "kind=bogus&name={long}&cursor={long}"
+        ))));
         assert_eq!(q.kind, ImageKind::Picture);
         assert_eq!(q.name.chars().count(), MAX_FILTER_CHARS);
         assert_eq!(q.cursor, None);

@@ -20,7 +20,7 @@
 
 use crate::page::{self, ConsoleError};
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -236,13 +236,8 @@ pub fn to_signin(st: &AppState, headers: &HeaderMap) -> Response {
 pub struct Form(pub Vec<(String, String)>);
 
 impl Form {
-    pub async fn read(req: Request) -> Result<(HeaderMap, Form), ConsoleError> {
-        let (parts, body) = req.into_parts();
-        let form = Self::read_body(&parts.headers, body).await?;
-        Ok((parts.headers, form))
-    }
-
-    async fn read_body(headers: &HeaderMap, body: Body) -> Result<Form, ConsoleError> {
+    /// Reads a urlencoded body of at most [`MAX_FORM_BYTES`].
+    pub async fn read(headers: &HeaderMap, body: Body) -> Result<Form, ConsoleError> {
         let bytes = tintype_http::limits::read_body(headers, body, MAX_FORM_BYTES)
             .await
             .map_err(|e| {
@@ -276,9 +271,14 @@ impl Form {
 }
 
 /// Reads a POSTed form and checks it (origin and CSRF token) for `s`.
-pub async fn checked_form(st: &AppState, s: &Session, req: Request) -> Result<Form, ConsoleError> {
-    let (headers, form) = Form::read(req).await?;
-    s.check_post(st, &headers, form.get("csrf"))?;
+pub async fn checked_form(
+    st: &AppState,
+    s: &Session,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Form, ConsoleError> {
+    let form = Form::read(headers, body).await?;
+    s.check_post(st, headers, form.get("csrf"))?;
     Ok(form)
 }
 
@@ -321,8 +321,12 @@ pub async fn signin_page(State(st): State<AppState>, headers: HeaderMap) -> Resp
     signin_response(&st, StatusCode::OK, None)
 }
 
-pub async fn signin(State(st): State<AppState>, req: Request) -> Result<Response, ConsoleError> {
-    let (headers, form) = Form::read(req).await?;
+pub async fn signin(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ConsoleError> {
+    let form = Form::read(&headers, body).await?;
     // No session yet: a sign-in from another site's page (login CSRF) is
     // refused by its origin and by the nonce it cannot know.
     if !same_origin(&st, &headers) {
@@ -370,9 +374,10 @@ pub async fn signin(State(st): State<AppState>, req: Request) -> Result<Response
 pub async fn signout(
     State(st): State<AppState>,
     Page(s): Page,
-    req: Request,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ConsoleError> {
-    checked_form(&st, &s, req).await?;
+    checked_form(&st, &s, &headers, body).await?;
     let mut resp = Redirect::to("/console/signin").into_response();
     if let Ok(v) = HeaderValue::from_str(&clear_cookie(secure(&st))) {
         resp.headers_mut().insert(header::SET_COOKIE, v);

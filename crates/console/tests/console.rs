@@ -359,6 +359,33 @@ async fn every_post_needs_the_console_origin_and_the_csrf_token() {
         "{tile}"
     );
 
+    // The plain form (no script): the csrf field first, then the files.
+    let plain_form = |csrf_first: bool| {
+        let file = reqwest::multipart::Part::bytes(png(8, 8, 9)).file_name("form.png");
+        let form = reqwest::multipart::Form::new();
+        let form = if csrf_first {
+            form.text("csrf", csrf.clone()).part("file", file)
+        } else {
+            form.part("file", file).text("csrf", csrf.clone())
+        };
+        c.post(s.url("/console/upload"))
+            .header("cookie", &cookie)
+            .header("origin", &s.base)
+            .multipart(form)
+            .send()
+    };
+    let r = plain_form(false).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "a file before the token");
+    let r = plain_form(true).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(r.headers()), "/");
+    let listed = s.engine.list_images(user.id, None, 10).await.unwrap();
+    let names: Vec<_> = listed.images.iter().map(|i| i.name.clone()).collect();
+    assert_eq!(
+        names,
+        vec![Some("form.png".to_string()), Some("a.png".to_string())]
+    );
+
     // A refusal carries the server's reason, as the native API words it.
     let r = console_upload(
         &s,
