@@ -558,14 +558,23 @@ pub async fn original(
 ) -> Result<Response, ConsoleError> {
     require(&s, Scope::ImageRead)?;
     let image = st.engine.owned_image(&s.principal, &id).await?;
-    Ok(serve_blob(
+    let mut resp = serve_blob(
         &st,
         &headers,
         &BlobRef::of_image(&image),
         Caching::Private,
         None,
     )
-    .await)
+    .await;
+    vary_cookie(&mut resp);
+    Ok(resp)
+}
+
+/// Bytes behind the session cookie: a browser's cache keeps them apart
+/// per session (another user signing in on the same browser).
+fn vary_cookie(resp: &mut Response) {
+    resp.headers_mut()
+        .append(header::VARY, HeaderValue::from_static("Cookie"));
 }
 
 /// `GET /console/images/{id}/variants/{preset}`: as the native variant
@@ -600,6 +609,7 @@ pub async fn variant(
         resp.headers_mut()
             .insert(header::VARY, HeaderValue::from_static("Accept"));
     }
+    vary_cookie(&mut resp);
     Ok(resp)
 }
 

@@ -540,6 +540,13 @@ async fn the_grid_pages_filters_and_shows_images_served_under_the_cookie() {
             .unwrap();
         assert_eq!(r.status(), 200, "{path}");
         assert_security_headers(r.headers(), &path);
+        let vary: Vec<_> = r
+            .headers()
+            .get_all("vary")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        assert!(vary.contains(&"Cookie"), "{path}: Vary {vary:?}");
         let ct = r
             .headers()
             .get("content-type")
