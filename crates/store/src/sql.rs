@@ -1319,7 +1319,7 @@ impl Catalog for SqlCatalog {
     ) -> Result<Vec<Job>, CatalogError> {
         let before = before_id.unwrap_or(i64::MAX);
         let limit = limit.clamp(1, 1000);
-        let rows = match state {
+        match state {
             Some(st) => {
                 let sql = format!(
                     "SELECT {JOB_COLS} FROM jobs WHERE state = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
@@ -1328,7 +1328,7 @@ impl Catalog for SqlCatalog {
                     .bind(st.as_str())
                     .bind(before)
                     .bind(limit)
-                    .fetch_all(&self.pool)
+                    .all(&self.pool, row_job)
                     .await
             }
             None => {
@@ -1337,12 +1337,10 @@ impl Catalog for SqlCatalog {
                 self.stmt(&sql)
                     .bind(before)
                     .bind(limit)
-                    .fetch_all(&self.pool)
+                    .all(&self.pool, row_job)
                     .await
             }
         }
-        .map_err(db)?;
-        rows.iter().map(row_job).collect()
     }
 
     async fn retry_job(&self, id: i64) -> Result<bool, CatalogError> {
