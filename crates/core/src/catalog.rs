@@ -265,4 +265,16 @@ pub trait Catalog: Send + Sync {
     ) -> Result<bool, CatalogError>;
     async fn job(&self, id: i64) -> Result<Option<Job>, CatalogError>;
     async fn job_counts(&self) -> Result<JobCounts, CatalogError>;
+    /// Jobs newest first (by id), of one state or of every state, with ids
+    /// below `before_id` when given (the next page): for the admin console.
+    async fn jobs_by_state(
+        &self,
+        state: Option<JobState>,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Job>, CatalogError>;
+    /// Puts a failed job back in the queue, due at once, its attempts and
+    /// lease reset (its last error kept until it runs again). False when
+    /// the job is not failed.
+    async fn retry_job(&self, id: i64) -> Result<bool, CatalogError>;
 }

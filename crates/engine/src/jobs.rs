@@ -2,7 +2,7 @@ use crate::Engine;
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
-use tintype_core::{now, CoreError, Job, JobCounts, NewJob};
+use tintype_core::{now, CoreError, Job, JobCounts, JobState, NewJob};
 
 /// What this process's job workers are told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -83,6 +83,30 @@ impl Engine {
 
     pub async fn job_counts(&self) -> Result<JobCounts, CoreError> {
         Ok(self.catalog.job_counts().await?)
+    }
+
+    /// Jobs newest first, of one state or all, below `before_id` (the next
+    /// page), at most `limit` (1..=1000).
+    pub async fn jobs_by_state(
+        &self,
+        state: Option<JobState>,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Job>, CoreError> {
+        Ok(self
+            .catalog
+            .jobs_by_state(state, before_id, limit.clamp(1, 1000))
+            .await?)
+    }
+
+    /// Puts a failed job back in the queue with its attempts reset and
+    /// wakes the workers; false when the job is not failed.
+    pub async fn retry_job(&self, id: i64) -> Result<bool, CoreError> {
+        let retried = self.catalog.retry_job(id).await?;
+        if retried {
+            self.notify.notify_waiters();
+        }
+        Ok(retried)
     }
 
     fn backoff(&self, attempts: i64) -> Duration {

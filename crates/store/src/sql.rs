@@ -1287,6 +1287,53 @@ impl Catalog for SqlCatalog {
         }
         Ok(c)
     }
+
+    async fn jobs_by_state(
+        &self,
+        state: Option<JobState>,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Job>, CatalogError> {
+        let before = before_id.unwrap_or(i64::MAX);
+        let limit = limit.clamp(1, 1000);
+        match state {
+            Some(st) => {
+                let sql = format!(
+                    "SELECT {JOB_COLS} FROM jobs WHERE state = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+                );
+                self.stmt(&sql)
+                    .bind(st.as_str())
+                    .bind(before)
+                    .bind(limit)
+                    .all(&self.pool, row_job)
+                    .await
+            }
+            None => {
+                let sql =
+                    format!("SELECT {JOB_COLS} FROM jobs WHERE id < $1 ORDER BY id DESC LIMIT $2");
+                self.stmt(&sql)
+                    .bind(before)
+                    .bind(limit)
+                    .all(&self.pool, row_job)
+                    .await
+            }
+        }
+    }
+
+    async fn retry_job(&self, id: i64) -> Result<bool, CatalogError> {
+        let t = to_millis(now());
+        let r = self
+            .stmt(
+                "UPDATE jobs SET state = 'queued', attempts = 0, run_at = $1, lease_until = NULL, locked_by = NULL, updated_at = $2 WHERE id = $3 AND state = 'failed'",
+            )
+            .bind(t)
+            .bind(t)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(r.rows_affected() > 0)
+    }
 }
 
 #[cfg(test)]

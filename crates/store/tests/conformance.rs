@@ -560,6 +560,42 @@ async fn jobs(cat: Arc<dyn Catalog>, tag: &str) {
         cat.job(twin).await.unwrap().unwrap().state,
         JobState::Queued
     );
+
+    // The admin console's listing (newest first, by state, paged by id)
+    // and retry of a failed job.
+    let failed = cat
+        .jobs_by_state(Some(JobState::Failed), None, 1000)
+        .await
+        .unwrap();
+    assert!(failed.iter().any(|j| j.id == id) && failed.iter().any(|j| j.id == pid));
+    assert!(failed.iter().all(|j| j.state == JobState::Failed));
+    assert!(failed.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    let all = cat.jobs_by_state(None, None, 1000).await.unwrap();
+    assert!([id, pid, rid, twin]
+        .iter()
+        .all(|x| all.iter().any(|j| j.id == *x)));
+    let older = cat.jobs_by_state(None, Some(rid), 1000).await.unwrap();
+    assert!(older.iter().all(|j| j.id < rid));
+    assert!(older.iter().any(|j| j.id == pid) && !older.iter().any(|j| j.id == twin));
+    let one = cat.jobs_by_state(None, None, 1).await.unwrap();
+    assert_eq!(one.len(), 1);
+    let queued = cat
+        .jobs_by_state(Some(JobState::Queued), None, 1000)
+        .await
+        .unwrap();
+    assert!(queued.iter().any(|j| j.id == twin) && !queued.iter().any(|j| j.id == pid));
+    assert!(!cat.retry_job(rid).await.unwrap(), "only a failed job");
+    assert!(cat.retry_job(pid).await.unwrap());
+    assert!(!cat.retry_job(pid).await.unwrap(), "once");
+    let back = cat.job(pid).await.unwrap().unwrap();
+    assert_eq!((back.state, back.attempts), (JobState::Queued, 0));
+    let j = cat
+        .claim_job("w5", &poison, now() + chrono::Duration::seconds(60))
+        .await
+        .unwrap()
+        .expect("a retried job is claimed again");
+    assert_eq!((j.id, j.attempts), (pid, 1));
+    assert!(cat.complete_job(pid, "w5").await.unwrap());
 }
 
 /// Every nullable column bound as NULL and as a value, alternately, on the

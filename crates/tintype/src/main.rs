@@ -265,6 +265,7 @@ fn dialects(engine: &Arc<Engine>, s: &Settings) -> Vec<axum::Router<tintype_http
         tintype_livingdocs::router(),
         tintype_fulcrum::router(),
         tintype_djinn::router(),
+        tintype_console::router(),
     ]
 }
 

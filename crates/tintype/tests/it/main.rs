@@ -4,6 +4,7 @@
 //!   `diskfull`: the real `tintype` binary, started
 //!   as a child process on a free loopback port over a temporary data
 //!   directory, driven over HTTP and on its command line.
+//! - `console`: the web console in headless Chromium through WebDriver.
 //! - `jobs`: the durable job queue, through the engine over a real SQLite
 //!   file and blob directory.
 
@@ -11,6 +12,7 @@ mod api;
 mod budget;
 mod caches;
 mod cli;
+mod console;
 mod crash;
 mod diskfull;
 mod gc;
