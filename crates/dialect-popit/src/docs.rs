@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
-use tintype_engine::core::{CoreError, NewRecord, Record, UserId};
+use tintype_engine::core::{CoreError, NewRecord, Principal, Record, UserId};
 use tintype_http::extract::Params;
 use tintype_http::limits::{read_body, ReadError};
 use tintype_http::AppState;
@@ -86,6 +86,37 @@ pub async fn save(
             "stored document is not an object".into(),
         )),
     }
+}
+
+/// What an update makes of a stored document: the new document, and the
+/// uploaded files it no longer references.
+pub type Change = (Map<String, Value>, Vec<String>);
+
+/// Changes an existing document for `who` (its owner or an admin) by
+/// optimistic versioning: `change` makes the new document from the stored
+/// one; a concurrent write (on any node) makes the save fail, and the
+/// change is made again on what that write stored. The files the change
+/// releases are deleted once it is saved. `None`: no such document.
+pub async fn update(
+    st: &AppState,
+    coll: &str,
+    id: &str,
+    who: &Principal,
+    mut change: impl FnMut(Map<String, Value>) -> PopitResult<Change>,
+) -> PopitResult<Option<Map<String, Value>>> {
+    for _ in 0..MAX_ATTEMPTS {
+        let Some(stored) = load(st, coll, id).await? else {
+            return Ok(None);
+        };
+        may_change(who, &stored.record)?;
+        let (doc, released) = change(stored.doc)?;
+        let version = Some(stored.record.version);
+        if let Some(doc) = save(st, coll, id, stored.record.owner_id, doc, version).await? {
+            release(st, &released).await;
+            return Ok(Some(doc));
+        }
+    }
+    Err(contended(coll, id))
 }
 
 /// Deletes uploaded files no document references any more.

@@ -2,7 +2,7 @@
 //! DELETE one or all, and serve the bytes.
 
 use crate::auth::{may_change, request_key, writer, Need};
-use crate::docs::{contended, delete_key, load, release, respond, save, MAX_ATTEMPTS};
+use crate::docs::{delete_key, load, release, respond, update};
 use crate::error::{PopitError, PopitResult};
 use crate::wire::{self, collection, entry_file, entry_id, images_of, FILE_FIELD};
 use axum::body::Body;
@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
-use tintype_engine::core::{CoreError, Image, Refusal, UserId};
+use tintype_engine::core::{CoreError, Image, Principal, Refusal, UserId};
 use tintype_engine::{Accept, BlobRef, IngestOptions, Staged};
 use tintype_http::extract::{media_type, multipart, Params};
 use tintype_http::limits::{read_text_field, ReadError};
@@ -276,7 +276,7 @@ pub async fn upload(
         },
     )
     .await?;
-    let result = attach(&st, coll, &id, &up).await;
+    let result = attach(&st, coll, &id, &p, &up).await;
     if result.is_err() {
         discard(&st, &up).await;
     }
@@ -288,17 +288,14 @@ async fn attach(
     st: &AppState,
     coll: &str,
     id: &str,
+    who: &Principal,
     up: &Upload,
 ) -> PopitResult<Map<String, Value>> {
     let file = up.file.as_ref().ok_or_else(no_image_sent)?;
     let entry_id = wire::new_id();
     let created = iso_now();
-    // An optimistic update: a concurrent change to the document (on any
-    // node) makes the save fail, and the change is made again on what it
-    // wrote.
-    for _ in 0..MAX_ATTEMPTS {
-        let stored = load(st, coll, id).await?.ok_or_else(no_doc)?;
-        let mut images = images_of(&stored.doc);
+    update(st, coll, id, who, |mut doc| {
+        let mut images = images_of(&doc);
         let at = position(up.index.as_deref(), images.len())?;
         let mut entry = Map::new();
         entry.insert("_id".into(), Value::String(entry_id.clone()));
@@ -312,14 +309,11 @@ async fn attach(
         }
         entry.insert(FILE_FIELD.into(), Value::String(file.image.id.clone()));
         images.insert(at, Value::Object(entry));
-        let mut doc = stored.doc;
         set_images(&mut doc, images);
-        let version = Some(stored.record.version);
-        if let Some(doc) = save(st, coll, id, stored.record.owner_id, doc, version).await? {
-            return Ok(doc);
-        }
-    }
-    Err(contended(coll, id))
+        Ok((doc, Vec::new()))
+    })
+    .await?
+    .ok_or_else(no_doc)
 }
 
 /// PUT `/api/v0.1/{collection}/{id}/image/{image_id}`
@@ -360,35 +354,27 @@ pub async fn replace(
         }
     };
     let up = read_upload(&st, &headers, body, target).await?;
-    let result = update_entry(&st, coll, &id, &image_id, &up).await;
+    let result = update_entry(&st, coll, &id, &p, &image_id, &up).await;
     if result.is_err() {
         discard(&st, &up).await;
     }
-    let (doc, released) = result?;
-    release(&st, &released).await;
-    Ok(respond(&st, coll, &doc, &query))
+    Ok(respond(&st, coll, &result?, &query))
 }
 
 async fn update_entry(
     st: &AppState,
     coll: &str,
     id: &str,
+    who: &Principal,
     image_id: &str,
     up: &Upload,
-) -> PopitResult<(Map<String, Value>, Vec<String>)> {
+) -> PopitResult<Map<String, Value>> {
     if up.file.is_none() && up.fields.is_empty() && up.index.is_none() {
         return Err(no_image_sent());
     }
-    for _ in 0..MAX_ATTEMPTS {
-        let stored = load(st, coll, id).await?.ok_or_else(no_doc)?;
-        let version = Some(stored.record.version);
-        let owner = stored.record.owner_id;
-        let (doc, released) = edit_entry(stored.doc, image_id, up)?;
-        if let Some(doc) = save(st, coll, id, owner, doc, version).await? {
-            return Ok((doc, released));
-        }
-    }
-    Err(contended(coll, id))
+    update(st, coll, id, who, |doc| edit_entry(doc, image_id, up))
+        .await?
+        .ok_or_else(no_doc)
 }
 
 /// The document with one image entry changed by an upload, and the files
@@ -448,12 +434,8 @@ pub async fn remove_one(
 ) -> PopitResult<Response> {
     let coll = collection(&coll)?;
     let p = writer(&st, delete_key(&query, &headers, body).await, Need::Delete).await?;
-    for _ in 0..MAX_ATTEMPTS {
-        let Some(stored) = load(&st, coll, &id).await? else {
-            return Ok(StatusCode::NO_CONTENT.into_response());
-        };
-        may_change(&p, &stored.record)?;
-        let mut images = images_of(&stored.doc);
+    let doc = update(&st, coll, &id, &p, |mut doc| {
+        let mut images = images_of(&doc);
         if images.is_empty() {
             return Err(PopitError::bad_request("Doc has no images"));
         }
@@ -462,17 +444,28 @@ pub async fn remove_one(
             .position(|e| entry_id(e) == Some(image_id.as_str()))
             .ok_or_else(|| PopitError::bad_request("No image with that id found"))?;
         let gone = images.remove(at);
-        let mut doc = stored.doc;
         set_images(&mut doc, images);
-        let version = Some(stored.record.version);
-        if let Some(doc) = save(&st, coll, &id, stored.record.owner_id, doc, version).await? {
-            if let Some(f) = entry_file(&gone) {
-                release(&st, &[f.to_string()]).await;
-            }
-            return Ok(respond(&st, coll, &doc, &query));
-        }
+        Ok((
+            doc,
+            entry_file(&gone).map(str::to_string).into_iter().collect(),
+        ))
+    })
+    .await?;
+    Ok(deleted(&st, coll, doc.as_ref(), &query))
+}
+
+/// The answer to a delete: the document as it is now, or 204 when it is
+/// gone.
+fn deleted(
+    st: &AppState,
+    coll: &str,
+    doc: Option<&Map<String, Value>>,
+    query: &Params,
+) -> Response {
+    match doc {
+        Some(doc) => respond(st, coll, doc, query),
+        None => StatusCode::NO_CONTENT.into_response(),
     }
-    Err(contended(coll, &id))
 }
 
 /// DELETE `/api/v0.1/{collection}/{id}/image`
@@ -485,21 +478,13 @@ pub async fn remove_all(
 ) -> PopitResult<Response> {
     let coll = collection(&coll)?;
     let p = writer(&st, delete_key(&query, &headers, body).await, Need::Delete).await?;
-    for _ in 0..MAX_ATTEMPTS {
-        let Some(stored) = load(&st, coll, &id).await? else {
-            return Ok(StatusCode::NO_CONTENT.into_response());
-        };
-        may_change(&p, &stored.record)?;
-        let files = wire::files_of(&stored.doc);
-        let mut doc = stored.doc;
+    let doc = update(&st, coll, &id, &p, |mut doc| {
+        let files = wire::files_of(&doc);
         set_images(&mut doc, Vec::new());
-        let version = Some(stored.record.version);
-        if let Some(doc) = save(&st, coll, &id, stored.record.owner_id, doc, version).await? {
-            release(&st, &files).await;
-            return Ok(respond(&st, coll, &doc, &query));
-        }
-    }
-    Err(contended(coll, &id))
+        Ok((doc, files))
+    })
+    .await?;
+    Ok(deleted(&st, coll, doc.as_ref(), &query))
 }
 
 /// GET `/{collection}/{id}/image/{image_id}`: the uploaded bytes, public.
