@@ -54,19 +54,10 @@ pub async fn namespace_json(engine: &Engine, ns: &Namespace) -> Result<Value, Co
         }
     }
     collaborators.sort();
-    Ok(json!({
-        "id": ns.id,
-        "user_id": ns.user_id,
-        "owner": owner,
-        "root_id": ns.root_id,
-        "parent_id": ns.parent_id,
-        "name": ns.name(),
-        "path": ns.path,
-        "description": ns.description,
-        "visibility": root.visibility.as_str(),
-        "created_at": ns.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "collaborators": collaborators,
-    }))
+    let mut fields = crate::wire::namespace_fields(ns, &root);
+    fields.insert("owner".into(), json!(owner));
+    fields.insert("collaborators".into(), json!(collaborators));
+    Ok(Value::Object(fields))
 }
 
 /// Creates `path@owner` (and its missing ancestors). A visibility may only

@@ -3,7 +3,7 @@
 
 use crate::namespace::{self, Namespace};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use tintype_engine::core::{CoreError, Record, Timestamp, User, UserId};
 use tintype_http::AppState;
@@ -42,6 +42,22 @@ pub fn name_key(namespace_id: Option<i64>, user_id: UserId, name: &str) -> Strin
 
 pub fn timestamp(t: &Timestamp) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The fields every JSON form of a namespace has (`root`: the root of its
+/// tree, whose visibility it has).
+pub fn namespace_fields(ns: &Namespace, root: &Namespace) -> Map<String, Value> {
+    Map::from_iter([
+        ("id".to_string(), json!(ns.id)),
+        ("user_id".to_string(), json!(ns.user_id)),
+        ("root_id".to_string(), json!(ns.root_id)),
+        ("parent_id".to_string(), json!(ns.parent_id)),
+        ("name".to_string(), json!(ns.name())),
+        ("path".to_string(), json!(ns.path)),
+        ("description".to_string(), json!(ns.description)),
+        ("visibility".to_string(), json!(root.visibility.as_str())),
+        ("created_at".to_string(), json!(timestamp(&ns.created_at))),
+    ])
 }
 
 pub fn user_json(u: &User) -> Value {
@@ -85,18 +101,12 @@ impl<'a> Renderer<'a> {
             .await?
             .map(|u| u.name)
             .unwrap_or_default();
-        Ok(json!({
-            "id": ns.id,
-            "user_id": ns.user_id,
-            "root_id": ns.root_id,
-            "parent_id": ns.parent_id,
-            "name": ns.name(),
-            "path": ns.path,
-            "description": ns.description,
-            "visibility": root.visibility.as_str(),
-            "created_at": timestamp(&ns.created_at),
-            "url": self.state.url(&format!("/n/{owner}/{}", ns.path)),
-        }))
+        let mut fields = namespace_fields(ns, &root);
+        fields.insert(
+            "url".into(),
+            json!(self.state.url(&format!("/n/{owner}/{}", ns.path))),
+        );
+        Ok(Value::Object(fields))
     }
 
     async fn namespace(&mut self, id: i64) -> Result<Value, CoreError> {

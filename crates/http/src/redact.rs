@@ -106,24 +106,21 @@ pub(crate) fn make_span<B>(req: &Request<B>) -> Span {
         return tracing::info_span!("request", request_id = %id);
     }
     let uri = redact_uri(req.uri());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %req.method(),
+        uri = %uri,
+        version = ?req.version(),
+        headers = tracing::field::Empty,
+    );
     if tracing::enabled!(tracing::Level::TRACE) {
-        tracing::info_span!(
-            "request",
-            request_id = %id,
-            method = %req.method(),
-            uri = %uri,
-            version = ?req.version(),
-            headers = ?redact_headers(req.headers()),
-        )
-    } else {
-        tracing::info_span!(
-            "request",
-            request_id = %id,
-            method = %req.method(),
-            uri = %uri,
-            version = ?req.version(),
-        )
+        span.record(
+            "headers",
+            tracing::field::debug(redact_headers(req.headers())),
+        );
     }
+    span
 }
 
 #[cfg(test)]

@@ -38,16 +38,11 @@ impl Format {
         }
     }
 
+    /// The usual file extension: the name, but `jpg` for JPEG.
     pub fn extension(&self) -> &'static str {
         match self {
             Format::Jpeg => "jpg",
-            Format::Png => "png",
-            Format::Gif => "gif",
-            Format::Webp => "webp",
-            Format::Svg => "svg",
-            Format::Heic => "heic",
-            Format::Avif => "avif",
-            Format::Qcow2 => "qcow2",
+            other => other.name(),
         }
     }
 
