@@ -3,9 +3,13 @@
 //! secret.
 
 use crate::error::{PopitError, PopitResult};
+use axum::body::Body;
+use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode};
+use serde_json::Value;
 use tintype_engine::core::{Principal, Record, Scope};
 use tintype_http::auth::{token_from, Caller, CallerRules, TokenSource};
+use tintype_http::limits::read_body;
 use tintype_http::AppState;
 
 const SOURCES: &[TokenSource] = &[TokenSource::ApikeyHeader, TokenSource::QueryApikey];
@@ -55,6 +59,36 @@ pub async fn writer(st: &AppState, key: Option<String>, need: Need) -> PopitResu
     Caller::<Popit>::with_token(st, key)
         .await?
         .require_any(scopes)
+}
+
+/// The caller of a DELETE, allowed to delete: the key from the header or
+/// query, else from an `apikey` field of a small JSON body (the body is
+/// read for that alone).
+pub struct Deleter(pub Principal);
+
+impl FromRequest<AppState> for Deleter {
+    type Rejection = PopitError;
+
+    async fn from_request(req: Request, st: &AppState) -> Result<Self, PopitError> {
+        let (parts, body) = req.into_parts();
+        let key = match request_key(&parts.headers, parts.uri.query()) {
+            Some(k) => Some(k),
+            None => body_key(&parts.headers, body).await,
+        };
+        Ok(Deleter(writer(st, key, Need::Delete).await?))
+    }
+}
+
+/// An `apikey` field of a small JSON body.
+async fn body_key(headers: &HeaderMap, body: Body) -> Option<String> {
+    let bytes = read_body(headers, body, 64 * 1024).await.ok()?;
+    match crate::wire::parse_json(&bytes).ok()? {
+        Value::Object(mut m) => match m.remove("apikey") {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// Refuses changes to a document another user created (admins excepted).

@@ -1,6 +1,6 @@
 //! Documents: list, read, create, replace, delete.
 
-use crate::auth::{may_change, request_key, writer, Need};
+use crate::auth::{may_change, request_key, writer, Deleter, Need};
 use crate::error::{json_response, PopitError, PopitResult};
 use crate::wire::{self, collection, parse_json, prepare, render, scope_of, valid_id};
 use axum::body::Body;
@@ -187,22 +187,6 @@ async fn json_write(
     Ok((p, body))
 }
 
-/// The key of a DELETE: the header or query, else an `apikey` field of a
-/// small JSON body.
-pub async fn delete_key(query: &Params, headers: &HeaderMap, body: Body) -> Option<String> {
-    if let Some(k) = request_key(headers, query.raw()) {
-        return Some(k);
-    }
-    let bytes = read_body(headers, body, 64 * 1024).await.ok()?;
-    match parse_json(&bytes).ok()? {
-        Value::Object(mut m) => match m.remove("apikey") {
-            Some(Value::String(s)) => Some(s),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
 fn page_param(query: &Params, name: &str, max: i64, default: i64) -> i64 {
     match query.get(name).and_then(|v| v.trim().parse::<i64>().ok()) {
         Some(n) if (1..=max).contains(&n) => n,
@@ -379,12 +363,9 @@ pub async fn replace(
 pub async fn remove(
     State(st): State<AppState>,
     Path((coll, id)): Path<(String, String)>,
-    query: Params,
-    headers: HeaderMap,
-    body: Body,
+    Deleter(p): Deleter,
 ) -> PopitResult<Response> {
     let coll = collection(&coll)?;
-    let p = writer(&st, delete_key(&query, &headers, body).await, Need::Delete).await?;
     for _ in 0..MAX_ATTEMPTS {
         let Some(old) = load(&st, coll, &id).await? else {
             return Ok(StatusCode::NO_CONTENT.into_response());

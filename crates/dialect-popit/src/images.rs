@@ -1,8 +1,8 @@
 //! Uploaded images: POST a file onto a document, PUT a new file over one,
 //! DELETE one or all, and serve the bytes.
 
-use crate::auth::{may_change, request_key, writer, Need};
-use crate::docs::{delete_key, load, release, respond, update};
+use crate::auth::{may_change, Deleter, Popit};
+use crate::docs::{load, release, respond, update};
 use crate::error::{PopitError, PopitResult};
 use crate::wire::{self, collection, entry_file, entry_id, images_of, FILE_FIELD};
 use axum::body::Body;
@@ -13,8 +13,9 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
-use tintype_engine::core::{CoreError, Image, Principal, Refusal, UserId};
+use tintype_engine::core::{CoreError, Image, Principal, Refusal, Scope, UserId};
 use tintype_engine::{Accept, BlobRef, IngestOptions, Staged};
+use tintype_http::auth::Caller;
 use tintype_http::extract::{media_type, multipart, Params};
 use tintype_http::limits::{read_text_field, ReadError};
 use tintype_http::serve::{serve_blob, Caching};
@@ -256,12 +257,13 @@ fn set_images(doc: &mut Map<String, Value>, images: Vec<Value>) {
 pub async fn upload(
     State(st): State<AppState>,
     Path((coll, id)): Path<(String, String)>,
+    caller: Caller<Popit>,
     query: Params,
     headers: HeaderMap,
     body: Body,
 ) -> PopitResult<Response> {
     let coll = collection(&coll)?;
-    let p = writer(&st, request_key(&headers, query.raw()), Need::Write).await?;
+    let p = caller.require(Scope::ImageWrite)?;
     let stored = load(&st, coll, &id).await?.ok_or_else(no_doc)?;
     may_change(&p, &stored.record)?;
     let mut metadata = Map::new();
@@ -320,12 +322,13 @@ async fn attach(
 pub async fn replace(
     State(st): State<AppState>,
     Path((coll, id, image_id)): Path<(String, String, String)>,
+    caller: Caller<Popit>,
     query: Params,
     headers: HeaderMap,
     body: Body,
 ) -> PopitResult<Response> {
     let coll = collection(&coll)?;
-    let p = writer(&st, request_key(&headers, query.raw()), Need::Write).await?;
+    let p = caller.require(Scope::ImageWrite)?;
     let stored = load(&st, coll, &id).await?.ok_or_else(no_doc)?;
     may_change(&p, &stored.record)?;
     let images = images_of(&stored.doc);
@@ -429,11 +432,9 @@ pub async fn remove_one(
     State(st): State<AppState>,
     Path((coll, id, image_id)): Path<(String, String, String)>,
     query: Params,
-    headers: HeaderMap,
-    body: Body,
+    Deleter(p): Deleter,
 ) -> PopitResult<Response> {
     let coll = collection(&coll)?;
-    let p = writer(&st, delete_key(&query, &headers, body).await, Need::Delete).await?;
     let doc = update(&st, coll, &id, &p, |mut doc| {
         let mut images = images_of(&doc);
         if images.is_empty() {
@@ -473,11 +474,9 @@ pub async fn remove_all(
     State(st): State<AppState>,
     Path((coll, id)): Path<(String, String)>,
     query: Params,
-    headers: HeaderMap,
-    body: Body,
+    Deleter(p): Deleter,
 ) -> PopitResult<Response> {
     let coll = collection(&coll)?;
-    let p = writer(&st, delete_key(&query, &headers, body).await, Need::Delete).await?;
     let doc = update(&st, coll, &id, &p, |mut doc| {
         let files = wire::files_of(&doc);
         set_images(&mut doc, Vec::new());
