@@ -2,10 +2,8 @@
 //! and quotas, and the job queue.
 
 use crate::page::{self, clip, json_text, time_el, ConsoleError};
-use crate::session::{checked_form, Page, Session};
-use axum::body::Body;
+use crate::session::{Page, Posted, Session};
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{html, Markup};
@@ -102,12 +100,9 @@ pub async fn users(State(st): State<AppState>, Page(s): Page) -> Result<Response
 /// `POST /console/admin/users`
 pub async fn create_user(
     State(st): State<AppState>,
-    Page(s): Page,
-    headers: HeaderMap,
-    body: Body,
+    Posted(s, form): Posted,
 ) -> Result<Response, ConsoleError> {
     admin(&s)?;
-    let form = checked_form(&st, &s, &headers, body).await?;
     let name = form.get("name").unwrap_or("").trim();
     let email = form.get("email").map(str::trim).filter(|e| !e.is_empty());
     if email.is_some_and(|e| e.len() > MAX_EMAIL_BYTES) {
@@ -226,13 +221,10 @@ pub async fn user(
 /// new secret shown once.
 pub async fn create_token(
     State(st): State<AppState>,
-    Page(s): Page,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    Posted(s, form): Posted,
 ) -> Result<Response, ConsoleError> {
     admin(&s)?;
-    let form = checked_form(&st, &s, &headers, body).await?;
     let u = find_user(&st, &name).await?;
     let mut scopes = Vec::new();
     for v in form.all("scope").take(SCOPES.len() * 2) {
@@ -261,13 +253,10 @@ pub async fn create_token(
 /// `POST /console/admin/users/{name}/tokens/{id}/revoke`
 pub async fn revoke_token(
     State(st): State<AppState>,
-    Page(s): Page,
     Path((name, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
+    Posted(s, _): Posted,
 ) -> Result<Response, ConsoleError> {
     admin(&s)?;
-    checked_form(&st, &s, &headers, body).await?;
     let u = find_user(&st, &name).await?;
     let tokens = st.engine.tokens(&u.name).await?;
     if !tokens.iter().any(|t| t.id == id) {
@@ -283,13 +272,10 @@ pub async fn revoke_token(
 /// `POST /console/admin/users/{name}/quota`
 pub async fn set_quota(
     State(st): State<AppState>,
-    Page(s): Page,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    Posted(s, form): Posted,
 ) -> Result<Response, ConsoleError> {
     admin(&s)?;
-    let form = checked_form(&st, &s, &headers, body).await?;
     let n: i64 = form
         .get("images_per_day")
         .and_then(|v| v.trim().parse().ok())
@@ -404,13 +390,10 @@ pub async fn jobs(
 /// `POST /console/admin/jobs/{id}/retry`: a failed job back to the queue.
 pub async fn retry_job(
     State(st): State<AppState>,
-    Page(s): Page,
     Path(id): Path<i64>,
-    headers: HeaderMap,
-    body: Body,
+    Posted(s, _): Posted,
 ) -> Result<Response, ConsoleError> {
     admin(&s)?;
-    checked_form(&st, &s, &headers, body).await?;
     if !st.engine.retry_job(id).await? {
         return Err(ConsoleError::new(
             StatusCode::CONFLICT,

@@ -2,7 +2,7 @@
 //! bytes (original and variants) served under the session cookie.
 
 use crate::page::{self, bytes, clip, json_text, time_el, ConsoleError};
-use crate::session::{self, checked_form, Page, Session, CSRF_HEADER};
+use crate::session::{self, Page, Posted, Session, CSRF_HEADER};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -537,12 +537,9 @@ pub async fn confirm_delete(
 /// `POST /console/images/{id}/delete`: deletes, then back to the grid.
 pub async fn delete(
     State(st): State<AppState>,
-    Page(s): Page,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    Posted(s, _): Posted,
 ) -> Result<Response, ConsoleError> {
-    checked_form(&st, &s, &headers, body).await?;
     require(&s, Scope::ImageDelete)?;
     let image = st.engine.owned_image(&s.principal, &id).await?;
     st.engine.delete_image(&image.id).await?;

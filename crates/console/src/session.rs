@@ -20,7 +20,7 @@
 
 use crate::page::{self, ConsoleError};
 use axum::body::Body;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -270,16 +270,23 @@ impl Form {
     }
 }
 
-/// Reads a POSTed form and checks it (origin and CSRF token) for `s`.
-pub async fn checked_form(
-    st: &AppState,
-    s: &Session,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Form, ConsoleError> {
-    let form = Form::read(headers, body).await?;
-    s.check_post(st, headers, form.get("csrf"))?;
-    Ok(form)
+/// A POSTed form of a signed-in page, read and checked (origin and CSRF
+/// token) for its session.
+pub struct Posted(pub Session, pub Form);
+
+impl FromRequest<AppState> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, st: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let Page(s) = Page::from_request_parts(&mut parts, st).await?;
+        let form = Form::read(&parts.headers, body)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        s.check_post(st, &parts.headers, form.get("csrf"))
+            .map_err(IntoResponse::into_response)?;
+        Ok(Posted(s, form))
+    }
 }
 
 fn signin_form(nonce: &str, message: Option<&str>) -> maud::Markup {
@@ -373,11 +380,8 @@ pub async fn signin(
 
 pub async fn signout(
     State(st): State<AppState>,
-    Page(s): Page,
-    headers: HeaderMap,
-    body: Body,
+    Posted(..): Posted,
 ) -> Result<Response, ConsoleError> {
-    checked_form(&st, &s, &headers, body).await?;
     let mut resp = Redirect::to("/console/signin").into_response();
     if let Ok(v) = HeaderValue::from_str(&clear_cookie(secure(&st))) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
