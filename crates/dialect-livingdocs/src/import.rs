@@ -2,13 +2,15 @@
 
 use crate::error::ApiError;
 use crate::wire::{self, ItemSpec};
-use crate::{item_scope, settings, IMPORT_SCOPE, JOB_KIND, JOB_SCOPE};
+use crate::{item_scope, Settings, IMPORT_SCOPE, JOB_KIND, JOB_SCOPE};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 use tintype_engine::core::{CoreError, Image, JobState, NewRecord, Scope};
 use tintype_http::auth::{Caller, CallerRules, TokenSource};
 use tintype_http::extract::Params;
@@ -118,12 +120,13 @@ fn json_ok(body: Value) -> Response {
 /// `POST /api/v1/import/images`
 pub(crate) async fn create(
     State(state): State<AppState>,
+    Extension(settings): Extension<Arc<Settings>>,
     caller: Caller<Livingdocs>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let who = caller.require(Scope::ImageWrite)?;
-    let limit = settings().max_body_bytes;
+    let limit = settings.max_body_bytes;
     let bytes = read_body(&headers, body, limit)
         .await
         .map_err(|e| match e {
@@ -132,7 +135,7 @@ pub(crate) async fn create(
         })?;
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::invalid("body", format!("must be valid JSON: {e}")))?;
-    let request = wire::parse(&value, settings().max_images).map_err(ApiError::Validation)?;
+    let request = wire::parse(&value, settings.max_images).map_err(ApiError::Validation)?;
     if let Some(hook) = &request.webhook {
         if let Err(e) = state.engine.fetcher().check_url(hook) {
             return Err(ApiError::invalid("webhook", e.to_string()));
@@ -151,7 +154,7 @@ pub(crate) async fn create(
                 limit,
                 used,
                 requested,
-                retry_after: settings().retry_after_secs,
+                retry_after: settings.retry_after_secs,
             })
         }
         Err(e) => return Err(e.into()),

@@ -33,8 +33,9 @@ pub use error::{usage_message, ApiError};
 pub use wire::{ImportRequest, ItemSpec};
 
 use axum::routing::{get, post};
+use axum::Extension;
 use axum::Router;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use tintype_engine::Engine;
 use tintype_http::AppState;
 
@@ -76,27 +77,23 @@ impl Default for Settings {
     }
 }
 
-static SETTINGS: OnceLock<Settings> = OnceLock::new();
-
-pub(crate) fn settings() -> &'static Settings {
-    SETTINGS.get_or_init(Settings::default)
-}
-
-/// Registers the import job's handler. The first call's settings win.
-pub fn install(engine: &Arc<Engine>, settings: Settings) {
-    let _ = SETTINGS.set(settings);
+/// Registers the import job's handler with this engine.
+pub fn install(engine: &Arc<Engine>, settings: &Settings) {
     engine.register_handler(
         JOB_KIND,
         Arc::new(worker::ImportHandler {
-            concurrency: self::settings().concurrency.max(1),
+            concurrency: settings.concurrency.max(1),
         }),
     );
 }
 
-/// The dialect's routes.
-pub fn router() -> Router<AppState> {
+/// The dialect's routes, answering with these settings.
+pub fn router(settings: Settings) -> Router<AppState> {
     Router::new()
-        .route("/api/v1/import/images", post(import::create))
+        .route(
+            "/api/v1/import/images",
+            post(import::create).layer(Extension(Arc::new(settings))),
+        )
         .route("/api/v1/import/images/status", get(import::status))
         .route("/api/v1/images/{media_id}", get(images::serve))
 }

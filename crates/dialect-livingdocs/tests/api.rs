@@ -141,14 +141,19 @@ async fn server() -> TestServer {
 }
 
 async fn server_with(adjust: impl FnOnce(&mut tintype_engine::EngineConfig)) -> TestServer {
-    let s = TestServer::start_with(vec![tintype_livingdocs::router()], |c| {
-        c.fetch.timeout = Duration::from_millis(1500);
-        c.fetch.max_bytes = 100_000;
-        c.job_backoff = Duration::from_millis(100);
-        adjust(c);
-    })
+    let s = TestServer::start_with(
+        vec![tintype_livingdocs::router(
+            tintype_livingdocs::Settings::default(),
+        )],
+        |c| {
+            c.fetch.timeout = Duration::from_millis(1500);
+            c.fetch.max_bytes = 100_000;
+            c.job_backoff = Duration::from_millis(100);
+            adjust(c);
+        },
+    )
     .await;
-    tintype_livingdocs::install(&s.engine, tintype_livingdocs::Settings::default());
+    tintype_livingdocs::install(&s.engine, &tintype_livingdocs::Settings::default());
     s
 }
 
@@ -711,7 +716,7 @@ async fn start_node(dir: &std::path::Path) -> (Arc<tintype_engine::Engine>, Stri
     config.job_lease = Duration::from_secs(1);
     config.workers = 1;
     let engine = tintype_engine::Engine::new(catalog, blobs, config).expect("engine");
-    tintype_livingdocs::install(&engine, tintype_livingdocs::Settings::default());
+    tintype_livingdocs::install(&engine, &tintype_livingdocs::Settings::default());
     engine.start_workers();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -719,7 +724,9 @@ async fn start_node(dir: &std::path::Path) -> (Arc<tintype_engine::Engine>, Stri
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let app = tintype_http::app(
         tintype_http::AppState::new(engine.clone(), &base),
-        vec![tintype_livingdocs::router()],
+        vec![tintype_livingdocs::router(
+            tintype_livingdocs::Settings::default(),
+        )],
     );
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;

@@ -258,11 +258,12 @@ fn dialects(engine: &Arc<Engine>, s: &Settings) -> Vec<axum::Router<tintype_http
             ),
         },
     );
-    tintype_livingdocs::install(engine, tintype_livingdocs::Settings::default());
+    let livingdocs = tintype_livingdocs::Settings::default();
+    tintype_livingdocs::install(engine, &livingdocs);
     vec![
         tintype_popit::router(),
         tintype_diaspora::router(),
-        tintype_livingdocs::router(),
+        tintype_livingdocs::router(livingdocs),
         tintype_fulcrum::router(),
         tintype_djinn::router(),
         tintype_console::router(),
