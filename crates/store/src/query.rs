@@ -23,6 +23,26 @@ pub(crate) fn clip_key(k: Option<&str>) -> Option<String> {
     })
 }
 
+/// A substring searched in records' `skey` (lower case, as the keys are
+/// stored): from the trigram index when it has three characters or more
+/// (SQLite's FTS5 table `records_skey_search`, PostgreSQL's pg_trgm
+/// index), else by checking the owner's keys one by one.
+enum Search {
+    Indexed(String),
+    Short(String),
+}
+
+impl Search {
+    fn of(term: &str) -> Search {
+        let term = term.to_lowercase();
+        if term.chars().count() >= 3 {
+            Search::Indexed(term)
+        } else {
+            Search::Short(term)
+        }
+    }
+}
+
 /// Who may see a filter's records, in one branch of its statement.
 enum Branch<'a> {
     /// The records this user owns.
@@ -52,18 +72,29 @@ impl SqlCatalog {
     /// JOIN keeps that order on SQLite) and searches `(scope, ref_id)` for
     /// each.
     fn push_branch<'q>(&self, s: Stmt<'q>, b: &Branch<'_>, f: &RecordFilter) -> Stmt<'q> {
-        let mut s = match b {
-            Branch::Owner(o) => s
-                .push("records r WHERE r.owner_id = ")
-                .push_bind(*o)
-                .push(" AND "),
+        let search = f.skey_contains.as_deref().map(Search::of);
+        // An indexed search on SQLite walks the matches first (the FTS5
+        // table), then looks each record up by its seq.
+        let fts = matches!(search, Some(Search::Indexed(_))) && self.backend == Backend::Sqlite;
+        let mut s = match (b, fts) {
+            (Branch::Member(..), false) => s.push("records m CROSS JOIN records r WHERE "),
+            (Branch::Member(..), true) => s.push(
+                "records_skey_search s CROSS JOIN records r CROSS JOIN records m WHERE r.seq = s.rowid AND ",
+            ),
+            (_, false) => s.push("records r WHERE "),
+            (_, true) => {
+                s.push("records_skey_search s CROSS JOIN records r WHERE r.seq = s.rowid AND ")
+            }
+        };
+        s = match b {
+            Branch::Owner(o) => s.push("r.owner_id = ").push_bind(*o).push(" AND "),
             Branch::Member(scope, user) => s
-                .push("records m CROSS JOIN records r WHERE m.scope = ")
+                .push("m.scope = ")
                 .push_bind(scope.to_string())
                 .push(" AND m.owner_id = ")
                 .push_bind(*user)
                 .push(" AND m.ref_id IS NOT NULL AND r.ref_id = m.ref_id AND "),
-            Branch::Anyone => s.push("records r WHERE "),
+            Branch::Anyone => s,
         };
         s = s.push("r.scope = ").push_bind(f.scope.clone());
         if let Some(k) = clip_key(f.skey.as_deref()) {
@@ -72,18 +103,37 @@ impl SqlCatalog {
         if let Some(k) = clip_key(f.skey2.as_deref()) {
             s = s.push(" AND r.skey2 = ").push_bind(k);
         }
-        if let Some(k) = &f.skey_contains {
-            s = match self.backend {
-                Backend::Sqlite => s
-                    .push(" AND instr(r.skey, ")
-                    .push_bind(k.to_lowercase())
-                    .push(") > 0"),
-                Backend::Postgres => s
-                    .push(" AND strpos(r.skey, ")
-                    .push_bind(k.to_lowercase())
-                    .push(") > 0"),
-            };
-        }
+        s = match (search, self.backend) {
+            (None, _) => s,
+            // FTS5's trigrams ignore case; the exact check keeps the
+            // search as case-sensitive as the short one.
+            (Some(Search::Indexed(k)), Backend::Sqlite) => s
+                .push(" AND s.skey MATCH ")
+                .push_bind(format!("\"{}\"", k.replace('"', "\"\"")))
+                .push(" AND instr(r.skey, ")
+                .push_bind(k)
+                .push(") > 0"),
+            // Through a membership PostgreSQL walks the member's roots
+            // first; a LIKE there makes it guess that walking the whole
+            // scope is cheaper, so the branch keeps the plain test.
+            (Some(Search::Indexed(k)), Backend::Postgres) if matches!(b, Branch::Member(..)) => {
+                s.push(" AND strpos(r.skey, ").push_bind(k).push(") > 0")
+            }
+            (Some(Search::Indexed(k)), Backend::Postgres) => {
+                let escaped = k
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_");
+                s.push(" AND r.skey LIKE ")
+                    .push_bind(format!("%{escaped}%"))
+            }
+            (Some(Search::Short(k)), Backend::Sqlite) => {
+                s.push(" AND instr(r.skey, ").push_bind(k).push(") > 0")
+            }
+            (Some(Search::Short(k)), Backend::Postgres) => {
+                s.push(" AND strpos(r.skey, ").push_bind(k).push(") > 0")
+            }
+        };
         if let Some(id) = f.ref_id {
             s = s.push(" AND r.ref_id = ").push_bind(id);
         }
@@ -336,14 +386,14 @@ impl SqlCatalog {
                 // at any size (on small tables PostgreSQL rightly prefers
                 // scanning).
                 sqlx::raw_sql(
-                    "SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off; SET enable_material = off; SET enable_bitmapscan = off",
+                    "SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off; SET enable_material = off",
                 )
                 .execute(&mut *conn)
                 .await
                 .map_err(db)?;
                 let out = build(self.stmt("EXPLAIN ")).fetch_all(&mut *conn).await;
                 let _ = sqlx::raw_sql(
-                    "RESET enable_seqscan; RESET enable_hashjoin; RESET enable_mergejoin; RESET enable_material; RESET enable_bitmapscan",
+                    "RESET enable_seqscan; RESET enable_hashjoin; RESET enable_mergejoin; RESET enable_material",
                 )
                 .execute(&mut *conn)
                 .await;

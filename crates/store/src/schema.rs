@@ -50,6 +50,7 @@ const STEPS: &[Step] = &[
     step!(1, "0001_init.sql", "init"),
     step!(2, "0002_blob_pins.sql", "blob pins"),
     step!(3, "0003_queryable_records.sql", "queryable records"),
+    step!(4, "0004_skey_search.sql", "skey search"),
 ];
 
 /// The embedded migrations of one backend, as sqlx's migrator reads them.

@@ -740,6 +740,134 @@ async fn nullable_parameters(cat: Arc<dyn Catalog>, tag: &str) {
     );
 }
 
+/// Substring search of `skey` (`skey_contains`): from the trigram index for
+/// three characters or more, by checking keys for shorter terms, the same
+/// answers either way: exact and case-sensitive on the stored key, LIKE's
+/// and FTS5's special characters taken literally, kept current as keys
+/// change and records go, through membership too.
+async fn skey_search(cat: Arc<dyn Catalog>, tag: &str) {
+    let alice = owner(&cat, &format!("sa-{tag}")).await;
+    let bob = owner(&cat, &format!("sb-{tag}")).await;
+    let scope = format!("s.{tag}");
+    let member = format!("sm.{tag}");
+    let keys = [
+        "disk-1",
+        "disk-10",
+        "my_disk",
+        "my%disk",
+        "abc\"d",
+        "xyz",
+        "UPPER-abc",
+        "back\\slash",
+    ];
+    let put = |key: &str, skey: &str, who: UserId, root: Option<i64>| NewRecord {
+        scope: scope.clone(),
+        key: key.to_string(),
+        owner_id: Some(who),
+        data: json!({ "k": skey }),
+        skey: Some(skey.to_string()),
+        ref_id: root,
+        ..NewRecord::default()
+    };
+    for (i, k) in keys.iter().enumerate() {
+        cat.insert_record(&put(&format!("a{i}"), k, alice.id, None))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    // Bob's: one under root 7 (alice is a member of it), one not.
+    cat.insert_record(&put("b0", "disk-100", bob.id, Some(7)))
+        .await
+        .unwrap()
+        .unwrap();
+    cat.insert_record(&put("b1", "disk-1000", bob.id, Some(8)))
+        .await
+        .unwrap()
+        .unwrap();
+    cat.insert_record(&NewRecord {
+        scope: member.clone(),
+        key: "m".into(),
+        owner_id: Some(alice.id),
+        data: json!({}),
+        ref_id: Some(7),
+        ..NewRecord::default()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let search = |term: &str, members: bool| RecordFilter {
+        scope: scope.clone(),
+        owner: Some(alice.id),
+        or_ref_of: members.then(|| (member.clone(), alice.id)),
+        skey_contains: Some(term.to_string()),
+        ..RecordFilter::default()
+    };
+    let found = |f: RecordFilter| {
+        let cat = cat.clone();
+        async move {
+            let rows = cat
+                .query_records(&RecordQuery {
+                    filter: f.clone(),
+                    order: RecordOrder::SeqAsc,
+                    after: None,
+                    offset: 0,
+                    limit: 100,
+                })
+                .await
+                .unwrap();
+            let mut keys: Vec<String> = rows
+                .iter()
+                .map(|r| r.record.data["k"].as_str().unwrap().to_string())
+                .collect();
+            keys.sort();
+            assert_eq!(
+                cat.count_matching(&f).await.unwrap(),
+                keys.len() as i64,
+                "count of {f:?}"
+            );
+            keys
+        }
+    };
+    for (term, want) in [
+        ("disk-1", vec!["disk-1", "disk-10"]),
+        ("DISK-1", vec!["disk-1", "disk-10"]),
+        ("y_d", vec!["my_disk"]),
+        ("y%d", vec!["my%disk"]),
+        ("c\"d", vec!["abc\"d"]),
+        ("k\\s", vec!["back\\slash"]),
+        ("\"d", vec!["abc\"d"]),
+        ("abc", vec!["UPPER-abc", "abc\"d"]),
+        ("per", vec![]),
+        ("ab", vec!["UPPER-abc", "abc\"d"]),
+        ("dis", vec!["disk-1", "disk-10", "my%disk", "my_disk"]),
+        ("zzz", vec![]),
+        ("x", vec!["xyz"]),
+    ] {
+        assert_eq!(found(search(term, false)).await, want, "search {term:?}");
+    }
+    // Through membership: bob's disk-100 under root 7, not disk-1000.
+    assert_eq!(
+        found(search("disk-10", true)).await,
+        vec!["disk-10", "disk-100"]
+    );
+    assert_eq!(
+        found(search("k-", true)).await,
+        vec!["disk-1", "disk-10", "disk-100"]
+    );
+    // A changed key is found by its new value only; a deleted record not
+    // at all.
+    cat.upsert_record(&put("a5", "qqq-renamed", alice.id, None))
+        .await
+        .unwrap();
+    assert_eq!(found(search("xyz", false)).await, Vec::<String>::new());
+    assert_eq!(found(search("renamed", false)).await, vec!["qqq-renamed"]);
+    let v = cat.record(&scope, "a0").await.unwrap().unwrap().version;
+    assert!(cat.delete_record_if(&scope, "a0", v).await.unwrap());
+    assert_eq!(found(search("disk-1", false)).await, vec!["disk-10"]);
+    assert!(cat.delete_record(&scope, "a1").await.unwrap());
+    assert_eq!(found(search("disk-1", false)).await, Vec::<String>::new());
+}
+
 type Case = fn(Arc<dyn Catalog>, String) -> futures::future::BoxFuture<'static, ()>;
 
 /// Every case of the suite, by name.
@@ -757,6 +885,9 @@ fn cases() -> Vec<(&'static str, Case)> {
         }),
         ("nullable_parameters", |c, t| {
             Box::pin(async move { nullable_parameters(c, &t).await })
+        }),
+        ("skey_search", |c, t| {
+            Box::pin(async move { skey_search(c, &t).await })
         }),
     ]
 }

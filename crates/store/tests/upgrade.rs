@@ -256,16 +256,16 @@ async fn a_sqlite_catalog_of_the_old_layout_lists_the_same_after_the_upgrade() {
     old_catalog(&url, false).await;
     upgraded_lists_the_same(&url).await;
     // The old bookkeeping is carried over to sqlx's migrator: 1 and 2 as
-    // they were, 3 applied now.
+    // they were, 3 and 4 applied now.
     assert_eq!(
         applied_migrations(&url, false).await,
-        (vec![1, 2, 3], false)
+        (vec![1, 2, 3, 4], false)
     );
     // Opening again applies nothing twice.
     upgraded_lists_the_same(&url).await;
     assert_eq!(
         applied_migrations(&url, false).await,
-        (vec![1, 2, 3], false)
+        (vec![1, 2, 3, 4], false)
     );
 }
 
@@ -281,7 +281,13 @@ async fn a_postgres_catalog_of_the_old_layout_lists_the_same_after_the_upgrade()
         .unwrap();
     old_catalog(&db, true).await;
     upgraded_lists_the_same(&db).await;
-    assert_eq!(applied_migrations(&db, true).await, (vec![1, 2, 3], false));
+    assert_eq!(
+        applied_migrations(&db, true).await,
+        (vec![1, 2, 3, 4], false)
+    );
     upgraded_lists_the_same(&db).await;
-    assert_eq!(applied_migrations(&db, true).await, (vec![1, 2, 3], false));
+    assert_eq!(
+        applied_migrations(&db, true).await,
+        (vec![1, 2, 3, 4], false)
+    );
 }
