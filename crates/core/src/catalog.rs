@@ -145,6 +145,13 @@ pub trait Catalog: Send + Sync {
     /// The variants of several images in one query (at most
     /// [`MAX_BATCH_IDS`] ids), ordered by image then preset.
     async fn variants_of(&self, image_ids: &[String]) -> Result<Vec<Variant>, CatalogError>;
+    /// The records of one scope with these keys, in one query (those that
+    /// exist, in no particular order).
+    async fn records_with_keys(
+        &self,
+        scope: &str,
+        keys: &[String],
+    ) -> Result<Vec<Record>, CatalogError>;
 
     /// Whether any image or variant references the blob.
     async fn blob_referenced(&self, sha256: &str) -> Result<bool, CatalogError>;

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::sync::Arc;
-use tintype_core::{now, CoreError, Image, ImageKind, Job, NewRecord, Refusal, Variant};
+use tintype_core::{now, CoreError, Image, ImageKind, Job, NewRecord, Record, Refusal, Variant};
 
 pub(crate) const RENDER_JOB: &str = "render";
 
@@ -353,16 +353,28 @@ impl Engine {
         if image.content.kind != ImageKind::Picture {
             return Ok(None);
         }
-        let Some(r) = self.record(THUMBHASH_SCOPE, &image.id).await? else {
-            return Ok(None);
-        };
-        if r.data.get("sha256").and_then(|v| v.as_str()) != Some(&image.content.sha256) {
-            return Ok(None);
-        }
-        Ok(r.data
-            .get("thumbhash")
-            .and_then(|v| v.as_str())
-            .map(str::to_string))
+        let record = self.record(THUMBHASH_SCOPE, &image.id).await?;
+        Ok(record.and_then(|r| thumbhash_of(image, &r)))
+    }
+
+    /// The ThumbHashes of a page of images, in their order, in one query.
+    pub async fn thumbhashes(&self, images: &[Image]) -> Result<Vec<Option<String>>, CoreError> {
+        let ids: Vec<String> = images
+            .iter()
+            .filter(|i| i.content.kind == ImageKind::Picture)
+            .map(|i| i.id.clone())
+            .collect();
+        let records: std::collections::HashMap<String, Record> = self
+            .catalog
+            .records_with_keys(THUMBHASH_SCOPE, &ids)
+            .await?
+            .into_iter()
+            .map(|r| (r.key.clone(), r))
+            .collect();
+        Ok(images
+            .iter()
+            .map(|i| records.get(&i.id).and_then(|r| thumbhash_of(i, r)))
+            .collect())
     }
 
     /// The variants an image has so far (its presets; full-size
@@ -424,4 +436,16 @@ impl Engine {
             .map(|(id, v)| (id, v.unwrap_or_default()))
             .collect())
     }
+}
+
+/// The ThumbHash a record keeps for an image, if it was made from the
+/// image's current bytes.
+fn thumbhash_of(image: &Image, r: &Record) -> Option<String> {
+    if r.data.get("sha256").and_then(|v| v.as_str()) != Some(&image.content.sha256) {
+        return None;
+    }
+    r.data
+        .get("thumbhash")
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
 }

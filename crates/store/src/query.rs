@@ -405,6 +405,30 @@ impl SqlCatalog {
         }
     }
 
+    pub(crate) async fn records_with_keys_impl(
+        &self,
+        scope: &str,
+        keys: &[String],
+    ) -> Result<Vec<Record>, CatalogError> {
+        let mut out = Vec::new();
+        for chunk in keys.chunks(MAX_BATCH_IDS) {
+            if chunk.is_empty() {
+                continue;
+            }
+            let rows = self
+                .stmt(&format!(
+                    "SELECT {RECORD_COLS} FROM records WHERE scope = $1 AND key IN ("
+                ))
+                .bind(scope)
+                .push_binds(chunk.iter().map(String::as_str))
+                .push(")")
+                .all(&self.pool, row_record)
+                .await?;
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
     pub(crate) async fn variants_of_impl(
         &self,
         image_ids: &[String],

@@ -748,6 +748,14 @@ impl Catalog for SqlCatalog {
         self.variants_of_impl(image_ids).await
     }
 
+    async fn records_with_keys(
+        &self,
+        scope: &str,
+        keys: &[String],
+    ) -> Result<Vec<Record>, CatalogError> {
+        self.records_with_keys_impl(scope, keys).await
+    }
+
     async fn update_record_if(
         &self,
         r: &NewRecord,

@@ -372,6 +372,26 @@ async fn queryable_records(cat: Arc<dyn Catalog>, tag: &str) {
     assert!(!cat.delete_record_if(&scope, "k0", v).await.unwrap());
     assert!(cat.delete_record_if(&scope, "k0", v + 1).await.unwrap());
 
+    // Records by key in one query: those that exist (k0 and k7 are gone).
+    let keys: Vec<String> = ["k1", "k0", "k3", "k7", "nope"]
+        .iter()
+        .map(|k| k.to_string())
+        .collect();
+    let mut found: Vec<String> = cat
+        .records_with_keys(&scope, &keys)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
+    found.sort();
+    assert_eq!(found, ["k1", "k3"]);
+    assert!(cat
+        .records_with_keys(&member, &keys)
+        .await
+        .unwrap()
+        .is_empty());
+
     // Variants of a page in one query.
     for (i, img) in images.iter().enumerate().take(3) {
         for preset in ["a", "b"] {
