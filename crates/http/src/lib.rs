@@ -20,6 +20,7 @@ pub mod wire;
 
 pub use listen::{serve_with, ServerLimits};
 pub use metrics::HttpMetrics;
+pub use native::{openapi, ApiDoc};
 pub use problem::{status_of, Problem};
 
 use axum::extract::DefaultBodyLimit;

@@ -2,7 +2,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 use tintype_engine::core::CoreError;
 
 #[derive(Debug)]
@@ -64,18 +64,39 @@ impl From<CoreError> for Problem {
     }
 }
 
+/// A problem as served (RFC 9457), fields in alphabetical order.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProblemBody {
+    /// What went wrong, for a person.
+    pub detail: String,
+    /// The request's id (the `X-Request-Id` response header).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// The HTTP status.
+    pub status: u16,
+    /// The status's reason phrase.
+    pub title: String,
+    /// `urn:tintype:problem:CODE`, CODE one of the native API's stable
+    /// codes (not_found, unauthorized, forbidden, invalid, too_large,
+    /// unsupported_media, rejected, quota_exceeded, busy, over_budget,
+    /// no_space, unavailable, conflict, internal).
+    #[serde(rename = "type")]
+    #[schema(pattern = "^urn:tintype:problem:[a-z_]+$")]
+    pub kind: String,
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let mut body = json!({
-            "type": format!("urn:tintype:problem:{}", self.code),
-            "title": self.title,
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-        });
-        if let (Some(id), Some(o)) = (crate::request_id::current(), body.as_object_mut()) {
-            o.insert("request_id".into(), serde_json::Value::String(id));
-        }
-        let mut resp = (self.status, body.to_string()).into_response();
+        let body = ProblemBody {
+            detail: self.detail,
+            request_id: crate::request_id::current(),
+            status: self.status.as_u16(),
+            title: self.title,
+            kind: format!("urn:tintype:problem:{}", self.code),
+        };
+        let text = serde_json::to_string(&body).unwrap_or_default();
+        let mut resp = (self.status, text).into_response();
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
