@@ -284,4 +284,9 @@ pub trait Catalog: Send + Sync {
     /// lease reset (its last error kept until it runs again). False when
     /// the job is not failed.
     async fn retry_job(&self, id: i64) -> Result<bool, CatalogError>;
+
+    // --- totals
+    /// Bytes of the distinct blobs that originals and variants reference
+    /// (a blob two images share counts once). A full scan: callers cache it.
+    async fn stored_bytes(&self) -> Result<i64, CatalogError>;
 }

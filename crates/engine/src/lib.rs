@@ -71,6 +71,9 @@ pub struct EngineConfig {
     /// disk full, so that the delete can commit and free space
     /// ([`Engine::ensure_space_reserve`]). None: no reserve.
     pub space_reserve: Option<PathBuf>,
+    /// How long the stored-bytes total ([`Engine::stored_bytes`]) is
+    /// reused before the catalog is summed again.
+    pub stored_bytes_refresh: Duration,
 }
 
 impl EngineConfig {
@@ -87,6 +90,7 @@ impl EngineConfig {
             poll_interval: Duration::from_millis(250),
             fetch: tintype_fetch::FetchPolicy::default(),
             gc_grace: Duration::from_secs(3600),
+            stored_bytes_refresh: Duration::from_secs(60),
             decode_budget: BudgetConfig::default(),
             space_reserve: None,
         }
@@ -110,6 +114,8 @@ pub struct Engine {
     caches: cache::Caches,
     /// Tells this process's job workers to stop (see [`Engine::stop_workers`]).
     stop: tokio::sync::watch::Sender<jobs::WorkerStop>,
+    /// The last stored-bytes total and when it was summed.
+    stored_bytes: tokio::sync::Mutex<Option<(std::time::Instant, i64)>>,
 }
 
 impl Engine {
@@ -146,10 +152,27 @@ impl Engine {
             budget: DecodeBudget::new(config.decode_budget.clone()),
             caches,
             config,
+            stored_bytes: tokio::sync::Mutex::new(None),
         });
         engine.register_handler(variants::RENDER_JOB, Arc::new(variants::RenderHandler));
         engine.register_handler(webhook::WEBHOOK_JOB, Arc::new(webhook::WebhookHandler));
         Ok(engine)
+    }
+
+    /// Bytes of the distinct blobs the catalog references (originals and
+    /// variants), summed at most once per `stored_bytes_refresh` however
+    /// often it is asked (one scan of the catalog; concurrent callers wait
+    /// for the same one).
+    pub async fn stored_bytes(&self) -> Result<i64, tintype_core::CoreError> {
+        let mut last = self.stored_bytes.lock().await;
+        if let Some((at, n)) = *last {
+            if at.elapsed() < self.config.stored_bytes_refresh {
+                return Ok(n);
+            }
+        }
+        let n = self.catalog.stored_bytes().await?;
+        *last = Some((std::time::Instant::now(), n));
+        Ok(n)
     }
 
     pub fn catalog(&self) -> &Arc<dyn Catalog> {

@@ -3,7 +3,7 @@
 //! set of values (job kinds registered in code, refusal reasons, cache
 //! names), never anything a client chooses.
 
-use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 pub struct EngineMetrics {
     pub registry: Registry,
@@ -22,6 +22,8 @@ pub struct EngineMetrics {
     pub cache_lookups: IntCounterVec,
     /// Panics caught (request handlers, jobs, decoders).
     pub panics: IntCounter,
+    /// Bytes of the blobs the catalog references (set when scraped).
+    pub stored_bytes: IntGauge,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
@@ -49,6 +51,11 @@ impl EngineMetrics {
             &["state"],
         )?;
         r.register(Box::new(queue.clone()))?;
+        let stored_bytes = IntGauge::new(
+            "tintype_stored_bytes",
+            "Bytes of the distinct blobs (originals and variants) the catalog references.",
+        )?;
+        r.register(Box::new(stored_bytes.clone()))?;
         Ok(EngineMetrics {
             renders: counter(&r, "tintype_variant_renders_total", "Variants rendered.")?,
             ingested_bytes: counter(
@@ -80,6 +87,7 @@ impl EngineMetrics {
                 "tintype_panics_caught_total",
                 "Panics caught and turned into errors.",
             )?,
+            stored_bytes,
             registry: r,
         })
     }

@@ -142,6 +142,10 @@ pub(crate) async fn render(state: &AppState) -> String {
             e.queue.with_label_values(&[s]).set(n);
         }
     }
+    match state.engine.stored_bytes().await {
+        Ok(n) => e.stored_bytes.set(n),
+        Err(err) => tracing::warn!("metrics: stored bytes: {err}"),
+    }
     let mut out = Vec::new();
     if let Err(err) = TextEncoder::new().encode(&e.registry.gather(), &mut out) {
         tracing::error!("metrics: {err}");

@@ -49,7 +49,10 @@ pub(crate) fn router() -> Router<AppState> {
         license(name = "AGPL-3.0-or-later", identifier = "AGPL-3.0-or-later"),
     ),
     paths(healthz, readyz, metrics, openapi_json, me, list, upload, show, patch, remove, original, variant),
-    components(schemas(ProblemBody, ImageBody, ImageUrls, VariantBody, UserBody, Health, PatchBody, UploadForm)),
+    components(schemas(
+        ProblemBody, ImageBody, ImageUrls, VariantBody, UserBody, Health, PatchBody, UploadForm,
+        FormatName,
+    )),
     modifiers(&Security),
     tags(
         (name = "images", description = "Pictures and disk images of the caller's"),
@@ -816,7 +819,7 @@ async fn remove(
         ("If-Range" = Option<String>, Header),
     ),
     responses(
-        (status = 200, description = "The bytes", content_type = "application/octet-stream",
+        (status = 200, description = "The bytes, with the content type they were stored with", content_type = "*/*",
             headers(
                 ("ETag" = String, description = "The strong entity tag (the content hash)"),
                 ("Last-Modified" = String),
@@ -824,7 +827,7 @@ async fn remove(
                 ("Accept-Ranges" = String, description = "`bytes`"),
                 ("Content-Length" = i64),
             )),
-        (status = 206, description = "The requested byte range", content_type = "application/octet-stream",
+        (status = 206, description = "The requested byte range", content_type = "*/*",
             headers(
                 ("Content-Range" = String, description = "`bytes FIRST-LAST/SIZE`"),
                 ("ETag" = String),
@@ -926,7 +929,7 @@ struct VariantQuery {
             content_type = "application/problem+json"),
         (status = 404, description = "No such image of the caller's, or no such preset", body = ProblemBody,
             content_type = "application/problem+json"),
-        (status = 415, description = "No variant can be made of this image (a disk image, or an undecodable one)", body = ProblemBody,
+        (status = 415, description = "A disk image: it has no variants", body = ProblemBody,
             content_type = "application/problem+json"),
         (status = 422, description = "Rendering it would pass the decode budget", body = ProblemBody,
             content_type = "application/problem+json"),

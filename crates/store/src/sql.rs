@@ -1342,6 +1342,17 @@ impl Catalog for SqlCatalog {
             .map_err(db)?;
         Ok(r.rows_affected() > 0)
     }
+
+    async fn stored_bytes(&self) -> Result<i64, CatalogError> {
+        let r = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) AS n FROM \
+             (SELECT sha256, size FROM images UNION SELECT sha256, size FROM variants) AS blobs",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        get(&r, "n")
+    }
 }
 
 #[cfg(test)]

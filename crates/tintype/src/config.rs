@@ -72,6 +72,9 @@ pub struct Flags {
     /// Seconds an unreferenced blob is kept before `tintype gc` may remove it [default: 3600].
     #[arg(long, env = "TINTYPE_GC_GRACE_SECS", global = true)]
     pub gc_grace_secs: Option<u64>,
+    /// Seconds the stored-bytes metric is reused before the catalog is summed again [default: 60].
+    #[arg(long, env = "TINTYPE_STORED_BYTES_REFRESH_SECS", global = true)]
+    pub stored_bytes_refresh_secs: Option<u64>,
 }
 
 /// The configuration file; every field is optional.
@@ -119,6 +122,9 @@ pub struct FileConfig {
     /// Seconds an unreferenced blob is kept before garbage collection may
     /// remove it (uploads in flight are protected by pins, not by this).
     pub gc_grace_secs: Option<u64>,
+    /// Seconds the stored-bytes metric is reused before the catalog is
+    /// summed again.
+    pub stored_bytes_refresh_secs: Option<u64>,
     /// Seconds before an unpublished diaspora* photo is removed.
     pub pending_ttl_secs: Option<u64>,
     /// Seconds a client has to send a whole request head.
@@ -229,6 +235,12 @@ impl Settings {
         }
         if let Some(n) = flags.gc_grace_secs.or(file.gc_grace_secs) {
             engine.gc_grace = Duration::from_secs(n);
+        }
+        if let Some(n) = flags
+            .stored_bytes_refresh_secs
+            .or(file.stored_bytes_refresh_secs)
+        {
+            engine.stored_bytes_refresh = Duration::from_secs(n);
         }
         if let Some(n) = file.job_max_attempts {
             engine.job_max_attempts = n.max(1);

@@ -21,6 +21,7 @@ mod hostile;
 mod jobs;
 mod limits;
 mod mutations;
+mod openapi;
 mod operability;
 mod photos;
 mod quota;

@@ -446,3 +446,102 @@ fn metrics_have_help_and_type_bounded_labels_and_the_engine_series() {
         .unwrap_or(0.0);
     assert!(hits >= 2.0, "{text}");
 }
+
+/// Bytes of the blob files the directory store holds.
+fn blob_dir_bytes(data: &std::path::Path) -> u64 {
+    files_under(&data.join("blobs").join("sha256"))
+        .iter()
+        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum()
+}
+
+/// Waits until every variant of the image has been rendered.
+fn wait_processed(s: &Server, token: &str, id: &str) -> Value {
+    let c = client();
+    for _ in 0..600 {
+        let v: Value = c
+            .get(s.url(&format!("/v1/images/{id}")))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if !v["processed_at"].is_null() {
+            return v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("image {id} was never processed");
+}
+
+#[test]
+fn the_stored_bytes_gauge_follows_uploads_deletes_and_gc() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let token = user_with_token(&data, "sten", &[]);
+    let s = Server::start(
+        &data,
+        Opts::default().env("TINTYPE_STORED_BYTES_REFRESH_SECS", "0"),
+    );
+    let gauge = || s.metric("tintype_stored_bytes") as u64;
+    assert_eq!(gauge(), 0);
+    let c = client();
+    let bytes = noisy_png(300, 200, 41);
+    let a = upload_raw(&c, &s, &token, "a.png", bytes.clone());
+    let a = wait_processed(&s, &token, a["id"].as_str().unwrap());
+    // The same bytes again: stored once, counted once.
+    let b = upload_raw(&c, &s, &token, "b.png", bytes.clone());
+    let b = wait_processed(&s, &token, b["id"].as_str().unwrap());
+    let variants: u64 = a["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["size"].as_u64().unwrap())
+        .sum();
+    assert!(variants > 0, "{a}");
+    let stored = gauge();
+    // Exactly what the blob store holds: the original once, and each
+    // distinct variant.
+    assert_eq!(stored, blob_dir_bytes(&data));
+    assert!(
+        stored > bytes.len() as u64 && stored <= 2 * (bytes.len() as u64 + variants),
+        "{stored} for an original of {} and variants of {variants}",
+        bytes.len()
+    );
+    // Deleting one copy frees nothing; deleting both frees everything
+    // (after gc, for anything the deletes left behind).
+    for (img, after) in [(&a, Some(stored)), (&b, None)] {
+        let r = c
+            .delete(s.url(&format!("/v1/images/{}", img["id"].as_str().unwrap())))
+            .bearer_auth(&token)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        if let Some(n) = after {
+            assert_eq!(gauge(), n);
+        }
+    }
+    let gc = base_command(&data)
+        .env("TINTYPE_GC_GRACE_SECS", "0")
+        .arg("gc")
+        .output()
+        .unwrap();
+    assert!(gc.status.success(), "{}", String::from_utf8_lossy(&gc.stderr));
+    assert_eq!(gauge(), 0);
+    assert_eq!(blob_dir_bytes(&data), 0);
+}
+
+#[test]
+fn the_stored_bytes_gauge_is_summed_at_most_once_per_refresh_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let token = user_with_token(&data, "cache", &[]);
+    let s = Server::start(
+        &data,
+        Opts::default().env("TINTYPE_STORED_BYTES_REFRESH_SECS", "3600"),
+    );
+    assert_eq!(s.metric("tintype_stored_bytes"), 0.0);
+    upload_raw(&client(), &s, &token, "a.png", noisy_png(40, 30, 42));
+    // Within the period the last sum is served, not a new scan.
+    assert_eq!(s.metric("tintype_stored_bytes"), 0.0);
+}
