@@ -27,6 +27,16 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import fulcrum' 2>/de
 fi
 export TINTYPE_FULCRUM_PYTHON="$venv/bin/python"
 
+# openapi-spec-validator, the independent check of /v1/openapi.json, in its
+# own virtual environment.
+oas_venv="$tools/openapi-venv"
+if [ ! -x "$oas_venv/bin/python" ] || ! "$oas_venv/bin/python" -c 'import openapi_spec_validator' 2>/dev/null; then
+  rm -rf "$oas_venv"
+  python3 -m venv "$oas_venv"
+  "$oas_venv/bin/pip" install --quiet --disable-pip-version-check 'openapi-spec-validator>=0.7,<1'
+fi
+export TINTYPE_OPENAPI_PYTHON="$oas_venv/bin/python"
+
 # The published PopIt client for Python (Python 2 only: PopIt-Python 0.1.11,
 # which pins requests 2.6.0), in its own Python 2.7 virtual environment with
 # pinned dependencies. Python 2.7 comes from pyenv (the machine image has

@@ -104,6 +104,18 @@ impl std::fmt::Display for Problem {
     }
 }
 
+/// Where a `gc` or `check` run is, for a progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Maintenance {
+    /// Images checked so far (their number is not known up front).
+    Images { done: u64 },
+    /// Blobs of the store looked at so far, of `total`.
+    Blobs { done: u64, total: u64 },
+}
+
+/// A progress callback; called from the running task.
+pub type OnProgress<'a> = &'a (dyn Fn(Maintenance) + Send + Sync);
+
 /// Images read per catalog query during a check.
 /// Images (and blobs) checked at once.
 const CHECK_CONCURRENCY: usize = 8;
@@ -115,16 +127,26 @@ impl Engine {
     /// pinned. Blobs younger than the grace period are kept as well. Safe
     /// while serving, and with several nodes.
     pub async fn gc(&self) -> Result<GcReport, CoreError> {
-        self.collect(false).await
+        self.collect(false, &|_| {}).await
     }
 
     /// What [`Engine::gc`] would remove now, removing nothing. (A blob an
     /// upload pins meanwhile would still be kept by the real run.)
     pub async fn gc_dry_run(&self) -> Result<GcReport, CoreError> {
-        self.collect(true).await
+        self.collect(true, &|_| {}).await
     }
 
-    async fn collect(&self, dry_run: bool) -> Result<GcReport, CoreError> {
+    /// [`Engine::gc`] (or its dry run), telling `progress` of each blob
+    /// looked at.
+    pub async fn gc_with_progress(
+        &self,
+        dry_run: bool,
+        progress: OnProgress<'_>,
+    ) -> Result<GcReport, CoreError> {
+        self.collect(dry_run, progress).await
+    }
+
+    async fn collect(&self, dry_run: bool, progress: OnProgress<'_>) -> Result<GcReport, CoreError> {
         let mut report = GcReport {
             dry_run,
             ..GcReport::default()
@@ -134,8 +156,14 @@ impl Engine {
             report.expired_pins = self.catalog.expire_blob_pins(now()).await?;
         }
         let cutoff = chrono::Utc::now().timestamp() - self.config.gc_grace.as_secs() as i64;
-        for b in self.blobs.list().await? {
+        let listed = self.blobs.list().await?;
+        let total = listed.len() as u64;
+        for b in listed {
             report.blobs += 1;
+            progress(Maintenance::Blobs {
+                done: report.blobs,
+                total,
+            });
             // A cheap first pass without the lock; the decision is made
             // again under it.
             if self.catalog.blob_referenced(&b.sha256).await? {
@@ -198,6 +226,16 @@ impl Engine {
     /// variants and records; a variant with a missing blob). Corrupt blobs
     /// are only reported. Reads each blob as a stream (memory stays flat).
     pub async fn check(&self, repair: bool) -> Result<CheckReport, CoreError> {
+        self.check_with_progress(repair, &|_| {}).await
+    }
+
+    /// [`Engine::check`], telling `progress` of each image checked, then
+    /// of each blob counted.
+    pub async fn check_with_progress(
+        &self,
+        repair: bool,
+        progress: OnProgress<'_>,
+    ) -> Result<CheckReport, CoreError> {
         let mut report = CheckReport::default();
         let mut after = 0i64;
         loop {
@@ -212,6 +250,9 @@ impl Engine {
             while let Some(one) = checks.next().await {
                 let one = one?;
                 report.images += one.images;
+                progress(Maintenance::Images {
+                    done: report.images,
+                });
                 report.variants += one.variants;
                 report.repaired += one.repaired;
                 report.missing.extend(one.missing);
@@ -220,6 +261,8 @@ impl Engine {
         }
         let blobs = self.blobs.list().await?;
         report.blobs = blobs.len() as u64;
+        let total = report.blobs;
+        let mut done = 0u64;
         let mut refs = futures::stream::iter(blobs)
             .map(|b| async move {
                 let referenced = self.catalog.blob_referenced(&b.sha256).await?;
@@ -228,6 +271,8 @@ impl Engine {
             .buffer_unordered(CHECK_CONCURRENCY);
         while let Some(r) = refs.next().await {
             let (referenced, size) = r?;
+            done += 1;
+            progress(Maintenance::Blobs { done, total });
             if !referenced {
                 report.orphans += 1;
                 report.orphan_bytes += size;

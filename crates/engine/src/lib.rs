@@ -23,7 +23,7 @@ mod webhook;
 
 pub use auth::NewTokenSecret;
 pub use budget::{BudgetConfig, BudgetPermit, DecodeBudget};
-pub use gc::{CheckReport, GcCandidate, GcReport, Problem};
+pub use gc::{CheckReport, GcCandidate, GcReport, Maintenance, OnProgress, Problem};
 pub use images::{BlobRef, ImagePage};
 pub use ingest::{Accept, IngestOptions, Staged};
 pub use jobs::{JobHandler, JobOutcome};

@@ -3,6 +3,7 @@
 
 mod config;
 mod media_cmd;
+mod progress;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -367,14 +368,26 @@ async fn migrate(s: Settings, to_database: &str, to_blob_store: &str) -> anyhow:
         .ping()
         .await
         .with_context(|| format!("reaching the target blob store {to_blob_store}"))?;
-    let r = tintype_store::migrate(&from, &*from_blobs, &to, &*to_blobs, |p| match p {
-        Progress::Blob { done, total, .. } if done % 100 == 0 || done == total => {
-            eprintln!("blobs: {done}/{total} in the target and verified");
+    // A bar on a terminal; else the same lines as always.
+    let bar = progress::shown().then(progress::MigrateBar::new);
+    let r = tintype_store::migrate(&from, &*from_blobs, &to, &*to_blobs, |p| {
+        if let Some(bar) = &bar {
+            bar.update(&p);
+            return;
         }
-        Progress::Rows { table, copied } => eprintln!("{table}: {copied} rows copied"),
-        Progress::Blob { .. } => {}
+        match p {
+            Progress::Blob { done, total, .. } if done % 100 == 0 || done == total => {
+                eprintln!("blobs: {done}/{total} in the target and verified");
+            }
+            Progress::Rows { table, copied } => eprintln!("{table}: {copied} rows copied"),
+            Progress::Blob { .. } => {}
+        }
     })
-    .await?;
+    .await;
+    if let Some(bar) = &bar {
+        bar.finish();
+    }
+    let r = r?;
     println!(
         "{}",
         serde_json::json!({
@@ -479,16 +492,21 @@ async fn admin_command(engine: &Arc<Engine>, cmd: Command) -> anyhow::Result<()>
             println!("{}", user_json(&u));
         }
         Command::Gc { dry_run } => {
-            let r = if dry_run {
-                engine.gc_dry_run().await
-            } else {
-                engine.gc().await
-            }
-            .map_err(e)?;
+            let bar = progress::MaintenanceBar::new();
+            let r = engine
+                .gc_with_progress(dry_run, &|p| bar.update(p))
+                .await;
+            bar.finish();
+            let r = r.map_err(e)?;
             println!("{}", serde_json::to_string(&r)?);
         }
         Command::Check { repair } => {
-            let r = engine.check(repair).await.map_err(e)?;
+            let bar = progress::MaintenanceBar::new();
+            let r = engine
+                .check_with_progress(repair, &|p| bar.update(p))
+                .await;
+            bar.finish();
+            let r = r.map_err(e)?;
             for p in &r.missing {
                 let fix = if p.repaired { " (row removed)" } else { "" };
                 eprintln!("missing blob: {p}{fix}");
