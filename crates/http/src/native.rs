@@ -241,7 +241,7 @@ pub(crate) struct ImageBody {
     /// EXIF tags read from the upload, by name.
     #[schema(required = true, value_type = Option<Object>)]
     exif: Option<Map<String, Value>>,
-    /// Short format name: jpeg, png, gif, webp, svg, qcow2, ...
+    /// jpeg, png, gif, webp, heic, avif, svg or qcow2.
     format: String,
     #[schema(required = true)]
     height: Option<i64>,
@@ -568,6 +568,12 @@ struct RawQuery {
     name: Option<String>,
 }
 
+/// Raw bytes: an upload's body, an original's or a variant's.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+struct Binary(Vec<u8>);
+
 /// A multipart upload's parts; unknown parts are ignored.
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -590,8 +596,8 @@ struct UploadForm {
     params(RawQuery),
     request_body(content(
         (UploadForm = "multipart/form-data"),
-        ("application/octet-stream"),
-        ("image/*"),
+        (Binary = "application/octet-stream"),
+        (Binary = "image/*"),
     )),
     responses(
         (status = 201, description = "Stored", body = ImageBody,
@@ -819,7 +825,8 @@ async fn remove(
         ("If-Range" = Option<String>, Header),
     ),
     responses(
-        (status = 200, description = "The bytes, with the content type they were stored with", content_type = "*/*",
+        (status = 200, description = "The bytes, with the content type they were stored with",
+            content((Binary = "application/octet-stream"), (Binary = "*/*")),
             headers(
                 ("ETag" = String, description = "The strong entity tag (the content hash)"),
                 ("Last-Modified" = String),
@@ -827,7 +834,8 @@ async fn remove(
                 ("Accept-Ranges" = String, description = "`bytes`"),
                 ("Content-Length" = i64),
             )),
-        (status = 206, description = "The requested byte range", content_type = "*/*",
+        (status = 206, description = "The requested byte range",
+            content((Binary = "application/octet-stream"), (Binary = "*/*")),
             headers(
                 ("Content-Range" = String, description = "`bytes FIRST-LAST/SIZE`"),
                 ("ETag" = String),
@@ -902,7 +910,7 @@ struct VariantQuery {
         ("If-Range" = Option<String>, Header),
     ),
     responses(
-        (status = 200, description = "The variant's bytes; `Vary: Accept` when the encoding was negotiated", content_type = "image/*",
+        (status = 200, description = "The variant's bytes; `Vary: Accept` when the encoding was negotiated", body = Binary, content_type = "image/*",
             headers(
                 ("ETag" = String, description = "The strong entity tag (the content hash)"),
                 ("Last-Modified" = String),
@@ -910,7 +918,7 @@ struct VariantQuery {
                 ("Accept-Ranges" = String, description = "`bytes`"),
                 ("Content-Length" = i64),
             )),
-        (status = 206, description = "The requested byte range", content_type = "image/*",
+        (status = 206, description = "The requested byte range", body = Binary, content_type = "image/*",
             headers(
                 ("Content-Range" = String, description = "`bytes FIRST-LAST/SIZE`"),
                 ("ETag" = String),
