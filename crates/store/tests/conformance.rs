@@ -1466,3 +1466,65 @@ async fn postgres_hot_listings_use_indexes() {
         .unwrap();
     hot_listings_use_indexes(&cat).await;
 }
+
+/// `stored_bytes`: originals and variants, each distinct blob once, and
+/// what deletes leave. On a fresh catalog (the total is global).
+async fn stored_bytes_counts_each_blob_once(cat: Arc<dyn Catalog>) {
+    assert_eq!(cat.stored_bytes().await.unwrap(), 0);
+    let u = owner(&cat, "bytes").await;
+    let image = |n: u32, sha: char, size: i64| {
+        let mut c = content(&sha.to_string().repeat(64));
+        c.size = size;
+        NewImage {
+            id: format!("{n:032}"),
+            owner_id: u.id,
+            name: None,
+            content: c,
+            metadata: serde_json::Map::new(),
+            created_at: now(),
+        }
+    };
+    let variant = |n: u32, sha: char, size: i64| Variant {
+        image_id: format!("{n:032}"),
+        preset: "small".into(),
+        sha256: sha.to_string().repeat(64),
+        content_type: "image/jpeg".into(),
+        width: 4,
+        height: 4,
+        size,
+        created_at: now(),
+    };
+    // Images 1 and 2 share one original; 1 and 3 share one variant.
+    for (n, sha, size) in [(1, 'a', 1000), (2, 'a', 1000), (3, 'b', 300)] {
+        cat.insert_image(&image(n, sha, size)).await.unwrap();
+    }
+    for (n, sha, size) in [(1, 'c', 40), (3, 'c', 40), (2, 'd', 7)] {
+        cat.put_variant(&variant(n, sha, size)).await.unwrap();
+    }
+    assert_eq!(cat.stored_bytes().await.unwrap(), 1000 + 300 + 40 + 7);
+    // Image 1 goes: its original and variant are still another's.
+    assert!(cat.delete_image(&format!("{:032}", 1)).await.unwrap());
+    assert_eq!(cat.stored_bytes().await.unwrap(), 1000 + 300 + 40 + 7);
+    // Image 2 goes: its original and its own variant are freed.
+    assert!(cat.delete_image(&format!("{:032}", 2)).await.unwrap());
+    assert_eq!(cat.stored_bytes().await.unwrap(), 300 + 40);
+}
+
+#[tokio::test]
+async fn sqlite_sums_stored_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("c.db").display());
+    let cat: Arc<dyn Catalog> = Arc::new(SqlCatalog::connect(&url).await.unwrap());
+    stored_bytes_counts_each_blob_once(cat).await;
+}
+
+#[tokio::test]
+async fn postgres_sums_stored_bytes() {
+    let Ok(url) = std::env::var("TINTYPE_TEST_DATABASE_URL") else {
+        eprintln!("TINTYPE_TEST_DATABASE_URL not set: PostgreSQL tier not run here");
+        return;
+    };
+    let db = fresh_postgres(&url).await;
+    let cat: Arc<dyn Catalog> = Arc::new(SqlCatalog::connect(&db).await.unwrap());
+    stored_bytes_counts_each_blob_once(cat).await;
+}
