@@ -286,7 +286,8 @@ pub trait Catalog: Send + Sync {
     async fn retry_job(&self, id: i64) -> Result<bool, CatalogError>;
 
     // --- totals
-    /// Bytes of the distinct blobs that originals and variants reference
-    /// (a blob two images share counts once). A full scan: callers cache it.
+    /// The sizes of every original and every variant in the catalog, added
+    /// up (a blob that several rows name counts for each). A full scan (no
+    /// deduplication: that would sort every row): callers cache it.
     async fn stored_bytes(&self) -> Result<i64, CatalogError>;
 }

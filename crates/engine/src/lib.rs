@@ -159,8 +159,9 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Bytes of the distinct blobs the catalog references (originals and
-    /// variants), summed at most once per `stored_bytes_refresh` however
+    /// Bytes of the originals and variants in the catalog (a shared blob
+    /// counts for each image or variant), summed at most once per
+    /// `stored_bytes_refresh` however
     /// often it is asked (one scan of the catalog; concurrent callers wait
     /// for the same one).
     pub async fn stored_bytes(&self) -> Result<i64, tintype_core::CoreError> {

@@ -22,7 +22,8 @@ pub struct EngineMetrics {
     pub cache_lookups: IntCounterVec,
     /// Panics caught (request handlers, jobs, decoders).
     pub panics: IntCounter,
-    /// Bytes of the blobs the catalog references (set when scraped).
+    /// Bytes of the originals and variants in the catalog (set when
+    /// scraped, from a cached sum).
     pub stored_bytes: IntGauge,
 }
 
@@ -53,7 +54,7 @@ impl EngineMetrics {
         r.register(Box::new(queue.clone()))?;
         let stored_bytes = IntGauge::new(
             "tintype_stored_bytes",
-            "Bytes of the distinct blobs (originals and variants) the catalog references.",
+            "Bytes of the originals and variants in the catalog (a blob several name counts for each).",
         )?;
         r.register(Box::new(stored_bytes.clone()))?;
         Ok(EngineMetrics {

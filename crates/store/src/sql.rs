@@ -1346,7 +1346,7 @@ impl Catalog for SqlCatalog {
     async fn stored_bytes(&self) -> Result<i64, CatalogError> {
         let r = sqlx::query(
             "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) AS n FROM \
-             (SELECT sha256, size FROM images UNION SELECT sha256, size FROM variants) AS blobs",
+             (SELECT size FROM images UNION ALL SELECT size FROM variants) AS stored",
         )
         .fetch_one(&self.pool)
         .await

@@ -1467,9 +1467,9 @@ async fn postgres_hot_listings_use_indexes() {
     hot_listings_use_indexes(&cat).await;
 }
 
-/// `stored_bytes`: originals and variants, each distinct blob once, and
-/// what deletes leave. On a fresh catalog (the total is global).
-async fn stored_bytes_counts_each_blob_once(cat: Arc<dyn Catalog>) {
+/// `stored_bytes`: every original and variant row's size, and what deletes
+/// leave. On a fresh catalog (the total is global).
+async fn stored_bytes_adds_up_every_row(cat: Arc<dyn Catalog>) {
     assert_eq!(cat.stored_bytes().await.unwrap(), 0);
     let u = owner(&cat, "bytes").await;
     let image = |n: u32, sha: char, size: i64| {
@@ -1501,11 +1501,16 @@ async fn stored_bytes_counts_each_blob_once(cat: Arc<dyn Catalog>) {
     for (n, sha, size) in [(1, 'c', 40), (3, 'c', 40), (2, 'd', 7)] {
         cat.put_variant(&variant(n, sha, size)).await.unwrap();
     }
-    assert_eq!(cat.stored_bytes().await.unwrap(), 1000 + 300 + 40 + 7);
-    // Image 1 goes: its original and variant are still another's.
+    // Each row counts, shared bytes too.
+    assert_eq!(
+        cat.stored_bytes().await.unwrap(),
+        1000 + 1000 + 300 + 40 + 40 + 7
+    );
+    // Image 1 goes, with its variant.
     assert!(cat.delete_image(&format!("{:032}", 1)).await.unwrap());
     assert_eq!(cat.stored_bytes().await.unwrap(), 1000 + 300 + 40 + 7);
-    // Image 2 goes: its original and its own variant are freed.
+    assert!(cat.delete_variant(&format!("{:032}", 2), "small").await.unwrap());
+    assert_eq!(cat.stored_bytes().await.unwrap(), 1000 + 300 + 40);
     assert!(cat.delete_image(&format!("{:032}", 2)).await.unwrap());
     assert_eq!(cat.stored_bytes().await.unwrap(), 300 + 40);
 }
@@ -1515,7 +1520,7 @@ async fn sqlite_sums_stored_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("c.db").display());
     let cat: Arc<dyn Catalog> = Arc::new(SqlCatalog::connect(&url).await.unwrap());
-    stored_bytes_counts_each_blob_once(cat).await;
+    stored_bytes_adds_up_every_row(cat).await;
 }
 
 #[tokio::test]
@@ -1526,5 +1531,5 @@ async fn postgres_sums_stored_bytes() {
     };
     let db = fresh_postgres(&url).await;
     let cat: Arc<dyn Catalog> = Arc::new(SqlCatalog::connect(&db).await.unwrap());
-    stored_bytes_counts_each_blob_once(cat).await;
+    stored_bytes_adds_up_every_row(cat).await;
 }
