@@ -146,7 +146,11 @@ impl Engine {
         self.collect(dry_run, progress).await
     }
 
-    async fn collect(&self, dry_run: bool, progress: OnProgress<'_>) -> Result<GcReport, CoreError> {
+    async fn collect(
+        &self,
+        dry_run: bool,
+        progress: OnProgress<'_>,
+    ) -> Result<GcReport, CoreError> {
         let mut report = GcReport {
             dry_run,
             ..GcReport::default()

@@ -1509,7 +1509,10 @@ async fn stored_bytes_adds_up_every_row(cat: Arc<dyn Catalog>) {
     // Image 1 goes, with its variant.
     assert!(cat.delete_image(&format!("{:032}", 1)).await.unwrap());
     assert_eq!(cat.stored_bytes().await.unwrap(), 1000 + 300 + 40 + 7);
-    assert!(cat.delete_variant(&format!("{:032}", 2), "small").await.unwrap());
+    assert!(cat
+        .delete_variant(&format!("{:032}", 2), "small")
+        .await
+        .unwrap());
     assert_eq!(cat.stored_bytes().await.unwrap(), 1000 + 300 + 40);
     assert!(cat.delete_image(&format!("{:032}", 2)).await.unwrap());
     assert_eq!(cat.stored_bytes().await.unwrap(), 300 + 40);

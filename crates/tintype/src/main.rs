@@ -493,18 +493,14 @@ async fn admin_command(engine: &Arc<Engine>, cmd: Command) -> anyhow::Result<()>
         }
         Command::Gc { dry_run } => {
             let bar = progress::MaintenanceBar::new();
-            let r = engine
-                .gc_with_progress(dry_run, &|p| bar.update(p))
-                .await;
+            let r = engine.gc_with_progress(dry_run, &|p| bar.update(p)).await;
             bar.finish();
             let r = r.map_err(e)?;
             println!("{}", serde_json::to_string(&r)?);
         }
         Command::Check { repair } => {
             let bar = progress::MaintenanceBar::new();
-            let r = engine
-                .check_with_progress(repair, &|p| bar.update(p))
-                .await;
+            let r = engine.check_with_progress(repair, &|p| bar.update(p)).await;
             bar.finish();
             let r = r.map_err(e)?;
             for p in &r.missing {

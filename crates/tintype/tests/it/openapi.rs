@@ -135,7 +135,12 @@ impl Conformance {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let essence = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         let media = content
             .iter()
             .find(|(k, _)| {
@@ -159,7 +164,10 @@ impl Conformance {
                 if name == "Link" {
                     continue;
                 }
-                assert!(headers.contains_key(name.as_str()), "{what}: no {name} header");
+                assert!(
+                    headers.contains_key(name.as_str()),
+                    "{what}: no {name} header"
+                );
             }
         }
         if essence.ends_with("json") {
@@ -243,12 +251,11 @@ fn every_operation_answers_as_documented_including_its_errors() {
     let form = multipart::Form::new()
         .text("name", "cat.png")
         .text("metadata", r#"{"album":"pets"}"#)
-        .part("file", multipart::Part::bytes(png(64, 48, 1)).file_name("c.png"));
-    let (st, _, body) = t.check(
-        "post",
-        up,
-        c.post(u(up)).bearer_auth(&full).multipart(form),
-    );
+        .part(
+            "file",
+            multipart::Part::bytes(png(64, 48, 1)).file_name("c.png"),
+        );
+    let (st, _, body) = t.check("post", up, c.post(u(up)).bearer_auth(&full).multipart(form));
     assert_eq!(st, 201);
     let cat: Value = serde_json::from_slice(&body).unwrap();
     let cat_id = cat["id"].as_str().unwrap().to_string();
@@ -287,13 +294,26 @@ fn every_operation_answers_as_documented_including_its_errors() {
         let (st, _, body) = t.check("post", up, req);
         assert_eq!(st, want, "{}", String::from_utf8_lossy(&body));
     };
-    expect(&mut t, c.post(u(up)).bearer_auth(&full).body(Vec::new()), 400);
+    expect(
+        &mut t,
+        c.post(u(up)).bearer_auth(&full).body(Vec::new()),
+        400,
+    );
     let no_file = multipart::Form::new().text("name", "x");
-    expect(&mut t, c.post(u(up)).bearer_auth(&full).multipart(no_file), 400);
-    let bad_meta = multipart::Form::new()
-        .text("metadata", "[1]")
-        .part("file", multipart::Part::bytes(png(8, 8, 4)).file_name("x.png"));
-    expect(&mut t, c.post(u(up)).bearer_auth(&full).multipart(bad_meta), 400);
+    expect(
+        &mut t,
+        c.post(u(up)).bearer_auth(&full).multipart(no_file),
+        400,
+    );
+    let bad_meta = multipart::Form::new().text("metadata", "[1]").part(
+        "file",
+        multipart::Part::bytes(png(8, 8, 4)).file_name("x.png"),
+    );
+    expect(
+        &mut t,
+        c.post(u(up)).bearer_auth(&full).multipart(bad_meta),
+        400,
+    );
     expect(&mut t, c.post(u(up)).body(png(8, 8, 5)), 401);
     expect(
         &mut t,
@@ -326,17 +346,17 @@ fn every_operation_answers_as_documented_including_its_errors() {
     );
 
     // --- list, a page at a time
-    let (st, headers, body) = t.check(
-        "get",
-        up,
-        c.get(u("/v1/images?limit=1")).bearer_auth(&full),
-    );
+    let (st, headers, body) = t.check("get", up, c.get(u("/v1/images?limit=1")).bearer_auth(&full));
     assert_eq!(st, 200);
     let link = headers["link"].to_str().unwrap();
     assert!(link.contains("rel=\"next\""), "{link}");
-    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()
-        .as_array()
-        .map(Vec::len), Some(1));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body)
+            .unwrap()
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
     t.check("get", up, c.get(u("/v1/images")).bearer_auth(&full));
     t.check("get", up, c.get(u("/v1/images?limit=0")).bearer_auth(&full));
     t.check("get", up, c.get(u("/v1/images?limit=x")).bearer_auth(&full));
@@ -354,7 +374,8 @@ fn every_operation_answers_as_documented_including_its_errors() {
     t.check(
         "get",
         one,
-        c.get(u(&format!("/v1/images/{disk_id}"))).bearer_auth(&full),
+        c.get(u(&format!("/v1/images/{disk_id}")))
+            .bearer_auth(&full),
     );
 
     let patch = |body: Value| {
@@ -369,7 +390,10 @@ fn every_operation_answers_as_documented_including_its_errors() {
         patch(json!({"name": "renamed", "metadata": {"k": [1, 2.5, null]}})),
     );
     assert_eq!(st, 200);
-    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["name"], "renamed");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["name"],
+        "renamed"
+    );
     t.check("patch", one, patch(json!({"name": null})));
     t.check("patch", one, patch(json!({"colour": "red"})));
     t.check("patch", one, patch(json!({"name": "n".repeat(1025)})));
@@ -387,7 +411,10 @@ fn every_operation_answers_as_documented_including_its_errors() {
 
     // --- bytes: original and variants, whole, ranged, conditional
     for (template, url) in [
-        ("/v1/images/{id}/original", format!("/v1/images/{cat_id}/original")),
+        (
+            "/v1/images/{id}/original",
+            format!("/v1/images/{cat_id}/original"),
+        ),
         (
             "/v1/images/{id}/variants/{preset}",
             format!("/v1/images/{photo_id}/variants/small"),
@@ -400,15 +427,22 @@ fn every_operation_answers_as_documented_including_its_errors() {
         let (st, headers, body) = t.check(
             "get",
             template,
-            c.get(u(&url)).bearer_auth(&full).header("range", "bytes=0-9"),
+            c.get(u(&url))
+                .bearer_auth(&full)
+                .header("range", "bytes=0-9"),
         );
         assert_eq!(st, 206);
         assert_eq!(body.len(), 10);
-        assert!(headers["content-range"].to_str().unwrap().starts_with("bytes 0-9/"));
+        assert!(headers["content-range"]
+            .to_str()
+            .unwrap()
+            .starts_with("bytes 0-9/"));
         let (st, _, _) = t.check(
             "get",
             template,
-            c.get(u(&url)).bearer_auth(&full).header("if-none-match", &etag),
+            c.get(u(&url))
+                .bearer_auth(&full)
+                .header("if-none-match", &etag),
         );
         assert_eq!(st, 304);
         let (st, _, _) = t.check(
@@ -432,12 +466,17 @@ fn every_operation_answers_as_documented_including_its_errors() {
     let (_, headers, _) = t.check(
         "get",
         var,
-        c.get(u(&format!("/v1/images/{photo_id}/variants/small?format=webp")))
-            .bearer_auth(&full),
+        c.get(u(&format!(
+            "/v1/images/{photo_id}/variants/small?format=webp"
+        )))
+        .bearer_auth(&full),
     );
     assert_eq!(headers["content-type"], "image/webp");
     for (path, want) in [
-        (format!("/v1/images/{photo_id}/variants/small?format=bmp"), 400),
+        (
+            format!("/v1/images/{photo_id}/variants/small?format=bmp"),
+            400,
+        ),
         (format!("/v1/images/{photo_id}/variants/nope"), 404),
         ("/v1/images/nope/variants/small".to_string(), 404),
         (format!("/v1/images/{disk_id}/variants/small"), 415),
@@ -451,7 +490,11 @@ fn every_operation_answers_as_documented_including_its_errors() {
     let (st, _, _) = t.check("delete", one, c.delete(&cat_url).bearer_auth(&full));
     assert_eq!(st, 204);
     t.check("delete", one, c.delete(&cat_url).bearer_auth(&full));
-    t.check("delete", one, c.delete(u(&format!("/v1/images/{photo_id}"))));
+    t.check(
+        "delete",
+        one,
+        c.delete(u(&format!("/v1/images/{photo_id}"))),
+    );
     t.check(
         "delete",
         one,
@@ -482,7 +525,10 @@ fn every_operation_answers_as_documented_including_its_errors() {
             }
         }
     }
-    assert!(missing.is_empty(), "documented but never answered: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "documented but never answered: {missing:?}"
+    );
 }
 
 /// A small QCOW2 version 3 disk (4 clusters of 64 KiB).

@@ -511,7 +511,10 @@ fn the_stored_bytes_gauge_follows_uploads_deletes_and_gc() {
     // shared ones once.
     assert_eq!(stored, bytes_of(&a) + bytes_of(&b));
     let on_disk = blob_dir_bytes(&data);
-    assert!(on_disk > 0 && on_disk <= stored, "{on_disk} on disk, {stored} counted");
+    assert!(
+        on_disk > 0 && on_disk <= stored,
+        "{on_disk} on disk, {stored} counted"
+    );
     // A delete takes its image's bytes off at once; gc then removes what
     // no image needs, and the gauge stays at zero.
     let r = c
@@ -532,7 +535,11 @@ fn the_stored_bytes_gauge_follows_uploads_deletes_and_gc() {
         .arg("gc")
         .output()
         .unwrap();
-    assert!(gc.status.success(), "{}", String::from_utf8_lossy(&gc.stderr));
+    assert!(
+        gc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gc.stderr)
+    );
     assert_eq!(gauge(), 0);
     assert_eq!(blob_dir_bytes(&data), 0);
 }
