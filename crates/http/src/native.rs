@@ -460,11 +460,8 @@ async fn list(
     // One variants query for the whole page, not one per image.
     let ids: Vec<String> = page.images.iter().map(|i| i.id.clone()).collect();
     let variants = st.engine.variants_of(&ids).await?;
-    // ThumbHashes one by one (the engine's record cache keeps them).
-    let mut thumbhashes = Vec::with_capacity(page.images.len());
-    for image in &page.images {
-        thumbhashes.push(st.engine.thumbhash(image).await?);
-    }
+    // And one query for their ThumbHashes.
+    let thumbhashes = st.engine.thumbhashes(&page.images).await?;
     let out: Vec<ImageBody> = page
         .images
         .iter()
