@@ -3,6 +3,7 @@
 //! the handlers' own request and response types.
 
 use crate::auth::{Caller, CallerRules, TokenSource};
+use crate::extract::{media_type, multipart};
 use crate::limits::{
     read_json, read_text_field, ReadError, MAX_JSON_BYTES, MAX_METADATA_BYTES, MAX_NAME_BYTES,
 };
@@ -11,7 +12,7 @@ use crate::serve::{serve_blob, Caching};
 use crate::{AppState, Problem};
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -625,16 +626,12 @@ async fn upload(
     State(st): State<AppState>,
     caller: Caller<Native>,
     raw_query: Result<Query<RawQuery>, QueryRejection>,
-    req: Request,
+    headers: HeaderMap,
+    body: Body,
 ) -> ApiResult<Response> {
     let p = caller.require(Scope::ImageWrite)?;
-    let is_multipart = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.to_ascii_lowercase().starts_with("multipart/form-data"));
-    let image = if is_multipart {
-        let mp = Multipart::from_request(req, &st)
+    let image = if media_type(&headers).starts_with("multipart/form-data") {
+        let mp = multipart(&headers, body)
             .await
             .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid", e.body_text()))?;
         upload_parts(&st, p.user.id, mp).await?
@@ -651,8 +648,7 @@ async fn upload(
         let mut opts = IngestOptions::new(p.user.id);
         opts.name = q.name;
         // The body streams into the engine, never held whole.
-        let body = req.into_body().into_data_stream();
-        st.engine.ingest(opts, body).await?
+        st.engine.ingest(opts, body.into_data_stream()).await?
     };
     let body = image_json(&st, &image).await?;
     let mut resp = (StatusCode::CREATED, Json(body)).into_response();
