@@ -14,13 +14,19 @@
 //!   accepting, lets requests in flight finish, and closes idle
 //!   connections at once.
 //!
+//! The watchdog of a connection is not woken by its requests: it sleeps
+//! until the deadline it computed, but never longer than the shorter of
+//! the head and idle timeouts, and then looks again. A deadline can only
+//! move earlier when a new head starts or a request ends, and then it is
+//! at least that shorter timeout away, so it is never missed.
+//!
 //! hyper's own `header_read_timeout` is not used: it also runs while a
 //! keep-alive connection waits for its next request, which would make the
 //! idle timeout no longer than the head timeout.
 
+use crate::App;
 use axum::body::{Body, Bytes, HttpBody};
 use axum::http::Request;
-use axum::Router;
 use hyper::body::{Frame, Incoming, SizeHint};
 use std::future::Future;
 use std::pin::Pin;
@@ -31,7 +37,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Semaphore};
-use tower::ServiceExt;
 
 /// Connection limits of the server.
 #[derive(Debug, Clone)]
@@ -72,8 +77,6 @@ struct Clock {
     head_since: AtomicU64,
     /// When the connection last became idle (ms since `epoch`).
     idle_since: AtomicU64,
-    /// Wakes the watchdog when the deadline may have moved.
-    changed: tokio::sync::Notify,
 }
 
 impl Clock {
@@ -126,12 +129,14 @@ impl AsyncRead for Watched {
         let r = Pin::new(&mut self.io).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             let c = &self.clock;
-            if c.in_flight.load(Ordering::Acquire) == 0
-                && c.head_since
-                    .compare_exchange(NONE, c.now(), Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
+            if c.in_flight.load(Ordering::Acquire) == 0 && c.head_since.load(Ordering::Acquire) == NONE
             {
-                c.changed.notify_one();
+                let _ = c.head_since.compare_exchange(
+                    NONE,
+                    c.now(),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
             }
         }
         r
@@ -301,7 +306,6 @@ impl Drop for TrackedBody {
         let c = &self.clock;
         c.idle_since.store(c.now(), Ordering::Release);
         c.in_flight.fetch_sub(1, Ordering::AcqRel);
-        c.changed.notify_one();
     }
 }
 
@@ -329,7 +333,7 @@ impl HttpBody for TrackedBody {
 /// waits for the requests in flight, at most `limits.shutdown_grace`.
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
-    app: Router,
+    app: App,
     limits: ServerLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -386,7 +390,7 @@ pub async fn serve_with(
 
 async fn connection(
     stream: TcpStream,
-    app: Router,
+    app: App,
     limits: Arc<ServerLimits>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -396,7 +400,6 @@ async fn connection(
         // A new connection is reading its first head from the start.
         head_since: AtomicU64::new(0),
         idle_since: AtomicU64::new(0),
-        changed: tokio::sync::Notify::new(),
     });
     let io = hyper_util::rt::TokioIo::new(Watched {
         io: stream,
@@ -409,17 +412,21 @@ async fn connection(
         let clock = svc_clock.clone();
         clock.in_flight.fetch_add(1, Ordering::AcqRel);
         clock.head_since.store(NONE, Ordering::Release);
-        clock.changed.notify_one();
         let (parts, incoming) = req.into_parts();
-        let incoming: SharedIncoming = Arc::new(std::sync::Mutex::new(incoming));
-        let req = Request::from_parts(
-            parts,
-            Body::new(TimedBody {
+        // A request without a body (most GETs) needs no timer and nothing
+        // to drain.
+        let (body, incoming) = if incoming.is_end_stream() {
+            (Body::empty(), None)
+        } else {
+            let incoming: SharedIncoming = Arc::new(std::sync::Mutex::new(incoming));
+            let body = Body::new(TimedBody {
                 inner: incoming.clone(),
                 timeout: body_timeout,
                 timer: None,
-            }),
-        );
+            });
+            (body, Some(incoming))
+        };
+        let req = Request::from_parts(parts, body);
         let app = app.clone();
         // Created now, so that the request counts as done however its
         // future ends (answered, or dropped with the connection).
@@ -428,15 +435,14 @@ async fn connection(
             clock,
         };
         async move {
-            let resp = match app.oneshot(req).await {
-                Ok(r) => r,
-                Err(never) => match never {},
-            };
-            drain(&incoming).await;
+            let resp = app.handle(req).await;
+            if let Some(incoming) = incoming {
+                drain(&incoming).await;
+            }
             Ok::<_, std::convert::Infallible>(resp.map(|b| {
                 let mut tracked = guard;
                 tracked.inner = b;
-                Body::new(tracked)
+                tracked
             }))
         }
     });
@@ -447,11 +453,17 @@ async fn connection(
         .serve_connection(io, service);
     tokio::pin!(conn);
     let mut stopping = false;
+    // How long the watchdog may sleep without looking again (see the
+    // module's comment).
+    let recheck = limits
+        .header_timeout
+        .min(limits.idle_timeout)
+        .max(Duration::from_millis(1));
     loop {
-        // No deadline while a request is in flight; a change wakes us.
+        let now = Instant::now();
         let wake = match clock.deadline(&limits) {
-            Some(d) => tokio::time::Instant::from_std(d),
-            None => tokio::time::Instant::now() + Duration::from_secs(3600),
+            Some(d) => d.min(now + recheck),
+            None => now + recheck,
         };
         tokio::select! {
             r = conn.as_mut() => {
@@ -460,8 +472,7 @@ async fn connection(
                 }
                 return;
             }
-            _ = clock.changed.notified() => {}
-            _ = tokio::time::sleep_until(wake) => {
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
                 if clock.deadline(&limits).is_some_and(|d| Instant::now() >= d) {
                     let reading = clock.head_since.load(Ordering::Acquire) != NONE;
                     tracing::debug!(
