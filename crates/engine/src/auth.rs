@@ -9,12 +9,25 @@ pub struct NewTokenSecret {
     pub secret: String,
 }
 
+/// The SHA-256 of a secret in hex (64 digits), in a buffer: on every
+/// request, so neither char by char nor on the heap.
+struct SecretHash([u8; 64]);
+
+impl SecretHash {
+    fn of(secret: &str) -> Self {
+        let mut hex = [0u8; 64];
+        let _ = hex::encode_to_slice(Sha256::digest(secret.as_bytes()), &mut hex);
+        SecretHash(hex)
+    }
+
+    fn as_str(&self) -> &str {
+        // Hex digits only, so always UTF-8.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
 fn hash_secret(secret: &str) -> String {
-    // Byte-wise into a buffer of the right size (32 bytes, 64 hex digits):
-    // on every request, so not char by char.
-    let mut hex = [0u8; 64];
-    let _ = hex::encode_to_slice(Sha256::digest(secret.as_bytes()), &mut hex);
-    String::from_utf8_lossy(&hex).into_owned()
+    SecretHash::of(secret).as_str().to_string()
 }
 
 impl Engine {
@@ -127,14 +140,15 @@ impl Engine {
         if secret.is_empty() || secret.len() > 256 {
             return Ok(None);
         }
-        let h = hash_secret(secret);
+        let h = SecretHash::of(secret);
+        let h = h.as_str();
         // Cached for at most CACHE_TTL: a revocation on another node is
         // seen within that; on this node revoke_token forgets it at once.
-        if let Some(p) = self.caches.tokens.get(h.as_str()) {
+        if let Some(p) = self.caches.tokens.get(h) {
             return Ok(Some(p));
         }
         let generation = self.caches.tokens.generation();
-        let Some(token) = self.catalog.token_by_hash(&h).await? else {
+        let Some(token) = self.catalog.token_by_hash(h).await? else {
             return Ok(None);
         };
         // The lookup is by the secret's SHA-256, so the database compares
@@ -151,7 +165,7 @@ impl Engine {
             token_id: token.id,
             scopes: token.scopes,
         };
-        self.caches.tokens.insert(generation, h, p.clone());
+        self.caches.tokens.insert(generation, h.to_string(), p.clone());
         Ok(Some(p))
     }
 

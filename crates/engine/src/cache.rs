@@ -9,7 +9,7 @@
 //! invalidation never puts its (possibly stale) answer in the cache.
 
 use prometheus::{IntCounter, IntCounterVec};
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -23,6 +23,11 @@ pub const CACHE_ENTRIES: usize = 10_000;
 pub const SMALL_BLOB_MAX: u64 = 64 * 1024;
 /// Total bytes of small blobs kept in memory.
 pub const SMALL_BLOBS_TOTAL: usize = 64 * 1024 * 1024;
+
+/// The caches' maps: foldhash, seeded at random per process, hashes a key
+/// in a fraction of SipHash's instructions; keys are token hashes, ids and
+/// blob hashes, and only found entries are ever inserted.
+type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
 
 struct Inner<K, V> {
     map: HashMap<K, (V, Instant)>,
@@ -57,7 +62,7 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
     pub fn new(cap: usize, ttl: Duration) -> Self {
         TtlCache {
             inner: Mutex::new(Inner {
-                map: HashMap::new(),
+                map: HashMap::default(),
                 generation: 0,
             }),
             cap: cap.max(1),
@@ -163,7 +168,7 @@ pub struct BlobCache {
 impl BlobCache {
     pub fn new(max_blob: u64, total: usize) -> Self {
         BlobCache {
-            inner: Mutex::new((HashMap::new(), 0)),
+            inner: Mutex::new((HashMap::default(), 0)),
             max_blob,
             total,
             lookups: None,

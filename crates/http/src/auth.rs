@@ -8,8 +8,10 @@
 use crate::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, HeaderName};
 use axum::response::IntoResponse;
+use std::borrow::Cow;
 use std::marker::PhantomData;
 use tintype_engine::core::{CoreError, Principal, Scope};
 
@@ -38,37 +40,41 @@ pub const ALL: &[TokenSource] = &[
     TokenSource::QueryApikey,
 ];
 
-fn header(h: &HeaderMap, name: &str) -> Option<String> {
+const APIKEY: HeaderName = HeaderName::from_static("apikey");
+const X_APITOKEN: HeaderName = HeaderName::from_static("x-apitoken");
+
+fn header<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     h.get(name)
         .and_then(|v| v.to_str().ok())
-        .map(|s| s.trim().to_string())
+        .map(str::trim)
         .filter(|s| !s.is_empty())
 }
 
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<Cow<'a, str>> {
     let q = query?;
     url::form_urlencoded::parse(q.as_bytes())
         .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
+        .map(|(_, v)| v)
         .filter(|s| !s.is_empty())
 }
 
-/// The first token found in the given places, in their order.
-pub fn token_from(
-    headers: &HeaderMap,
-    query: Option<&str>,
+/// The first token found in the given places, in their order (borrowed
+/// from the request where it can be).
+pub fn token_in<'a>(
+    headers: &'a HeaderMap,
+    query: Option<&'a str>,
     sources: &[TokenSource],
-) -> Option<String> {
+) -> Option<Cow<'a, str>> {
     for s in sources {
         let found = match s {
-            TokenSource::Bearer => header(headers, "authorization").and_then(|v| {
-                let (scheme, rest) = v.split_once(' ')?;
-                scheme
-                    .eq_ignore_ascii_case("bearer")
-                    .then(|| rest.trim().to_string())
-            }),
-            TokenSource::ApikeyHeader => header(headers, "apikey"),
-            TokenSource::XApiToken => header(headers, "x-apitoken"),
+            TokenSource::Bearer => header(headers, &AUTHORIZATION)
+                .and_then(|v| {
+                    let (scheme, rest) = v.split_once(' ')?;
+                    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+                })
+                .map(Cow::Borrowed),
+            TokenSource::ApikeyHeader => header(headers, &APIKEY).map(Cow::Borrowed),
+            TokenSource::XApiToken => header(headers, &X_APITOKEN).map(Cow::Borrowed),
             TokenSource::QueryAccessToken => query_param(query, "access_token"),
             TokenSource::QueryToken => query_param(query, "token"),
             TokenSource::QueryApikey => query_param(query, "apikey"),
@@ -78,6 +84,15 @@ pub fn token_from(
         }
     }
     None
+}
+
+/// The first token found in the given places, in their order.
+pub fn token_from(
+    headers: &HeaderMap,
+    query: Option<&str>,
+    sources: &[TokenSource],
+) -> Option<String> {
+    token_in(headers, query, sources).map(Cow::into_owned)
 }
 
 /// How one API finds its caller and words refusals.
@@ -113,17 +128,21 @@ impl<R: CallerRules> Caller<R> {
         headers: &HeaderMap,
         query: Option<&str>,
     ) -> Result<Self, R::Rejection> {
-        Self::with_token(state, token_from(headers, query, R::SOURCES)).await
+        Self::with_secret(state, token_in(headers, query, R::SOURCES).as_deref()).await
     }
 
     /// The caller holding `token` (found by the API itself, e.g. in a body).
     pub async fn with_token(state: &AppState, token: Option<String>) -> Result<Self, R::Rejection> {
+        Self::with_secret(state, token.as_deref()).await
+    }
+
+    async fn with_secret(state: &AppState, token: Option<&str>) -> Result<Self, R::Rejection> {
         let principal = match token {
             None => None,
             Some(t) => Some(
                 state
                     .engine
-                    .authenticate(&t)
+                    .authenticate(t)
                     .await?
                     .ok_or_else(R::invalid)?,
             ),

@@ -101,9 +101,9 @@ struct AppInner {
 
 impl App {
     /// The response to one request.
-    pub async fn handle(&self, mut req: Request) -> Response {
-        let (id, id_value) = request_id::assign(req.headers_mut());
-        let span = redact::make_span(&req);
+    pub async fn handle(&self, req: Request) -> Response {
+        let (id, id_value) = request_id::assign(req.headers());
+        let span = redact::make_span(&req, &id);
         let work = async {
             let start = Instant::now();
             tracing::event!(
@@ -148,7 +148,10 @@ impl App {
         // Upload size is enforced while streaming, by the engine, and every
         // text field and JSON body is read through [`limits`] with its own
         // cap; axum's extractor-wide limit would also cut multipart uploads.
-        DefaultBodyLimit::disable().apply(&mut req);
+        // (A request without a body has nothing to limit.)
+        if !req.body().is_end_stream() {
+            DefaultBodyLimit::disable().apply(&mut req);
+        }
         let routed = AssertUnwindSafe(async {
             let mut router = self.0.router.clone();
             match tower::Service::call(&mut router, req).await {

@@ -92,16 +92,11 @@ pub fn redact_headers(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The span of one request (for `TraceLayer::make_span_with`): at info
-/// level its request id, so that every line logged for the request names
-/// it; at debug also the method and the redacted URI (and at trace the
-/// redacted headers). Nothing is formatted for a level that is off.
-pub(crate) fn make_span<B>(req: &Request<B>) -> Span {
-    let id = req
-        .headers()
-        .get(crate::request_id::HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+/// The span of one request: at info level its request id `id`, so that
+/// every line logged for the request names it; at debug also the method
+/// and the redacted URI (and at trace the redacted headers). Nothing is
+/// formatted for a level that is off.
+pub(crate) fn make_span<B>(req: &Request<B>, id: &str) -> Span {
     if !tracing::enabled!(tracing::Level::DEBUG) {
         return tracing::info_span!("request", request_id = %id);
     }

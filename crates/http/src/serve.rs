@@ -78,10 +78,89 @@ pub fn parse_range(h: Option<&HeaderValue>, size: u64) -> Result<Option<ByteRang
     Ok(Some(range))
 }
 
-fn etag_matches(inm: &str, etag: &str) -> bool {
+/// Whether `tag` (one entity tag of a request header, trimmed) is the
+/// strong ETag of the blob with this SHA-256, i.e. `"<sha256>"`.
+fn is_etag_of(tag: &str, sha256: &str) -> bool {
+    tag.strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .is_some_and(|t| t == sha256)
+}
+
+fn etag_matches(inm: &str, sha256: &str) -> bool {
     inm.split(',').any(|t| {
         let t = t.trim();
-        t == "*" || t.trim_start_matches("W/") == etag
+        t == "*" || is_etag_of(t.trim_start_matches("W/"), sha256)
+    })
+}
+
+/// The header values that depend only on the blob: Content-Type (when
+/// valid), ETag and Last-Modified.
+#[derive(Clone)]
+struct Validators {
+    content_type: Option<HeaderValue>,
+    etag: Option<HeaderValue>,
+    last_modified: Option<HeaderValue>,
+}
+
+/// The validators of a recently served blob, with what they were made of.
+struct Kept {
+    sha256: String,
+    modified: tintype_engine::core::Timestamp,
+    content_type: String,
+    values: Validators,
+}
+
+/// Slots of the per-thread memo of validators.
+const KEPT_SLOTS: usize = 64;
+
+thread_local! {
+    /// Each worker thread keeps the validators of the blobs it served last
+    /// (one per slot, chosen by the SHA-256's first digits): a hot blob's
+    /// header values are built once, not formatted on every request.
+    static KEPT: std::cell::RefCell<Vec<Option<Kept>>> =
+        std::cell::RefCell::new((0..KEPT_SLOTS).map(|_| None).collect());
+}
+
+fn build_validators(blob: &BlobRef, content_type: &str) -> Validators {
+    let mut etag = String::with_capacity(blob.sha256.len() + 2);
+    etag.push('"');
+    etag.push_str(&blob.sha256);
+    etag.push('"');
+    let last_modified = httpdate::fmt_http_date(std::time::SystemTime::from(blob.modified));
+    Validators {
+        content_type: HeaderValue::from_str(content_type).ok(),
+        etag: HeaderValue::from_str(&etag).ok(),
+        last_modified: HeaderValue::from_str(&last_modified).ok(),
+    }
+}
+
+fn validators(blob: &BlobRef, content_type: &str) -> Validators {
+    let b = blob.sha256.as_bytes();
+    let slot = match (b.first(), b.get(1)) {
+        (Some(x), Some(y)) => (usize::from(*x) * 31 + usize::from(*y)) % KEPT_SLOTS,
+        _ => 0,
+    };
+    KEPT.with(|kept| {
+        let mut kept = kept.borrow_mut();
+        let Some(entry) = kept.get_mut(slot) else {
+            return build_validators(blob, content_type);
+        };
+        if let Some(k) = entry {
+            if k.sha256 == blob.sha256
+                && k.modified == blob.modified
+                && k.content_type == content_type
+            {
+                return k.values.clone();
+            }
+        }
+        let values = build_validators(blob, content_type);
+        *entry = Some(Kept {
+            sha256: blob.sha256.clone(),
+            modified: blob.modified,
+            content_type: content_type.to_string(),
+            values: values.clone(),
+        });
+        values
     })
 }
 
@@ -94,17 +173,16 @@ pub async fn serve_blob(
     caching: Caching,
     content_type: Option<&str>,
 ) -> Response {
-    let etag = format!("\"{}\"", blob.sha256);
-    let last_modified = httpdate::fmt_http_date(std::time::SystemTime::from(blob.modified));
-    let mut headers = HeaderMap::with_capacity(12);
     let ct = content_type.unwrap_or(&blob.content_type);
-    if let Ok(v) = HeaderValue::from_str(ct) {
+    let v = validators(blob, ct);
+    let mut headers = HeaderMap::with_capacity(12);
+    if let Some(v) = v.content_type {
         headers.insert(header::CONTENT_TYPE, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&etag) {
+    if let Some(v) = v.etag {
         headers.insert(header::ETAG, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&last_modified) {
+    if let Some(v) = v.last_modified {
         headers.insert(header::LAST_MODIFIED, v);
     }
     headers.insert(header::CACHE_CONTROL, caching.header());
@@ -121,7 +199,7 @@ pub async fn serve_blob(
     }
 
     let not_modified = match req.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
-        Some(inm) => etag_matches(inm, &etag),
+        Some(inm) => etag_matches(inm, &blob.sha256),
         None => req
             .get(header::IF_MODIFIED_SINCE)
             .and_then(|v| v.to_str().ok())
@@ -140,7 +218,7 @@ pub async fn serve_blob(
 
     // If-Range: only honour the range when the validator still matches.
     let range_header = match req.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
-        Some(ir) if ir.trim() != etag => None,
+        Some(ir) if !is_etag_of(ir.trim(), &blob.sha256) => None,
         _ => req.get(header::RANGE),
     };
     let range = match parse_range(range_header, blob.size) {
@@ -221,5 +299,52 @@ mod tests {
         assert_eq!(r("bytes=0-1,5-6", 100), Ok(None));
         assert_eq!(r("items=0-1", 100), Ok(None));
         assert_eq!(r("bytes=9-1", 100), Ok(None));
+    }
+
+    #[test]
+    fn entity_tags_match_the_sha256_only() {
+        let sha = "ab".repeat(32);
+        assert!(etag_matches(&format!("\"{sha}\""), &sha));
+        assert!(etag_matches(&format!("\"x\", W/\"{sha}\""), &sha));
+        assert!(etag_matches("*", &sha));
+        assert!(!etag_matches(&sha, &sha));
+        assert!(!etag_matches(&format!("\"{sha}"), &sha));
+        assert!(!etag_matches("\"ab\"", &sha));
+        assert!(is_etag_of(&format!("\"{sha}\""), &sha));
+        assert!(!is_etag_of(&format!("W/\"{sha}\""), &sha));
+    }
+
+    fn blob(sha: &str, secs: i64, ct: &str) -> BlobRef {
+        BlobRef {
+            sha256: sha.to_string(),
+            size: 1,
+            content_type: ct.to_string(),
+            modified: chrono::DateTime::from_timestamp(secs, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn kept_validators_are_those_of_the_blob_asked_for() {
+        // Same first digits: the same slot of the memo, one after another.
+        let a = blob(&format!("aa{}", "1".repeat(62)), 0, "image/png");
+        let b = blob(&format!("aa{}", "2".repeat(62)), 86_400, "image/jpeg");
+        for _ in 0..2 {
+            for (x, etag, date, ct) in [
+                (&a, &a.sha256, "Thu, 01 Jan 1970 00:00:00 GMT", "image/png"),
+                (&b, &b.sha256, "Fri, 02 Jan 1970 00:00:00 GMT", "image/jpeg"),
+            ] {
+                let v = validators(x, &x.content_type);
+                assert_eq!(v.etag.unwrap(), format!("\"{etag}\"").as_str());
+                assert_eq!(v.last_modified.unwrap(), date);
+                assert_eq!(v.content_type.unwrap(), ct);
+            }
+        }
+        // The same blob served with another type, or modified since.
+        assert_eq!(validators(&a, "image/webp").content_type.unwrap(), "image/webp");
+        let later = blob(&a.sha256, 60, "image/png");
+        assert_eq!(
+            validators(&later, "image/png").last_modified.unwrap(),
+            "Thu, 01 Jan 1970 00:01:00 GMT"
+        );
     }
 }
