@@ -87,54 +87,88 @@ fn is_etag_of(tag: &str, sha256: &str) -> bool {
 }
 
 fn etag_matches(inm: &str, sha256: &str) -> bool {
+    // The common case first: the one tag a client cached.
+    if is_etag_of(inm.trim(), sha256) {
+        return true;
+    }
     inm.split(',').any(|t| {
         let t = t.trim();
         t == "*" || is_etag_of(t.trim_start_matches("W/"), sha256)
     })
 }
 
-/// The header values that depend only on the blob: Content-Type (when
-/// valid), ETag and Last-Modified.
-#[derive(Clone)]
-struct Validators {
-    content_type: Option<HeaderValue>,
-    etag: Option<HeaderValue>,
-    last_modified: Option<HeaderValue>,
+/// The response headers that depend only on the blob and how it is
+/// served: `base` (Content-Type when valid, ETag, Last-Modified,
+/// Cache-Control, Accept-Ranges, nosniff, and for SVG a CSP), as a 304
+/// carries them, and `whole`, the same with the Content-Length of the
+/// whole blob.
+struct Heads {
+    base: HeaderMap,
+    whole: HeaderMap,
 }
 
-/// The validators of a recently served blob, with what they were made of.
+/// The headers of a recently served blob, with what they were made of.
 struct Kept {
     sha256: String,
+    size: u64,
     modified: tintype_engine::core::Timestamp,
     content_type: String,
-    values: Validators,
+    caching: Caching,
+    heads: Heads,
 }
 
-/// Slots of the per-thread memo of validators.
+/// Slots of the per-thread memo of response headers.
 const KEPT_SLOTS: usize = 64;
 
 thread_local! {
-    /// Each worker thread keeps the validators of the blobs it served last
+    /// Each worker thread keeps the headers of the blobs it served last
     /// (one per slot, chosen by the SHA-256's first digits): a hot blob's
-    /// header values are built once, not formatted on every request.
+    /// headers are built once, not formatted and inserted one by one on
+    /// every request.
     static KEPT: std::cell::RefCell<Vec<Option<Kept>>> =
         std::cell::RefCell::new((0..KEPT_SLOTS).map(|_| None).collect());
 }
 
-fn build_validators(blob: &BlobRef, content_type: &str) -> Validators {
+fn build_heads(blob: &BlobRef, content_type: &str, caching: Caching) -> Heads {
     let mut etag = String::with_capacity(blob.sha256.len() + 2);
     etag.push('"');
     etag.push_str(&blob.sha256);
     etag.push('"');
     let last_modified = httpdate::fmt_http_date(std::time::SystemTime::from(blob.modified));
-    Validators {
-        content_type: HeaderValue::from_str(content_type).ok(),
-        etag: HeaderValue::from_str(&etag).ok(),
-        last_modified: HeaderValue::from_str(&last_modified).ok(),
+    let mut base = HeaderMap::with_capacity(12);
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        base.insert(header::CONTENT_TYPE, v);
     }
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        base.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&last_modified) {
+        base.insert(header::LAST_MODIFIED, v);
+    }
+    base.insert(header::CACHE_CONTROL, caching.header());
+    base.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    base.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if content_type.starts_with("image/svg") {
+        base.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+        );
+    }
+    let mut whole = base.clone();
+    whole.insert(header::CONTENT_LENGTH, HeaderValue::from(blob.size));
+    Heads { base, whole }
 }
 
-fn validators(blob: &BlobRef, content_type: &str) -> Validators {
+/// `pick` applied to the blob's headers (kept, or built and kept now).
+fn with_heads<T>(
+    blob: &BlobRef,
+    content_type: &str,
+    caching: Caching,
+    pick: impl Fn(&Heads) -> T,
+) -> T {
     let b = blob.sha256.as_bytes();
     let slot = match (b.first(), b.get(1)) {
         (Some(x), Some(y)) => (usize::from(*x) * 31 + usize::from(*y)) % KEPT_SLOTS,
@@ -143,24 +177,29 @@ fn validators(blob: &BlobRef, content_type: &str) -> Validators {
     KEPT.with(|kept| {
         let mut kept = kept.borrow_mut();
         let Some(entry) = kept.get_mut(slot) else {
-            return build_validators(blob, content_type);
+            return pick(&build_heads(blob, content_type, caching));
         };
         if let Some(k) = entry {
             if k.sha256 == blob.sha256
+                && k.size == blob.size
                 && k.modified == blob.modified
                 && k.content_type == content_type
+                && k.caching == caching
             {
-                return k.values.clone();
+                return pick(&k.heads);
             }
         }
-        let values = build_validators(blob, content_type);
+        let heads = build_heads(blob, content_type, caching);
+        let picked = pick(&heads);
         *entry = Some(Kept {
             sha256: blob.sha256.clone(),
+            size: blob.size,
             modified: blob.modified,
             content_type: content_type.to_string(),
-            values: values.clone(),
+            caching,
+            heads,
         });
-        values
+        picked
     })
 }
 
@@ -174,29 +213,7 @@ pub async fn serve_blob(
     content_type: Option<&str>,
 ) -> Response {
     let ct = content_type.unwrap_or(&blob.content_type);
-    let v = validators(blob, ct);
-    let mut headers = HeaderMap::with_capacity(12);
-    if let Some(v) = v.content_type {
-        headers.insert(header::CONTENT_TYPE, v);
-    }
-    if let Some(v) = v.etag {
-        headers.insert(header::ETAG, v);
-    }
-    if let Some(v) = v.last_modified {
-        headers.insert(header::LAST_MODIFIED, v);
-    }
-    headers.insert(header::CACHE_CONTROL, caching.header());
-    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    if ct.starts_with("image/svg") {
-        headers.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
-        );
-    }
+    let base = || with_heads(blob, ct, caching, |h| h.base.clone());
 
     let not_modified = match req.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
         Some(inm) => etag_matches(inm, &blob.sha256),
@@ -213,7 +230,7 @@ pub async fn serve_blob(
             }),
     };
     if not_modified {
-        return respond(StatusCode::NOT_MODIFIED, headers, Body::empty());
+        return respond(StatusCode::NOT_MODIFIED, base(), Body::empty());
     }
 
     // If-Range: only honour the range when the validator still matches.
@@ -224,6 +241,7 @@ pub async fn serve_blob(
     let range = match parse_range(range_header, blob.size) {
         Ok(r) => r,
         Err(Unsatisfiable) => {
+            let mut headers = base();
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", blob.size)) {
                 headers.insert(header::CONTENT_RANGE, v);
             }
@@ -253,22 +271,23 @@ pub async fn serve_blob(
     state
         .metrics
         .add_bytes_out(range.map(|r| r.len()).unwrap_or(blob.size));
-    let status = match range {
+    match range {
         Some(r) => {
+            let mut headers = base();
             if let Ok(v) =
                 HeaderValue::from_str(&format!("bytes {}-{}/{}", r.start, r.end, blob.size))
             {
                 headers.insert(header::CONTENT_RANGE, v);
             }
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(r.len()));
-            StatusCode::PARTIAL_CONTENT
+            respond(StatusCode::PARTIAL_CONTENT, headers, body)
         }
-        None => {
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(blob.size));
-            StatusCode::OK
-        }
-    };
-    respond(status, headers, body)
+        None => respond(
+            StatusCode::OK,
+            with_heads(blob, ct, caching, |h| h.whole.clone()),
+            body,
+        ),
+    }
 }
 
 /// A response with exactly these headers (moved in whole, not merged one
@@ -324,27 +343,46 @@ mod tests {
     }
 
     #[test]
-    fn kept_validators_are_those_of_the_blob_asked_for() {
+    fn kept_headers_are_those_of_the_blob_asked_for() {
         // Same first digits: the same slot of the memo, one after another.
         let a = blob(&format!("aa{}", "1".repeat(62)), 0, "image/png");
-        let b = blob(&format!("aa{}", "2".repeat(62)), 86_400, "image/jpeg");
+        let b = blob(&format!("aa{}", "2".repeat(62)), 86_400, "image/svg+xml");
+        let get = |h: &HeaderMap, n: header::HeaderName| {
+            h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string)
+        };
         for _ in 0..2 {
-            for (x, etag, date, ct) in [
-                (&a, &a.sha256, "Thu, 01 Jan 1970 00:00:00 GMT", "image/png"),
-                (&b, &b.sha256, "Fri, 02 Jan 1970 00:00:00 GMT", "image/jpeg"),
+            for (x, date, caching, cc, csp) in [
+                (&a, "Thu, 01 Jan 1970 00:00:00 GMT", Caching::Private, "private, max-age=86400", false),
+                (&b, "Fri, 02 Jan 1970 00:00:00 GMT", Caching::Public, "public, max-age=86400", true),
             ] {
-                let v = validators(x, &x.content_type);
-                assert_eq!(v.etag.unwrap(), format!("\"{etag}\"").as_str());
-                assert_eq!(v.last_modified.unwrap(), date);
-                assert_eq!(v.content_type.unwrap(), ct);
+                let (base, whole) =
+                    with_heads(x, &x.content_type, caching, |h| (h.base.clone(), h.whole.clone()));
+                for m in [&base, &whole] {
+                    assert_eq!(get(m, header::ETAG), Some(format!("\"{}\"", x.sha256)));
+                    assert_eq!(get(m, header::LAST_MODIFIED).as_deref(), Some(date));
+                    assert_eq!(get(m, header::CONTENT_TYPE), Some(x.content_type.clone()));
+                    assert_eq!(get(m, header::CACHE_CONTROL).as_deref(), Some(cc));
+                    assert_eq!(m.contains_key(header::CONTENT_SECURITY_POLICY), csp);
+                }
+                assert_eq!(get(&whole, header::CONTENT_LENGTH).as_deref(), Some("1"));
+                assert!(!base.contains_key(header::CONTENT_LENGTH));
             }
         }
-        // The same blob served with another type, or modified since.
-        assert_eq!(validators(&a, "image/webp").content_type.unwrap(), "image/webp");
-        let later = blob(&a.sha256, 60, "image/png");
+        // The same blob served with another type or caching, or modified
+        // since.
+        let whole = |b: &BlobRef, ct: &str, c: Caching| with_heads(b, ct, c, |h| h.whole.clone());
+        let h = whole(&a, "image/webp", Caching::Private);
+        assert_eq!(get(&h, header::CONTENT_TYPE).as_deref(), Some("image/webp"));
+        let h = whole(&a, "image/png", Caching::Public);
         assert_eq!(
-            validators(&later, "image/png").last_modified.unwrap(),
-            "Thu, 01 Jan 1970 00:01:00 GMT"
+            get(&h, header::CACHE_CONTROL).as_deref(),
+            Some("public, max-age=86400")
+        );
+        let later = blob(&a.sha256, 60, "image/png");
+        let h = whole(&later, "image/png", Caching::Private);
+        assert_eq!(
+            get(&h, header::LAST_MODIFIED).as_deref(),
+            Some("Thu, 01 Jan 1970 00:01:00 GMT")
         );
     }
 }
