@@ -165,7 +165,9 @@ impl Engine {
             token_id: token.id,
             scopes: token.scopes,
         };
-        self.caches.tokens.insert(generation, h.to_string(), p.clone());
+        self.caches
+            .tokens
+            .insert(generation, h.to_string(), p.clone());
         Ok(Some(p))
     }
 

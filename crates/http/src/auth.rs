@@ -7,8 +7,8 @@
 
 use crate::AppState;
 use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName};
 use axum::response::IntoResponse;
 use std::borrow::Cow;
@@ -139,13 +139,7 @@ impl<R: CallerRules> Caller<R> {
     async fn with_secret(state: &AppState, token: Option<&str>) -> Result<Self, R::Rejection> {
         let principal = match token {
             None => None,
-            Some(t) => Some(
-                state
-                    .engine
-                    .authenticate(t)
-                    .await?
-                    .ok_or_else(R::invalid)?,
-            ),
+            Some(t) => Some(state.engine.authenticate(t).await?.ok_or_else(R::invalid)?),
         };
         Ok(Caller {
             principal,

@@ -139,6 +139,8 @@ impl App {
             let resp = request_id::scope(id, work.instrument(span.clone())).await;
             resp.map(|inner| Body::new(InSpan { inner, span }))
         };
+        // (In place when the response has a place for it, as served bytes
+        // do.)
         resp.headers_mut().insert(request_id::HEADER, id_value);
         resp
     }

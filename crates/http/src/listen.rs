@@ -129,7 +129,8 @@ impl AsyncRead for Watched {
         let r = Pin::new(&mut self.io).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             let c = &self.clock;
-            if c.in_flight.load(Ordering::Acquire) == 0 && c.head_since.load(Ordering::Acquire) == NONE
+            if c.in_flight.load(Ordering::Acquire) == 0
+                && c.head_since.load(Ordering::Acquire) == NONE
             {
                 let _ = c.head_since.compare_exchange(
                     NONE,

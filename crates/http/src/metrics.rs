@@ -252,7 +252,10 @@ impl Future for RouteMetricsFuture {
                     })
                     .inc();
                 s.durations[status]
-                    .get_or_init(|| m.duration.with_label_values(&[route, STATUS_LABELS[status]]))
+                    .get_or_init(|| {
+                        m.duration
+                            .with_label_values(&[route, STATUS_LABELS[status]])
+                    })
                     .observe(elapsed);
             }
             Some(route) => {

@@ -24,6 +24,11 @@ pub fn current() -> Option<String> {
     CURRENT.try_with(|id| id.to_string()).ok()
 }
 
+/// Whether this task is handling a request (with an id).
+pub(crate) fn in_scope() -> bool {
+    CURRENT.try_with(|_| ()).is_ok()
+}
+
 /// Runs `f` with `id` as the current request's id.
 pub(crate) async fn scope<F: std::future::Future>(id: Arc<str>, f: F) -> F::Output {
     CURRENT.scope(id, f).await
@@ -97,7 +102,9 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for _ in 0..10_000 {
             let id = generate();
-            assert!(id.iter().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+            assert!(id
+                .iter()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
             assert!(seen.insert(id), "{:?} repeated", std::str::from_utf8(&id));
         }
     }
@@ -117,7 +124,8 @@ mod tests {
     #[tokio::test]
     async fn the_current_id_is_seen_inside_the_scope_only() {
         assert_eq!(current(), None);
-        let inside = scope(Arc::from("r-1"), async { current() }).await;
-        assert_eq!(inside.as_deref(), Some("r-1"));
+        let inside = scope(Arc::from("r-1"), async { (current(), in_scope()) }).await;
+        assert_eq!(inside, (Some("r-1".to_string()), true));
+        assert!(!in_scope());
     }
 }

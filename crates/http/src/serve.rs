@@ -159,6 +159,10 @@ fn build_heads(blob: &BlobRef, content_type: &str, caching: Caching) -> Heads {
     }
     let mut whole = base.clone();
     whole.insert(header::CONTENT_LENGTH, HeaderValue::from(blob.size));
+    // A place for the request id, which every response gets (see
+    // `respond`): set in place, the map does not grow for it.
+    base.insert(crate::request_id::HEADER, HeaderValue::from_static(""));
+    whole.insert(crate::request_id::HEADER, HeaderValue::from_static(""));
     Heads { base, whole }
 }
 
@@ -291,8 +295,12 @@ pub async fn serve_blob(
 }
 
 /// A response with exactly these headers (moved in whole, not merged one
-/// by one into an empty map).
-fn respond(status: StatusCode, headers: HeaderMap, body: Body) -> Response {
+/// by one into an empty map). The place kept for the request id is left
+/// for the app to fill, or removed when no request is being handled.
+fn respond(status: StatusCode, mut headers: HeaderMap, body: Body) -> Response {
+    if !crate::request_id::in_scope() {
+        headers.remove(crate::request_id::HEADER);
+    }
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
@@ -342,6 +350,29 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_response_keeps_a_place_for_the_request_id_only_within_a_request() {
+        let a = blob(&"cd".repeat(32), 0, "image/png");
+        let whole = || with_heads(&a, "image/png", Caching::Private, |h| h.whole.clone());
+        let outside = respond(StatusCode::OK, whole(), Body::empty());
+        assert!(!m_has_id(outside.headers()));
+        let id = std::sync::Arc::from("r-7");
+        let mut inside = crate::request_id::scope(id, async {
+            respond(StatusCode::OK, whole(), Body::empty())
+        })
+        .await;
+        assert!(m_has_id(inside.headers()));
+        // As the app then sets it: one value, the id.
+        let h = inside.headers_mut();
+        h.insert(crate::request_id::HEADER, HeaderValue::from_static("r-7"));
+        assert_eq!(h.get_all(crate::request_id::HEADER).iter().count(), 1);
+        assert_eq!(h.get(crate::request_id::HEADER).unwrap(), "r-7");
+    }
+
+    fn m_has_id(h: &HeaderMap) -> bool {
+        h.contains_key(crate::request_id::HEADER)
+    }
+
     #[test]
     fn kept_headers_are_those_of_the_blob_asked_for() {
         // Same first digits: the same slot of the memo, one after another.
@@ -352,11 +383,24 @@ mod tests {
         };
         for _ in 0..2 {
             for (x, date, caching, cc, csp) in [
-                (&a, "Thu, 01 Jan 1970 00:00:00 GMT", Caching::Private, "private, max-age=86400", false),
-                (&b, "Fri, 02 Jan 1970 00:00:00 GMT", Caching::Public, "public, max-age=86400", true),
+                (
+                    &a,
+                    "Thu, 01 Jan 1970 00:00:00 GMT",
+                    Caching::Private,
+                    "private, max-age=86400",
+                    false,
+                ),
+                (
+                    &b,
+                    "Fri, 02 Jan 1970 00:00:00 GMT",
+                    Caching::Public,
+                    "public, max-age=86400",
+                    true,
+                ),
             ] {
-                let (base, whole) =
-                    with_heads(x, &x.content_type, caching, |h| (h.base.clone(), h.whole.clone()));
+                let (base, whole) = with_heads(x, &x.content_type, caching, |h| {
+                    (h.base.clone(), h.whole.clone())
+                });
                 for m in [&base, &whole] {
                     assert_eq!(get(m, header::ETAG), Some(format!("\"{}\"", x.sha256)));
                     assert_eq!(get(m, header::LAST_MODIFIED).as_deref(), Some(date));
@@ -365,6 +409,7 @@ mod tests {
                     assert_eq!(m.contains_key(header::CONTENT_SECURITY_POLICY), csp);
                 }
                 assert_eq!(get(&whole, header::CONTENT_LENGTH).as_deref(), Some("1"));
+                assert!(m_has_id(&base) && m_has_id(&whole));
                 assert!(!base.contains_key(header::CONTENT_LENGTH));
             }
         }
