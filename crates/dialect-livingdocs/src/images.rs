@@ -1,5 +1,6 @@
 //! `GET /api/v1/images/{mediaId}`: anonymous serving of imported images;
-//! `?format=auto` answers WebP to clients that accept it.
+//! `?format=auto` negotiates the encoding from `Accept` as the native
+//! variant URL does (AVIF, then WebP, then the original).
 
 use crate::error::ApiError;
 use crate::EXT_SCOPE;
@@ -12,28 +13,6 @@ use tintype_engine::BlobRef;
 use tintype_http::extract::Params;
 use tintype_http::serve::{serve_blob, Caching};
 use tintype_http::AppState;
-
-/// Whether the `Accept` header names `image/webp` with a non-zero quality.
-pub(crate) fn accepts_webp(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|range| {
-            let mut parts = range.split(';');
-            let media = parts.next().unwrap_or("").trim();
-            if !media.eq_ignore_ascii_case("image/webp") {
-                return false;
-            }
-            let q = parts
-                .filter_map(|p| p.trim().strip_prefix("q="))
-                .filter_map(|q| q.trim().parse::<f32>().ok())
-                .next()
-                .unwrap_or(1.0);
-            q > 0.0
-        })
-}
 
 fn not_found() -> ApiError {
     ApiError::NotFound("there is no image with this id".into())
@@ -61,11 +40,6 @@ async fn imported_image(state: &AppState, id: &str) -> Result<Image, ApiError> {
     Ok(image)
 }
 
-fn vary(resp: &mut Response) {
-    resp.headers_mut()
-        .insert(header::VARY, HeaderValue::from_static("Accept"));
-}
-
 /// `GET /api/v1/images/{mediaId}[?format=auto]`
 pub(crate) async fn serve(
     State(state): State<AppState>,
@@ -83,58 +57,26 @@ pub(crate) async fn serve(
     };
     let image = imported_image(&state, &id).await?;
     let headers = &headers;
-    // Animated GIFs and SVGs keep their own format.
+    // The negotiation of the native variant URL: AVIF, then WebP, else the
+    // original's own format. Animated GIFs and SVGs keep their own format.
     let convertible = matches!(image.content.format.as_str(), "png" | "jpeg");
-    if !(auto && convertible && accepts_webp(headers)) {
-        let mut resp = serve_blob(
-            &state,
-            headers,
-            &BlobRef::of_image(&image),
-            Caching::Public,
-            None,
-        )
-        .await;
-        if auto {
-            vary(&mut resp);
-        }
-        return Ok(resp);
+    let format = if auto && convertible {
+        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+        tintype_engine::negotiate(accept)
+    } else {
+        None
+    };
+    let blob = match format {
+        // Converted once through the engine (single flight, decode budget)
+        // and kept as a variant per encoding, so its bytes, ETag and ranges
+        // are served like any other.
+        Some(format) => BlobRef::of_variant(&state.engine.conversion(&image, format).await?),
+        None => BlobRef::of_image(&image),
+    };
+    let mut resp = serve_blob(&state, headers, &blob, Caching::Public, None).await;
+    if auto {
+        resp.headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("Accept"));
     }
-
-    // Converted once through the engine (single flight, decode budget)
-    // and kept as a variant, so its bytes, ETag and ranges are served like
-    // any other.
-    let webp = state
-        .engine
-        .conversion(&image, tintype_engine::media::OutputFormat::Webp)
-        .await?;
-    let mut resp = serve_blob(
-        &state,
-        headers,
-        &BlobRef::of_variant(&webp),
-        Caching::Public,
-        None,
-    )
-    .await;
-    vary(&mut resp);
     Ok(resp)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn h(v: &str) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        m.insert(header::ACCEPT, HeaderValue::from_str(v).expect("header"));
-        m
-    }
-
-    #[test]
-    fn webp_is_negotiated_from_accept() {
-        assert!(accepts_webp(&h("image/avif,image/webp,*/*")));
-        assert!(accepts_webp(&h("image/webp;q=0.8")));
-        assert!(!accepts_webp(&h("image/webp;q=0")));
-        assert!(!accepts_webp(&h("image/png,image/*;q=0.8")));
-        assert!(!accepts_webp(&HeaderMap::new()));
-    }
 }
