@@ -70,6 +70,7 @@ fn rgb_to_xyz(prim: [(f64, f64); 3], white: (f64, f64)) -> Mat {
 const SRGB_PRIM: [(f64, f64); 3] = [(0.64, 0.33), (0.30, 0.60), (0.15, 0.06)];
 const P3_PRIM: [(f64, f64); 3] = [(0.680, 0.320), (0.265, 0.690), (0.150, 0.060)];
 const ADOBE_PRIM: [(f64, f64); 3] = [(0.64, 0.33), (0.21, 0.71), (0.15, 0.06)];
+const BT2020_PRIM: [(f64, f64); 3] = [(0.708, 0.292), (0.170, 0.797), (0.131, 0.046)];
 const D65: (f64, f64) = (0.3127, 0.3290);
 const ADOBE_GAMMA: f64 = 563.0 / 256.0;
 
@@ -599,6 +600,87 @@ fn display_p3_and_adobe_rgb_are_converted_to_srgb() {
     let (_, out) = render_one(&plain, png_spec(32, 32));
     for (g, want) in quadrant_colours(&decode(&out)).iter().zip(&QUADS) {
         close(g, want, 0, "untagged PNG");
+    }
+}
+
+/// The inverse of the BT.709 camera curve.
+fn bt709_decode(v: f64) -> f64 {
+    if v < 0.081 {
+        v / 4.5
+    } else {
+        ((v + 0.099) / 1.099).powf(1.0 / 0.45)
+    }
+}
+
+#[test]
+fn avif_and_heic_with_nclx_colour_are_converted_to_srgb() {
+    let dir = Dir::new();
+    let (w, h) = (64, 64);
+    let pixels = quadrants(w, h);
+    // (primaries, transfer) as H.273 code points, and the reference.
+    let cases: [(&str, (u16, u16), Box<Reference>); 3] = [
+        (
+            "Display P3 (12, 13)",
+            (12, 13),
+            Box::new(|c| reference(c, P3_PRIM, srgb_decode)),
+        ),
+        (
+            "BT.2020 with the BT.709 curve (9, 1)",
+            (9, 1),
+            Box::new(|c| reference(c, BT2020_PRIM, bt709_decode)),
+        ),
+        (
+            "sRGB primaries, linear light (1, 8)",
+            (1, 8),
+            Box::new(|c| reference(c, SRGB_PRIM, |v| v)),
+        ),
+    ];
+    for (name, (primaries, transfer), want) in &cases {
+        let want = QUADS.map(want);
+        assert!(
+            want.iter()
+                .zip(QUADS)
+                .any(|(a, b)| a.iter().zip(b).any(|(x, y)| x.abs_diff(y) > 10)),
+            "{name}: the conversion must change the colours: {want:?}"
+        );
+        for format in [Format::Avif, Format::Heic] {
+            let bytes = encode_still(
+                format,
+                &pixels,
+                w,
+                h,
+                false,
+                &StillOptions {
+                    quality: 95,
+                    nclx: Some((*primaries, *transfer, 6)),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let path = dir.file("nclx.img", &bytes);
+            let (_, out) = render_one(&path, png_spec(32, 32));
+            for (g, want) in quadrant_colours(&decode(&out)).iter().zip(&want) {
+                close(g, want, 10, &format!("{name} {format:?}"));
+            }
+        }
+    }
+    // nclx sRGB (what the AVIF output writes) stays as it is.
+    let bytes = encode_still(
+        Format::Avif,
+        &pixels,
+        w,
+        h,
+        false,
+        &StillOptions {
+            quality: 95,
+            nclx: Some((1, 13, 6)),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let (_, out) = render_one(&dir.file("srgb.avif", &bytes), png_spec(32, 32));
+    for (g, want) in quadrant_colours(&decode(&out)).iter().zip(&QUADS) {
+        close(g, want, 10, "nclx sRGB");
     }
 }
 
