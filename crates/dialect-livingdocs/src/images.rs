@@ -9,10 +9,23 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::Response;
 use tintype_engine::core::{CoreError, Image};
+use tintype_engine::media::OutputFormat;
 use tintype_engine::BlobRef;
 use tintype_http::extract::Params;
 use tintype_http::serve::{serve_blob, Caching};
 use tintype_http::AppState;
+
+/// An `Accept` header without its `image/avif` ranges.
+fn without_avif(accept: &str) -> String {
+    accept
+        .split(',')
+        .filter(|range| {
+            let kind = range.split(';').next().unwrap_or("").trim();
+            !kind.eq_ignore_ascii_case("image/avif")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
 
 fn not_found() -> ApiError {
     ApiError::NotFound("there is no image with this id".into())
@@ -60,23 +73,62 @@ pub(crate) async fn serve(
     // The negotiation of the native variant URL: AVIF, then WebP, else the
     // original's own format. Animated GIFs and SVGs keep their own format.
     let convertible = matches!(image.content.format.as_str(), "png" | "jpeg");
-    let format = if auto && convertible {
-        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let mut format = if auto && convertible {
         tintype_engine::negotiate(accept)
     } else {
         None
     };
-    let blob = match format {
+    let mut blob = BlobRef::of_image(&image);
+    while let Some(f) = format {
         // Converted once through the engine (single flight, decode budget)
         // and kept as a variant per encoding, so its bytes, ETag and ranges
         // are served like any other.
-        Some(format) => BlobRef::of_variant(&state.engine.conversion(&image, format).await?),
-        None => BlobRef::of_image(&image),
-    };
+        match state.engine.conversion(&image, f).await {
+            Ok(v) => {
+                blob = BlobRef::of_variant(&v);
+                break;
+            }
+            // A picture too large to encode within the decode budget (AVIF
+            // needs the most): the next encoding the client accepts, at
+            // last the original, rather than no picture.
+            Err(CoreError::OverBudget { needed, budget }) => {
+                tracing::debug!(
+                    "{} of {} needs {needed} bytes, over the budget of {budget}",
+                    f.name(),
+                    image.id
+                );
+                format = match f {
+                    OutputFormat::Avif => {
+                        tintype_engine::negotiate(accept.map(without_avif).as_deref())
+                    }
+                    _ => None,
+                };
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     let mut resp = serve_blob(&state, headers, &blob, Caching::Public, None).await;
     if auto {
         resp.headers_mut()
             .insert(header::VARY, HeaderValue::from_static("Accept"));
     }
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn avif_ranges_are_taken_out() {
+        assert_eq!(
+            without_avif("image/avif,image/webp;q=0.9, IMAGE/AVIF;q=0.5,*/*"),
+            "image/webp;q=0.9,*/*"
+        );
+        assert_eq!(
+            tintype_engine::negotiate(Some(&without_avif("image/avif"))),
+            None
+        );
+    }
 }

@@ -723,8 +723,8 @@ async fn format_auto_negotiates_avif_then_webp_then_the_original() {
     assert_eq!((p.width, p.height), (Some(40), Some(30)));
     let (ct, webp) = get(photo.clone(), Some("image/webp")).await;
     assert_eq!(ct, "image/webp");
-    let decoded = image::load_from_memory_with_format(&webp, image::ImageFormat::WebP)
-        .expect("webp decodes");
+    let decoded =
+        image::load_from_memory_with_format(&webp, image::ImageFormat::WebP).expect("webp decodes");
     assert_eq!((decoded.width(), decoded.height()), (40, 30));
     for accept in [None, Some("image/png,image/*;q=0.8,*/*;q=0.5")] {
         let (ct, bytes) = get(photo.clone(), accept).await;
@@ -745,6 +745,37 @@ async fn format_auto_negotiates_avif_then_webp_then_the_original() {
     let (ct, bytes) = get(art, Some("image/avif,image/webp,*/*")).await;
     assert!(ct.starts_with("image/svg+xml"), "{ct}");
     assert_eq!(bytes, SVG.as_bytes());
+}
+
+#[tokio::test]
+async fn format_auto_over_the_decode_budget_falls_back_to_webp_then_the_original() {
+    let (_src, base) = start_source().await;
+    // Room for a small WebP, not for libaom's fixed buffers.
+    let s = server_with(|c| c.decode_budget.max_bytes = 16 << 20).await;
+    let token = s.user_token("jon", &[]).await;
+    let body =
+        json!({ "systemName": "a", "images": [item(format!("{base}/files/photo.jpg"), "p", "P")] });
+    let v = finished(&s, &token, &import_id(&s, &token, &body).await).await;
+    let url = v["images"][0]["image"]["url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no url: {v}"))
+        .to_string();
+    jobs_idle(&s).await;
+    let client = reqwest::Client::new();
+    for (accept, want) in [
+        ("image/avif,image/webp", "image/webp"),
+        ("image/avif", "image/jpeg"),
+    ] {
+        let r = client
+            .get(&url)
+            .header("accept", accept)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), 200, "{accept}");
+        assert_eq!(r.headers()["content-type"], want, "{accept}");
+        assert_eq!(r.headers()["vary"], "Accept");
+    }
 }
 
 #[tokio::test]

@@ -186,7 +186,8 @@ fn icc_of(handle: &Handle) -> Option<Vec<u8>> {
                 let codes = ((*nclx).color_primaries, (*nclx).transfer_characteristics);
                 lh::heif_nclx_color_profile_free(nclx);
                 read.ok()?;
-                let (Ok(primaries), Ok(transfer)) = (u16::try_from(codes.0), u16::try_from(codes.1))
+                let (Ok(primaries), Ok(transfer)) =
+                    (u16::try_from(codes.0), u16::try_from(codes.1))
                 else {
                     return None;
                 };

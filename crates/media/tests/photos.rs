@@ -388,7 +388,14 @@ fn cmyk_jpeg_is_converted_through_its_profile() {
         close(g, want, 3, &format!("CMYK quadrant {q} {:?}", INKS[q]));
     }
     // A JPEG variant (re-encoded) comes out the same.
-    let jpeg_out = render_one(&path, VariantSpec { quality: 100, ..VariantSpec::fit(32, 32) }).1;
+    let jpeg_out = render_one(
+        &path,
+        VariantSpec {
+            quality: 100,
+            ..VariantSpec::fit(32, 32)
+        },
+    )
+    .1;
     for (g, want) in quadrant_colours(&decode(&jpeg_out)).iter().zip(&want) {
         close(g, want, 4, "CMYK to a JPEG variant");
     }
