@@ -1,5 +1,6 @@
 //! `GET /api/v1/images/{mediaId}`: anonymous serving of imported images;
-//! `?format=auto` answers WebP to clients that accept it.
+//! `?format=auto` negotiates the encoding from `Accept` as the native
+//! variant URL does (AVIF, then WebP, then the original).
 
 use crate::error::ApiError;
 use crate::EXT_SCOPE;
@@ -8,31 +9,22 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::Response;
 use tintype_engine::core::{CoreError, Image};
+use tintype_engine::media::OutputFormat;
 use tintype_engine::BlobRef;
 use tintype_http::extract::Params;
 use tintype_http::serve::{serve_blob, Caching};
 use tintype_http::AppState;
 
-/// Whether the `Accept` header names `image/webp` with a non-zero quality.
-pub(crate) fn accepts_webp(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|range| {
-            let mut parts = range.split(';');
-            let media = parts.next().unwrap_or("").trim();
-            if !media.eq_ignore_ascii_case("image/webp") {
-                return false;
-            }
-            let q = parts
-                .filter_map(|p| p.trim().strip_prefix("q="))
-                .filter_map(|q| q.trim().parse::<f32>().ok())
-                .next()
-                .unwrap_or(1.0);
-            q > 0.0
+/// An `Accept` header without its `image/avif` ranges.
+fn without_avif(accept: &str) -> String {
+    accept
+        .split(',')
+        .filter(|range| {
+            let kind = range.split(';').next().unwrap_or("").trim();
+            !kind.eq_ignore_ascii_case("image/avif")
         })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn not_found() -> ApiError {
@@ -61,11 +53,6 @@ async fn imported_image(state: &AppState, id: &str) -> Result<Image, ApiError> {
     Ok(image)
 }
 
-fn vary(resp: &mut Response) {
-    resp.headers_mut()
-        .insert(header::VARY, HeaderValue::from_static("Accept"));
-}
-
 /// `GET /api/v1/images/{mediaId}[?format=auto]`
 pub(crate) async fn serve(
     State(state): State<AppState>,
@@ -83,39 +70,49 @@ pub(crate) async fn serve(
     };
     let image = imported_image(&state, &id).await?;
     let headers = &headers;
-    // Animated GIFs and SVGs keep their own format.
+    // The negotiation of the native variant URL: AVIF, then WebP, else the
+    // original's own format. Animated GIFs and SVGs keep their own format.
     let convertible = matches!(image.content.format.as_str(), "png" | "jpeg");
-    if !(auto && convertible && accepts_webp(headers)) {
-        let mut resp = serve_blob(
-            &state,
-            headers,
-            &BlobRef::of_image(&image),
-            Caching::Public,
-            None,
-        )
-        .await;
-        if auto {
-            vary(&mut resp);
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let mut format = if auto && convertible {
+        tintype_engine::negotiate(accept)
+    } else {
+        None
+    };
+    let mut blob = BlobRef::of_image(&image);
+    while let Some(f) = format {
+        // Converted once through the engine (single flight, decode budget)
+        // and kept as a variant per encoding, so its bytes, ETag and ranges
+        // are served like any other.
+        match state.engine.conversion(&image, f).await {
+            Ok(v) => {
+                blob = BlobRef::of_variant(&v);
+                break;
+            }
+            // A picture too large to encode within the decode budget (AVIF
+            // needs the most): the next encoding the client accepts, at
+            // last the original, rather than no picture.
+            Err(CoreError::OverBudget { needed, budget }) => {
+                tracing::debug!(
+                    "{} of {} needs {needed} bytes, over the budget of {budget}",
+                    f.name(),
+                    image.id
+                );
+                format = match f {
+                    OutputFormat::Avif => {
+                        tintype_engine::negotiate(accept.map(without_avif).as_deref())
+                    }
+                    _ => None,
+                };
+            }
+            Err(e) => return Err(e.into()),
         }
-        return Ok(resp);
     }
-
-    // Converted once through the engine (single flight, decode budget)
-    // and kept as a variant, so its bytes, ETag and ranges are served like
-    // any other.
-    let webp = state
-        .engine
-        .conversion(&image, tintype_engine::media::OutputFormat::Webp)
-        .await?;
-    let mut resp = serve_blob(
-        &state,
-        headers,
-        &BlobRef::of_variant(&webp),
-        Caching::Public,
-        None,
-    )
-    .await;
-    vary(&mut resp);
+    let mut resp = serve_blob(&state, headers, &blob, Caching::Public, None).await;
+    if auto {
+        resp.headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("Accept"));
+    }
     Ok(resp)
 }
 
@@ -123,18 +120,15 @@ pub(crate) async fn serve(
 mod tests {
     use super::*;
 
-    fn h(v: &str) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        m.insert(header::ACCEPT, HeaderValue::from_str(v).expect("header"));
-        m
-    }
-
     #[test]
-    fn webp_is_negotiated_from_accept() {
-        assert!(accepts_webp(&h("image/avif,image/webp,*/*")));
-        assert!(accepts_webp(&h("image/webp;q=0.8")));
-        assert!(!accepts_webp(&h("image/webp;q=0")));
-        assert!(!accepts_webp(&h("image/png,image/*;q=0.8")));
-        assert!(!accepts_webp(&HeaderMap::new()));
+    fn avif_ranges_are_taken_out() {
+        assert_eq!(
+            without_avif("image/avif,image/webp;q=0.9, IMAGE/AVIF;q=0.5,*/*"),
+            "image/webp;q=0.9,*/*"
+        );
+        assert_eq!(
+            tintype_engine::negotiate(Some(&without_avif("image/avif"))),
+            None
+        );
     }
 }

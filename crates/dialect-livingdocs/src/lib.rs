@@ -4,7 +4,7 @@
 //! gets a job id at once, and polls `GET /api/v1/import/images/status?id=`;
 //! a webhook is POSTed (signed by the engine) when the job is done. Imported
 //! images are served anonymously at `/api/v1/images/{mediaId}`, with
-//! `?format=auto` negotiating WebP.
+//! `?format=auto` negotiating AVIF or WebP from `Accept`.
 //!
 //! Design choices:
 //! * One durable engine job per batch (kind `livingdocs.import`); it works
@@ -20,8 +20,10 @@
 //!   temporary file while they are hashed; the hash decides between
 //!   `skipped` (same bytes, same fields), an update in place (the image id
 //!   stays) and a new image.
-//! * WebP for `?format=auto` is converted on demand and kept in a bounded
-//!   in-process cache keyed by the source's SHA-256.
+//! * `?format=auto` negotiates with the native variant URL's function
+//!   (`tintype_engine::negotiate`); the engine converts the whole picture
+//!   on demand, once per encoding, and keeps it as a variant (`full.avif`,
+//!   `full.webp`).
 
 mod error;
 mod images;

@@ -28,6 +28,34 @@ fn png(w: u32, h: u32, rgb: [u8; 3]) -> Vec<u8> {
     out.into_inner()
 }
 
+/// A photograph-like JPEG: a smooth gradient.
+fn jpeg(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, 120])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg)
+        .expect("encode jpeg");
+    out.into_inner()
+}
+
+/// A GIF of two frames.
+fn animated_gif() -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut enc = image::codecs::gif::GifEncoder::new(&mut out);
+        enc.set_repeat(image::codecs::gif::Repeat::Infinite)
+            .expect("repeat");
+        for c in [[255u8, 0, 0, 255], [0, 0, 255, 255]] {
+            let frame = image::Frame::new(image::RgbaImage::from_pixel(4, 4, image::Rgba(c)));
+            enc.encode_frame(frame).expect("frame");
+        }
+    }
+    out
+}
+
+const SVG: &str = r#"<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10" fill="red"/></svg>"#;
+
 #[derive(Default)]
 struct Source {
     /// Serve other bytes at /b.png.
@@ -67,6 +95,9 @@ async fn serve_file(State(src): State<Arc<Source>>, AxPath(name): AxPath<String>
         }
         "b.png" => (image_png, png(4, 4, [10, 200, 10])).into_response(),
         "c.png" => (image_png, png(8, 6, [50, 60, 70])).into_response(),
+        "photo.jpg" => ([("content-type", "image/jpeg")], jpeg(40, 30)).into_response(),
+        "anim.gif" => ([("content-type", "image/gif")], animated_gif()).into_response(),
+        "art.svg" => ([("content-type", "image/svg+xml")], SVG).into_response(),
         "gated.png" => {
             while !src.open.load(Ordering::SeqCst) {
                 let _ = tokio::time::timeout(Duration::from_millis(50), src.gate.notified()).await;
@@ -574,7 +605,7 @@ async fn format_auto_answers_webp_to_clients_that_accept_it() {
 
     let r = client
         .get(&url)
-        .header("accept", "image/avif,image/webp,*/*;q=0.8")
+        .header("accept", "image/webp,*/*;q=0.8")
         .send()
         .await
         .expect("get");
@@ -626,6 +657,125 @@ async fn format_auto_answers_webp_to_clients_that_accept_it() {
     assert_eq!(r.status(), 404);
     let v: Value = r.json().await.expect("json");
     assert_eq!(v["status"], 404);
+}
+
+/// Waits until the upload's own variants are rendered: only conversions
+/// count after it.
+async fn jobs_idle(s: &TestServer) {
+    for _ in 0..200 {
+        let c = s.engine.job_counts().await.expect("counts");
+        if c.queued + c.running == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the queue did not empty");
+}
+
+#[tokio::test]
+async fn format_auto_negotiates_avif_then_webp_then_the_original() {
+    use tintype_engine::media::{sniff, Format};
+    let (_src, base) = start_source().await;
+    let s = server().await;
+    let token = s.user_token("ines", &[]).await;
+    let body = json!({ "systemName": "a", "images": [
+        item(format!("{base}/files/photo.jpg"), "photo", "Photo"),
+        item(format!("{base}/files/anim.gif"), "anim", "Anim"),
+        item(format!("{base}/files/art.svg"), "art", "Art"),
+    ] });
+    let v = finished(&s, &token, &import_id(&s, &token, &body).await).await;
+    let url_of = |external: &str| {
+        v["images"]
+            .as_array()
+            .expect("images")
+            .iter()
+            .find(|i| i["externalId"] == external)
+            .and_then(|i| i["image"]["url"].as_str())
+            .unwrap_or_else(|| panic!("no url for {external}: {v}"))
+            .to_string()
+    };
+    jobs_idle(&s).await;
+    let client = reqwest::Client::new();
+    let get = |url: String, accept: Option<&'static str>| {
+        let client = client.clone();
+        async move {
+            let mut req = client.get(&url);
+            if let Some(a) = accept {
+                req = req.header("accept", a);
+            }
+            let r = req.send().await.expect("get");
+            assert_eq!(r.status(), 200, "{url} with {accept:?}");
+            assert_eq!(r.headers()["vary"], "Accept", "{url} with {accept:?}");
+            let ct = r.headers()["content-type"]
+                .to_str()
+                .expect("content-type")
+                .to_string();
+            (ct, r.bytes().await.expect("body").to_vec())
+        }
+    };
+
+    let photo = url_of("photo");
+    let before = s.engine.metrics.renders.get();
+    let (ct, avif) = get(photo.clone(), Some("image/avif,image/webp")).await;
+    assert_eq!(ct, "image/avif");
+    assert_eq!(sniff(&avif), Some(Format::Avif));
+    let p = tintype_engine::media::probe_bytes(&avif, &Default::default()).expect("avif probes");
+    assert_eq!((p.width, p.height), (Some(40), Some(30)));
+    let (ct, webp) = get(photo.clone(), Some("image/webp")).await;
+    assert_eq!(ct, "image/webp");
+    let decoded =
+        image::load_from_memory_with_format(&webp, image::ImageFormat::WebP).expect("webp decodes");
+    assert_eq!((decoded.width(), decoded.height()), (40, 30));
+    for accept in [None, Some("image/png,image/*;q=0.8,*/*;q=0.5")] {
+        let (ct, bytes) = get(photo.clone(), accept).await;
+        assert_eq!(ct, "image/jpeg", "{accept:?}");
+        assert_eq!(bytes, jpeg(40, 30), "{accept:?}: the original bytes");
+    }
+    // Each encoding is its own variant, made once.
+    assert_eq!(get(photo.clone(), Some("image/avif")).await.1, avif);
+    assert_eq!(get(photo.clone(), Some("image/webp;q=0.9")).await.1, webp);
+    assert_eq!(s.engine.metrics.renders.get() - before, 2);
+
+    // Animated GIFs and SVGs keep their format.
+    let anim = url_of("anim");
+    let (ct, bytes) = get(anim, Some("image/avif,image/webp,*/*")).await;
+    assert_eq!(ct, "image/gif");
+    assert_eq!(bytes, animated_gif());
+    let art = url_of("art");
+    let (ct, bytes) = get(art, Some("image/avif,image/webp,*/*")).await;
+    assert!(ct.starts_with("image/svg+xml"), "{ct}");
+    assert_eq!(bytes, SVG.as_bytes());
+}
+
+#[tokio::test]
+async fn format_auto_over_the_decode_budget_falls_back_to_webp_then_the_original() {
+    let (_src, base) = start_source().await;
+    // Room for a small WebP, not for libaom's fixed buffers.
+    let s = server_with(|c| c.decode_budget.max_bytes = 16 << 20).await;
+    let token = s.user_token("jon", &[]).await;
+    let body =
+        json!({ "systemName": "a", "images": [item(format!("{base}/files/photo.jpg"), "p", "P")] });
+    let v = finished(&s, &token, &import_id(&s, &token, &body).await).await;
+    let url = v["images"][0]["image"]["url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no url: {v}"))
+        .to_string();
+    jobs_idle(&s).await;
+    let client = reqwest::Client::new();
+    for (accept, want) in [
+        ("image/avif,image/webp", "image/webp"),
+        ("image/avif", "image/jpeg"),
+    ] {
+        let r = client
+            .get(&url)
+            .header("accept", accept)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), 200, "{accept}");
+        assert_eq!(r.headers()["content-type"], want, "{accept}");
+        assert_eq!(r.headers()["vary"], "Accept");
+    }
 }
 
 #[tokio::test]

@@ -22,7 +22,8 @@ enum Rendering {
     /// One preset in another encoding than its own (negotiated or asked
     /// for): kept as its own variant, named `<preset>@<format>`.
     Encoded(Preset, tintype_media::OutputFormat),
-    Full(tintype_media::OutputFormat),
+    /// The whole picture in another encoding, at this quality.
+    Full(tintype_media::OutputFormat, u8),
 }
 
 /// The variant name of a preset in an encoding other than its own. Preset
@@ -36,7 +37,7 @@ impl Rendering {
         match self {
             Rendering::Presets(p) => p.iter().map(|p| p.name.clone()).collect(),
             Rendering::Encoded(p, f) => vec![encoded_name(&p.name, *f)],
-            Rendering::Full(f) => vec![format!("{CONVERSION_PREFIX}{}", f.name())],
+            Rendering::Full(f, _) => vec![format!("{CONVERSION_PREFIX}{}", f.name())],
         }
     }
 
@@ -45,7 +46,7 @@ impl Rendering {
         match self {
             Rendering::Presets(p) => p.iter().map(|p| p.spec_for(source)).collect(),
             Rendering::Encoded(p, f) => vec![p.spec_as(*f)],
-            Rendering::Full(_) => Vec::new(),
+            Rendering::Full(..) => Vec::new(),
         }
     }
 }
@@ -157,24 +158,35 @@ impl Engine {
             .await
     }
 
-    /// The whole picture converted to `format` (orientation applied,
-    /// metadata stripped), kept as a variant named `full.<format>` so it is
-    /// converted once however many ask, through the same single flight and
-    /// decode budget as every variant.
+    /// The whole picture converted to WebP or AVIF (orientation applied,
+    /// converted to sRGB, metadata stripped), kept as a variant named
+    /// `full.<format>` so it is converted once however many ask, through
+    /// the same single flight and decode budget as every variant. Photos
+    /// (JPEG, HEIC, AVIF, WebP) are encoded lossy at the presets' default
+    /// qualities (WebP 80, AVIF 60); PNG (graphics, text) as lossless WebP
+    /// or AVIF at 90.
     pub async fn conversion(
         &self,
         image: &Image,
         format: tintype_media::OutputFormat,
     ) -> Result<Variant, CoreError> {
-        if format != tintype_media::OutputFormat::Webp {
-            return Err(Refusal::NotApplicable(format!(
-                "full-size conversion to {} is not offered",
-                format.name()
-            ))
-            .into());
-        }
+        use tintype_media::OutputFormat;
+        let graphics = image.content.format == "png";
+        let quality = match (format, graphics) {
+            (OutputFormat::Webp, true) => 100,
+            (OutputFormat::Webp, false) => 80,
+            (OutputFormat::Avif, true) => 90,
+            (OutputFormat::Avif, false) => 60,
+            (OutputFormat::Jpeg | OutputFormat::Png, _) => {
+                return Err(Refusal::NotApplicable(format!(
+                    "full-size conversion to {} is not offered",
+                    format.name()
+                ))
+                .into())
+            }
+        };
         let name = format!("{CONVERSION_PREFIX}{}", format.name());
-        self.single_flight(image, &name, Rendering::Full(format))
+        self.single_flight(image, &name, Rendering::Full(format, quality))
             .await
     }
 
@@ -246,16 +258,19 @@ impl Engine {
             .map_err(CoreError::internal)?
             .map_err(crate::ingest::media_error)?
         };
-        let _room = self
-            .budget
-            .acquire(tintype_media::render_memory(&probe, &specs))
-            .await?;
+        let memory = match rendering {
+            Rendering::Full(format, _) => tintype_media::full_memory(&probe, format),
+            _ => tintype_media::render_memory(&probe, &specs),
+        };
+        let _room = self.budget.acquire(memory).await?;
         let (rendered, placeholder) = tokio::task::spawn_blocking(move || {
             let out = match rendering {
                 Rendering::Presets(_) | Rendering::Encoded(..) => {
                     tintype_media::render_file(&path, &probe, &specs, &limits)?
                 }
-                Rendering::Full(_) => vec![tintype_media::to_webp(&path, &probe, &limits)?],
+                Rendering::Full(format, quality) => vec![tintype_media::to_full(
+                    &path, &probe, &limits, format, quality,
+                )?],
             };
             // Each variant goes to a temp file, hashed, ready for the store.
             let mut staged = Vec::with_capacity(out.len());

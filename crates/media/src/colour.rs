@@ -6,6 +6,12 @@
 //! fit the pixels, is ignored with a note in the log (the pixels are then
 //! taken as sRGB too).
 //!
+//! HEIF and AVIF files may state their colour as `nclx` code points
+//! instead of an ICC profile (ITU-T H.273: colour primaries, transfer
+//! characteristics, matrix coefficients); [`nclx_profile`] builds the
+//! matching lcms2 RGB profile for the common cases, converted like an
+//! embedded one.
+//!
 //! The rendering intent is perceptual, as in most photo tools; for the
 //! matrix profiles of cameras and phones it is the same as relative
 //! colorimetric.
@@ -206,6 +212,80 @@ pub(crate) fn cmyk_to_srgb(cmyk: &[u8], icc: Option<&[u8]>) -> Vec<u8> {
     rgb
 }
 
+/// The primaries (red, green, blue xy, white D65) of an H.273 colour
+/// primaries code point; `None` for sRGB and BT.709 (1), unspecified (2)
+/// and those not handled (taken as sRGB).
+fn nclx_primaries(code: u16) -> Option<[(f64, f64); 3]> {
+    match code {
+        // ITU-R BT.2020 and BT.2100.
+        9 => Some([(0.708, 0.292), (0.170, 0.797), (0.131, 0.046)]),
+        // SMPTE EG 432-1: Display P3 (D65), as phones write it.
+        12 => Some([(0.680, 0.320), (0.265, 0.690), (0.150, 0.060)]),
+        _ => None,
+    }
+}
+
+/// The tone curve (encoded value to linear light) of an H.273 transfer
+/// characteristics code point; `None` for sRGB (13), unspecified (2) and
+/// those not handled, taken as sRGB: PQ (16) and HLG (18) are HDR and
+/// would need tone mapping, which is not done.
+fn nclx_curve(code: u16) -> Option<lcms2::ToneCurve> {
+    match code {
+        // BT.709 (1), BT.601 (6), BT.2020 10 and 12 bits (14, 15): the
+        // inverse of their camera curve, V = 1.099 L^0.45 - 0.099 above
+        // 0.018 and 4.5 L below.
+        1 | 6 | 14 | 15 => lcms2::ToneCurve::new_parametric(
+            4,
+            &[1.0 / 0.45, 1.0 / 1.099, 0.099 / 1.099, 1.0 / 4.5, 0.081],
+        )
+        .ok(),
+        // BT.470 System M: gamma 2.2.
+        4 => Some(lcms2::ToneCurve::new(2.2)),
+        // BT.470 System B/G: gamma 2.8.
+        5 => Some(lcms2::ToneCurve::new(2.8)),
+        // Linear light.
+        8 => Some(lcms2::ToneCurve::new(1.0)),
+        _ => None,
+    }
+}
+
+/// An ICC profile for pixels described by nclx `primaries` and `transfer`
+/// code points (H.273; the matrix coefficients are applied by the decoder
+/// already), to convert like an embedded profile. `None` when they are
+/// sRGB, unspecified or not handled (the pixels are taken as sRGB).
+pub(crate) fn nclx_profile(primaries: u16, transfer: u16) -> Option<Vec<u8>> {
+    let prim = nclx_primaries(primaries);
+    let curve = nclx_curve(transfer);
+    if prim.is_none() && curve.is_none() {
+        return None;
+    }
+    const SRGB: [(f64, f64); 3] = [(0.64, 0.33), (0.30, 0.60), (0.15, 0.06)];
+    let prim = prim.unwrap_or(SRGB);
+    let curve = match curve {
+        Some(c) => c,
+        None => lcms2::ToneCurve::new_parametric(
+            4,
+            &[2.4, 1.0 / 1.055, 0.055 / 1.055, 1.0 / 12.92, 0.04045],
+        )
+        .ok()?,
+    };
+    let xyy = |(x, y): (f64, f64)| lcms2::CIExyY { x, y, Y: 1.0 };
+    let triple = lcms2::CIExyYTRIPLE {
+        Red: xyy(prim[0]),
+        Green: xyy(prim[1]),
+        Blue: xyy(prim[2]),
+    };
+    let d65 = xyy((0.3127, 0.3290));
+    let made = Profile::new_rgb(&d65, &triple, &[&curve, &curve, &curve]).and_then(|p| p.icc());
+    match made {
+        Ok(icc) => Some(icc),
+        Err(e) => {
+            tracing::debug!("nclx ({primaries}, {transfer}) ignored: {e}");
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +313,28 @@ mod tests {
         assert_eq!(jpeg_icc(&half), None);
         // Cut inside a segment.
         assert_eq!(jpeg_icc(&jpeg[..10]), None);
+    }
+
+    #[test]
+    fn nclx_srgb_and_unknown_codes_need_no_profile() {
+        assert_eq!(nclx_profile(1, 13), None);
+        assert_eq!(nclx_profile(2, 2), None);
+        assert!(nclx_profile(1, 4).is_some(), "gamma 2.2");
+        // HDR curves are left as sRGB.
+        assert_eq!(nclx_profile(1, 16), None);
+        let p3 = nclx_profile(12, 13).expect("P3");
+        let mut px = vec![255u8, 0, 0];
+        assert!(to_srgb(&mut px, false, &p3));
+        // P3 red is outside sRGB: clipped to full red.
+        assert_eq!(px, [255, 0, 0]);
+        let mut px = vec![0u8, 255, 0];
+        assert!(to_srgb(&mut px, false, &p3));
+        assert!(px[0] == 0 && px[1] == 255, "{px:?}");
+        // Linear light of sRGB primaries: mid grey gets lighter.
+        let linear = nclx_profile(1, 8).expect("linear");
+        let mut px = vec![128u8, 128, 128];
+        assert!(to_srgb(&mut px, false, &linear));
+        assert!(px.iter().all(|&v| (186..=189).contains(&v)), "{px:?}");
     }
 
     #[test]

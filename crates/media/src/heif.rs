@@ -14,7 +14,7 @@ use std::ptr;
 use libheif_sys as lh;
 
 use crate::exif::MAX_EXIF_BYTES;
-use crate::{Format, Limits, MediaError};
+use crate::{colour, Format, Limits, MediaError};
 
 /// Largest ICC profile read from a file.
 pub(crate) const MAX_ICC_BYTES: usize = 4 * 1024 * 1024;
@@ -147,8 +147,9 @@ pub(crate) fn info(bytes: &[u8], limits: &Limits) -> Result<HeifInfo, MediaError
     })
 }
 
-/// The ICC profile (`prof` or `rICC`) of an image; `None` for none, for
-/// an `nclx` description (taken as sRGB) and for one over the size limit.
+/// The colour of an image as an ICC profile: its own (`prof` or `rICC`),
+/// or one made from its `nclx` code points ([`colour::nclx_profile`]);
+/// `None` for none, for sRGB, and for a profile over the size limit.
 fn icc_of(handle: &Handle) -> Option<Vec<u8>> {
     let h = handle.0;
     // SAFETY: h is a live handle; the buffer is sized from libheif's
@@ -171,6 +172,26 @@ fn icc_of(handle: &Handle) -> Option<Vec<u8>> {
                 )
                 .ok()
                 .map(|()| buf)
+            }
+            lh::heif_color_profile_type_heif_color_profile_type_nclx => {
+                let mut nclx: *mut lh::heif_color_profile_nclx = ptr::null_mut();
+                let read = check(
+                    lh::heif_image_handle_get_nclx_color_profile(h, &mut nclx),
+                    "nclx",
+                );
+                if nclx.is_null() {
+                    return None;
+                }
+                // Copied out, then freed once.
+                let codes = ((*nclx).color_primaries, (*nclx).transfer_characteristics);
+                lh::heif_nclx_color_profile_free(nclx);
+                read.ok()?;
+                let (Ok(primaries), Ok(transfer)) =
+                    (u16::try_from(codes.0), u16::try_from(codes.1))
+                else {
+                    return None;
+                };
+                colour::nclx_profile(primaries, transfer)
             }
             _ => None,
         }
@@ -340,6 +361,10 @@ pub struct StillOptions<'a> {
     pub exif: Option<&'a [u8]>,
     /// libaom's speed (0 slowest to 9 fastest) for AVIF.
     pub speed: u8,
+    /// `nclx` code points (H.273) to write: colour primaries, transfer
+    /// characteristics, matrix coefficients (full range). `None`: libheif's
+    /// default.
+    pub nclx: Option<(u16, u16, u16)>,
 }
 
 impl Default for StillOptions<'_> {
@@ -350,6 +375,7 @@ impl Default for StillOptions<'_> {
             icc: None,
             exif: None,
             speed: 8,
+            nclx: None,
         }
     }
 }
@@ -360,6 +386,17 @@ impl Drop for Encoder {
     fn drop(&mut self) {
         // SAFETY: an encoder libheif gave us, released once.
         unsafe { lh::heif_encoder_release(self.0) }
+    }
+}
+
+struct EncodingOptions(*mut lh::heif_encoding_options);
+
+impl Drop for EncodingOptions {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            // SAFETY: allocated by heif_encoding_options_alloc, freed once.
+            unsafe { lh::heif_encoding_options_free(self.0) }
+        }
     }
 }
 
@@ -488,6 +525,34 @@ pub fn encode_still(
             )
             .map_err(|e| enc_err(&e.to_string()))?;
         }
+        if let Some((primaries, transfer, matrix)) = opts.nclx {
+            let nclx = lh::heif_nclx_color_profile_alloc();
+            if nclx.is_null() {
+                return Err(enc_err("libheif could not allocate"));
+            }
+            let set = check(
+                lh::heif_nclx_color_profile_set_color_primaries(nclx, primaries),
+                "nclx primaries",
+            )
+            .and_then(|()| {
+                check(
+                    lh::heif_nclx_color_profile_set_transfer_characteristics(nclx, transfer),
+                    "nclx transfer",
+                )
+            })
+            .and_then(|()| {
+                check(
+                    lh::heif_nclx_color_profile_set_matrix_coefficients(nclx, matrix),
+                    "nclx matrix",
+                )
+            })
+            .and_then(|()| {
+                (*nclx).full_range_flag = 1;
+                check(lh::heif_image_set_nclx_color_profile(img.0, nclx), "nclx")
+            });
+            lh::heif_nclx_color_profile_free(nclx);
+            set.map_err(|e| enc_err(&e.to_string()))?;
+        }
         let mut encoder = Encoder(ptr::null_mut());
         check(
             lh::heif_context_get_encoder_for_format(ctx.0, compression, &mut encoder.0),
@@ -509,9 +574,17 @@ pub fn encode_still(
             // Small outputs gain nothing from threads of their own.
             let _ = lh::heif_encoder_set_parameter(encoder.0, c"threads".as_ptr(), c"1".as_ptr());
         }
+        let options = EncodingOptions(lh::heif_encoding_options_alloc());
+        if options.0.is_null() {
+            return Err(enc_err("libheif could not allocate"));
+        }
+        if opts.nclx.is_some() && (*options.0).version >= 4 {
+            // libheif leaves the nclx box out of HEIC files unless asked.
+            (*options.0).macOS_compatibility_workaround_no_nclx_profile = 0;
+        }
         let mut out_handle = ptr::null_mut();
         check(
-            lh::heif_context_encode_image(ctx.0, img.0, encoder.0, ptr::null(), &mut out_handle),
+            lh::heif_context_encode_image(ctx.0, img.0, encoder.0, options.0, &mut out_handle),
             "encoding",
         )
         .map_err(|e| enc_err(&e.to_string()))?;

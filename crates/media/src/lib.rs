@@ -5,7 +5,7 @@
 //!   cheaply that every pixel can be decoded (a truncated file is refused);
 //!   [`probe_headers`] skips that check, for files checked at upload.
 //! * [`render_file`] decodes once and makes every requested variant.
-//! * [`to_webp`] converts a picture to a full-size WebP.
+//! * [`to_full`] converts a picture to a full-size WebP, AVIF, JPEG or PNG.
 //!
 //! Everything here is blocking; the server calls it from a blocking task.
 //!
@@ -32,7 +32,7 @@ pub use error::MediaError;
 pub use format::{sniff, Format, Kind};
 pub use heif::{encode_still, StillOptions};
 pub use probe::{check_file, probe_bytes, probe_file, probe_headers, DiskInfo, Probe};
-pub use render::{render_file, render_memory, to_webp, Rendered};
+pub use render::{full_memory, render_file, render_memory, to_full, to_webp, Rendered};
 pub use spec::{parse_size, FitMode, OutputFormat, VariantSpec};
 pub use svg::{MAX_SVG_DEPTH, MAX_SVG_ELEMENTS, MAX_SVG_NODES};
 

@@ -161,13 +161,34 @@ fn render_inner(
         .collect()
 }
 
-/// A full-size WebP of the picture, orientation applied, metadata stripped
-/// (lossless: the encoder at hand writes lossless WebP only). Blocking.
+/// A full-size WebP of the picture, orientation applied, metadata stripped,
+/// lossless. Blocking.
 pub fn to_webp(path: &Path, probe: &Probe, limits: &Limits) -> Result<Rendered, MediaError> {
-    guard::contained("converting to WebP", || to_webp_inner(path, probe, limits))
+    to_full(path, probe, limits, OutputFormat::Webp, 100)
 }
 
-fn to_webp_inner(path: &Path, probe: &Probe, limits: &Limits) -> Result<Rendered, MediaError> {
+/// The whole picture in another encoding at full size, orientation
+/// applied, converted to sRGB, metadata stripped (`quality` as in
+/// [`VariantSpec`]: WebP at 100 is lossless). Blocking.
+pub fn to_full(
+    path: &Path,
+    probe: &Probe,
+    limits: &Limits,
+    format: OutputFormat,
+    quality: u8,
+) -> Result<Rendered, MediaError> {
+    guard::contained("converting", || {
+        to_full_inner(path, probe, limits, format, quality)
+    })
+}
+
+fn to_full_inner(
+    path: &Path,
+    probe: &Probe,
+    limits: &Limits,
+    format: OutputFormat,
+    quality: u8,
+) -> Result<Rendered, MediaError> {
     let (dw, dh) = picture_size(probe, limits)?;
     let need = if swaps_axes(probe.orientation) {
         (f64::from(dh), f64::from(dw))
@@ -187,10 +208,23 @@ fn to_webp_inner(path: &Path, probe: &Probe, limits: &Limits) -> Result<Rendered
         mode: FitMode::Fit,
         width: oriented.width,
         height: oriented.height,
-        format: OutputFormat::Webp,
-        quality: 100,
+        format,
+        quality,
     };
+    spec.validate(limits)?;
     encode(&oriented, &spec, probe.format)
+}
+
+/// The bytes [`to_full`] allocates at its peak (an upper estimate, as
+/// [`render_memory`]).
+pub fn full_memory(probe: &Probe, format: OutputFormat) -> u64 {
+    let base = render_memory(probe, &[]);
+    match (format, probe.width.zip(probe.height)) {
+        (OutputFormat::Avif, Some((w, h))) => base
+            .saturating_add((u64::from(w) * u64::from(h)).saturating_mul(AVIF_BYTES_PER_PIXEL))
+            .saturating_add(AVIF_BASE),
+        _ => base,
+    }
 }
 
 fn picture_size(probe: &Probe, limits: &Limits) -> Result<(u32, u32), MediaError> {
@@ -350,7 +384,7 @@ fn needed_size(specs: &[VariantSpec], dw: u32, dh: u32, swap: bool) -> (f64, f64
 /// formats 8 bytes per pixel for the decoder's buffer and the converted
 /// raster; SVG its raster plus its parsed tree), and for each output its
 /// resized, oriented and encoded buffers (and libaom's for AVIF). `specs` empty: a full-size
-/// conversion ([`to_webp`]).
+/// conversion ([`to_full`]; see [`full_memory`] for its encoder).
 pub fn render_memory(probe: &Probe, specs: &[VariantSpec]) -> u64 {
     let (Some((sw, sh)), Some(dw), Some(dh)) = (probe.stored_size(), probe.width, probe.height)
     else {

@@ -70,6 +70,7 @@ fn rgb_to_xyz(prim: [(f64, f64); 3], white: (f64, f64)) -> Mat {
 const SRGB_PRIM: [(f64, f64); 3] = [(0.64, 0.33), (0.30, 0.60), (0.15, 0.06)];
 const P3_PRIM: [(f64, f64); 3] = [(0.680, 0.320), (0.265, 0.690), (0.150, 0.060)];
 const ADOBE_PRIM: [(f64, f64); 3] = [(0.64, 0.33), (0.21, 0.71), (0.15, 0.06)];
+const BT2020_PRIM: [(f64, f64); 3] = [(0.708, 0.292), (0.170, 0.797), (0.131, 0.046)];
 const D65: (f64, f64) = (0.3127, 0.3290);
 const ADOBE_GAMMA: f64 = 563.0 / 256.0;
 
@@ -217,7 +218,14 @@ fn jpeg_with_icc(pixels: &[u8], w: u32, h: u32, icc: Option<&[u8]>) -> Vec<u8> {
             format: turbojpeg::PixelFormat::RGB,
         })
         .unwrap();
-    let Some(icc) = icc else { return jpeg };
+    match icc {
+        Some(icc) => with_icc_segments(&jpeg, icc),
+        None => jpeg,
+    }
+}
+
+/// A JPEG with `icc` as APP2 chunks of at most 60000 bytes right after SOI.
+fn with_icc_segments(jpeg: &[u8], icc: &[u8]) -> Vec<u8> {
     let chunks: Vec<&[u8]> = icc.chunks(60_000).collect();
     let mut out = jpeg[..2].to_vec();
     for (i, chunk) in chunks.iter().enumerate() {
@@ -288,6 +296,109 @@ fn camera_exif() -> Vec<u8> {
         t.extend_from_slice(&(d as u32).to_le_bytes());
     }
     t
+}
+
+// ---------- CMYK ----------
+
+/// A CMYK printing profile from a Debian package (CI installs it, see
+/// scripts/apt-packages.txt): a LUT profile, not a formula.
+const CMYK_PROFILE: &str = "/usr/share/color/icc/ghostscript/default_cmyk.icc";
+
+fn cmyk_profile() -> Vec<u8> {
+    std::fs::read(CMYK_PROFILE).unwrap_or_else(|e| {
+        panic!(
+            "{CMYK_PROFILE} cannot be read ({e}): install the Debian package libgs-common \
+             (listed in scripts/apt-packages.txt)"
+        )
+    })
+}
+
+/// Ink amounts (C, M, Y, K; 255 is full ink) of four quadrants.
+const INKS: [[u8; 4]; 4] = [
+    [0, 0, 0, 0],
+    [255, 0, 0, 0],
+    [0, 200, 255, 0],
+    [40, 90, 30, 100],
+];
+
+#[test]
+fn cmyk_jpeg_is_converted_through_its_profile() {
+    let icc = cmyk_profile();
+    // The reference: lcms2 directly from the profile, on the ink amounts
+    // (not the inverted samples the file stores), perceptual intent.
+    let reference = lcms2::Transform::<[u8; 4], [u8; 3]>::new(
+        &Profile::new_icc(&icc).unwrap(),
+        lcms2::PixelFormat::CMYK_8,
+        &Profile::new_srgb(),
+        lcms2::PixelFormat::RGB_8,
+        lcms2::Intent::Perceptual,
+    )
+    .unwrap();
+    let mut want = [[0u8; 3]; 4];
+    reference.transform_pixels(&INKS, &mut want);
+    // The profile gives other colours than the naive formula.
+    let naive = INKS.map(|[c, m, y, k]| {
+        [c, m, y].map(|v| ((255 - u32::from(v)) * (255 - u32::from(k)) / 255) as u8)
+    });
+    assert!(
+        want.iter()
+            .zip(&naive)
+            .any(|(a, b)| a.iter().zip(b).any(|(x, y)| x.abs_diff(*y) > 12)),
+        "the profile must differ from the naive conversion: {want:?} vs {naive:?}"
+    );
+
+    // An Adobe-style CMYK JPEG as Photoshop writes it: inverted samples,
+    // YCCK with the APP14 Adobe marker (transform 2), the profile in APP2
+    // chunks (this one is larger than one segment).
+    let (w, h) = (64u32, 64u32);
+    let mut samples = Vec::with_capacity((w * h * 4) as usize);
+    for y in 0..h {
+        for x in 0..w {
+            let q = usize::from(x >= w / 2) + 2 * usize::from(y >= h / 2);
+            samples.extend(INKS[q].map(|v| 255 - v));
+        }
+    }
+    let mut comp = turbojpeg::Compressor::new().unwrap();
+    comp.set_quality(100);
+    comp.set_subsamp(turbojpeg::Subsamp::None);
+    let jpeg = comp
+        .compress_to_vec(turbojpeg::Image {
+            pixels: samples.as_slice(),
+            width: w as usize,
+            pitch: w as usize * 4,
+            height: h as usize,
+            format: turbojpeg::PixelFormat::CMYK,
+        })
+        .unwrap();
+    let adobe = jpeg
+        .windows(11)
+        .position(|s| s[..2] == [0xFF, 0xEE] && &s[4..9] == b"Adobe")
+        .expect("libjpeg-turbo writes the Adobe marker for CMYK");
+    assert_eq!(jpeg.get(adobe + 15), Some(&2), "YCCK (Adobe transform 2)");
+    assert!(icc.len() > 60_000);
+    let dir = Dir::new();
+    let path = dir.file("cmyk.jpg", &with_icc_segments(&jpeg, &icc));
+    let (probe, out) = render_one(&path, png_spec(32, 32));
+    assert_eq!(probe.format, Format::Jpeg);
+    for (q, (g, want)) in quadrant_colours(&decode(&out))
+        .iter()
+        .zip(&want)
+        .enumerate()
+    {
+        close(g, want, 3, &format!("CMYK quadrant {q} {:?}", INKS[q]));
+    }
+    // A JPEG variant (re-encoded) comes out the same.
+    let jpeg_out = render_one(
+        &path,
+        VariantSpec {
+            quality: 100,
+            ..VariantSpec::fit(32, 32)
+        },
+    )
+    .1;
+    for (g, want) in quadrant_colours(&decode(&jpeg_out)).iter().zip(&want) {
+        close(g, want, 4, "CMYK to a JPEG variant");
+    }
 }
 
 // ---------- HEIC and AVIF in ----------
@@ -496,6 +607,87 @@ fn display_p3_and_adobe_rgb_are_converted_to_srgb() {
     let (_, out) = render_one(&plain, png_spec(32, 32));
     for (g, want) in quadrant_colours(&decode(&out)).iter().zip(&QUADS) {
         close(g, want, 0, "untagged PNG");
+    }
+}
+
+/// The inverse of the BT.709 camera curve.
+fn bt709_decode(v: f64) -> f64 {
+    if v < 0.081 {
+        v / 4.5
+    } else {
+        ((v + 0.099) / 1.099).powf(1.0 / 0.45)
+    }
+}
+
+#[test]
+fn avif_and_heic_with_nclx_colour_are_converted_to_srgb() {
+    let dir = Dir::new();
+    let (w, h) = (64, 64);
+    let pixels = quadrants(w, h);
+    // (primaries, transfer) as H.273 code points, and the reference.
+    let cases: [(&str, (u16, u16), Box<Reference>); 3] = [
+        (
+            "Display P3 (12, 13)",
+            (12, 13),
+            Box::new(|c| reference(c, P3_PRIM, srgb_decode)),
+        ),
+        (
+            "BT.2020 with the BT.709 curve (9, 1)",
+            (9, 1),
+            Box::new(|c| reference(c, BT2020_PRIM, bt709_decode)),
+        ),
+        (
+            "sRGB primaries, linear light (1, 8)",
+            (1, 8),
+            Box::new(|c| reference(c, SRGB_PRIM, |v| v)),
+        ),
+    ];
+    for (name, (primaries, transfer), want) in &cases {
+        let want = QUADS.map(want);
+        assert!(
+            want.iter()
+                .zip(QUADS)
+                .any(|(a, b)| a.iter().zip(b).any(|(x, y)| x.abs_diff(y) > 10)),
+            "{name}: the conversion must change the colours: {want:?}"
+        );
+        for format in [Format::Avif, Format::Heic] {
+            let bytes = encode_still(
+                format,
+                &pixels,
+                w,
+                h,
+                false,
+                &StillOptions {
+                    quality: 95,
+                    nclx: Some((*primaries, *transfer, 6)),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let path = dir.file("nclx.img", &bytes);
+            let (_, out) = render_one(&path, png_spec(32, 32));
+            for (g, want) in quadrant_colours(&decode(&out)).iter().zip(&want) {
+                close(g, want, 10, &format!("{name} {format:?}"));
+            }
+        }
+    }
+    // nclx sRGB (what the AVIF output writes) stays as it is.
+    let bytes = encode_still(
+        Format::Avif,
+        &pixels,
+        w,
+        h,
+        false,
+        &StillOptions {
+            quality: 95,
+            nclx: Some((1, 13, 6)),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let (_, out) = render_one(&dir.file("srgb.avif", &bytes), png_spec(32, 32));
+    for (g, want) in quadrant_colours(&decode(&out)).iter().zip(&QUADS) {
+        close(g, want, 10, "nclx sRGB");
     }
 }
 
