@@ -15,7 +15,7 @@
 
 use axum::body::Body;
 use axum::extract::multipart::MultipartRejection;
-use axum::extract::{FromRequest, FromRequestParts, Multipart};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Multipart};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Request};
 use std::convert::Infallible;
@@ -93,6 +93,10 @@ pub async fn multipart(headers: &HeaderMap, body: Body) -> Result<Multipart, Mul
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         req.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
     }
+    // As for every request (see `App`): the engine caps the file while it
+    // streams and each text field has its own cap, so axum's default 2 MB
+    // limit must not cut the form.
+    DefaultBodyLimit::disable().apply(&mut req);
     Multipart::from_request(req, &()).await
 }
 
@@ -112,6 +116,30 @@ mod tests {
         assert_eq!(p.pairs().len(), 5);
         assert_eq!(p.raw(), Some("a=1&b=x%20y&a=2&c=&d"));
         assert!(Params::parse(None).pairs().is_empty());
+    }
+
+    /// A form larger than axum's default body limit (2 MB) is read whole:
+    /// the engine caps uploads itself.
+    #[tokio::test]
+    async fn a_multipart_form_is_not_cut_at_axums_default_limit() {
+        let file = vec![b'x'; 3 * 1024 * 1024];
+        let mut body =
+            b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\n"
+                .to_vec();
+        body.extend_from_slice(&file);
+        body.extend_from_slice(b"\r\n--B--\r\n");
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            "multipart/form-data; boundary=B".parse().unwrap(),
+        );
+        let mut mp = multipart(&h, Body::from(body)).await.unwrap();
+        let mut field = mp.next_field().await.unwrap().unwrap();
+        let mut n = 0;
+        while let Some(chunk) = field.chunk().await.unwrap() {
+            n += chunk.len();
+        }
+        assert_eq!(n, file.len());
     }
 
     #[test]
