@@ -21,25 +21,18 @@ root=$(cd "$here/.." && pwd)
 out="$here/out"
 n=${N:-1000}
 mkdir -p "$out"
+# shellcheck source=bench/common.sh
+. "$here/common.sh"
 
 command -v valgrind >/dev/null || {
     echo "installing valgrind" >&2
-    if [ "$(id -u)" = 0 ]; then apt-get install -y -q valgrind >/dev/null; else sudo apt-get install -y -q valgrind >/dev/null; fi
+    apt_install valgrind
 }
 
 # The same photograph as bench/serve.sh (Debian package lomiri-wallpapers-20.04).
-photo=$(find "$out/pkg" -name 'Kleiber_by_Lukas_Baubkus.jpg' 2>/dev/null | head -n1 || true)
-if [ -z "$photo" ]; then
-    echo "downloading lomiri-wallpapers-20.04" >&2
-    (cd "$out" && apt-get download lomiri-wallpapers-20.04 >/dev/null 2>&1 && dpkg -x lomiri-wallpapers-20.04_*.deb pkg)
-    photo=$(find "$out/pkg" -name 'Kleiber_by_Lukas_Baubkus.jpg' | head -n1)
-fi
+photo=$(wallpaper Kleiber_by_Lukas_Baubkus.jpg)
 
-target=${CARGO_TARGET_DIR:-$root/target}
-bin=${TINTYPE_BIN:-$target/release/tintype}
-if [ -z "${TINTYPE_BIN:-}" ]; then
-    (cd "$root" && cargo build -q --release -p tintype)
-fi
+bin=$(release_tintype)
 
 work=$(mktemp -d /tmp/tintype-callgrind.XXXXXX)
 vpid=""
@@ -50,7 +43,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 "$bin" render "$photo" --out "$work/src" --fit 1600x1600 --fit 420x420 --quality 85 >/dev/null
 large_src=$(ls -S "$work/src"/* | head -n1)

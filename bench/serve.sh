@@ -16,14 +16,9 @@ out="$here/out"
 duration=${DURATION:-8s}
 rounds=${ROUNDS:-3}
 mkdir -p "$out"
+# shellcheck source=bench/common.sh
+. "$here/common.sh"
 
-apt_install() {
-    if [ "$(id -u)" = 0 ]; then
-        apt-get install -y -q "$@" >/dev/null
-    else
-        sudo apt-get install -y -q "$@" >/dev/null
-    fi
-}
 missing=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v wrk >/dev/null || missing+=(wrk)
@@ -35,18 +30,9 @@ fi
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 
 # A real photograph, from the Debian package lomiri-wallpapers-20.04.
-photo=$(find "$out/pkg" -name 'Kleiber_by_Lukas_Baubkus.jpg' 2>/dev/null | head -n1 || true)
-if [ -z "$photo" ]; then
-    echo "downloading lomiri-wallpapers-20.04" >&2
-    (cd "$out" && apt-get download lomiri-wallpapers-20.04 >/dev/null 2>&1 && dpkg -x lomiri-wallpapers-20.04_*.deb pkg)
-    photo=$(find "$out/pkg" -name 'Kleiber_by_Lukas_Baubkus.jpg' | head -n1)
-fi
+photo=$(wallpaper Kleiber_by_Lukas_Baubkus.jpg)
 
-target=${CARGO_TARGET_DIR:-$root/target}
-bin=${TINTYPE_BIN:-$target/release/tintype}
-if [ -z "${TINTYPE_BIN:-}" ]; then
-    (cd "$root" && cargo build -q --release -p tintype)
-fi
+bin=$(release_tintype)
 
 work=$(mktemp -d /tmp/tintype-serve-bench.XXXXXX)
 tpid="" npid=""
@@ -58,7 +44,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # Two originals of the sizes in question (about 17 KB and 148 KB), made
 # from the photograph by tintype's own renderer.

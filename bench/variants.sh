@@ -15,14 +15,9 @@ root=$(cd "$here/.." && pwd)
 out="$here/out"
 runs=${RUNS:-5}
 mkdir -p "$out"
+# shellcheck source=bench/common.sh
+. "$here/common.sh"
 
-apt_install() {
-    if [ "$(id -u)" = 0 ]; then
-        apt-get install -y -q "$@" >/dev/null
-    else
-        sudo apt-get install -y -q "$@" >/dev/null
-    fi
-}
 missing=()
 command -v vipsthumbnail >/dev/null || missing+=(libvips-tools)
 command -v convert >/dev/null || missing+=(imagemagick)
@@ -32,12 +27,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt_install "${missing[@]}"
 fi
 
-photo=$(find "$out/pkg" -name 'Kleiber_by_Lukas_Baubkus.jpg' 2>/dev/null | head -n1 || true)
-if [ -z "$photo" ]; then
-    echo "downloading lomiri-wallpapers-20.04" >&2
-    (cd "$out" && apt-get download lomiri-wallpapers-20.04 >/dev/null 2>&1 && dpkg -x lomiri-wallpapers-20.04_*.deb pkg)
-    photo=$(find "$out/pkg" -name 'Kleiber_by_Lukas_Baubkus.jpg' | head -n1)
-fi
+photo=$(wallpaper Kleiber_by_Lukas_Baubkus.jpg)
 
 target=${CARGO_TARGET_DIR:-$root/target}
 bin=${TINTYPE_BIN:-$target/release/tintype}
