@@ -6,7 +6,7 @@ use crate::error::{PopitError, PopitResult};
 use axum::body::Body;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tintype_engine::core::{Principal, Record, Scope};
 use tintype_http::auth::{token_from, Caller, CallerRules, TokenSource};
 use tintype_http::limits::read_body;
@@ -83,10 +83,15 @@ impl FromRequest<AppState> for Deleter {
 async fn body_key(headers: &HeaderMap, body: Body) -> Option<String> {
     let bytes = read_body(headers, body, 64 * 1024).await.ok()?;
     match crate::wire::parse_json(&bytes).ok()? {
-        Value::Object(mut m) => match m.remove("apikey") {
-            Some(Value::String(s)) => Some(s),
-            _ => None,
-        },
+        Value::Object(mut m) => take_apikey(&mut m),
+        _ => None,
+    }
+}
+
+/// Removes a JSON body's `apikey` field; its value when it is a string.
+pub fn take_apikey(body: &mut Map<String, Value>) -> Option<String> {
+    match body.remove("apikey") {
+        Some(Value::String(s)) => Some(s),
         _ => None,
     }
 }

@@ -1,6 +1,6 @@
 //! Documents: list, read, create, replace, delete.
 
-use crate::auth::{may_change, request_key, writer, Deleter, Need};
+use crate::auth::{may_change, request_key, take_apikey, writer, Deleter, Need};
 use crate::error::{json_response, PopitError, PopitResult};
 use crate::wire::{self, collection, parse_json, prepare, render, scope_of, valid_id};
 use axum::body::Body;
@@ -179,10 +179,7 @@ async fn json_write(
         Err(e @ PopitError::Status(StatusCode::PAYLOAD_TOO_LARGE, _)) => return Err(e),
         Err(_) => return Err(PopitError::Unauthorized),
     };
-    let key = match body.remove("apikey") {
-        Some(Value::String(s)) => Some(s),
-        _ => None,
-    };
+    let key = take_apikey(&mut body);
     let p = writer(st, key, Need::Write).await?;
     Ok((p, body))
 }

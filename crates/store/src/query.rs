@@ -8,6 +8,7 @@
 
 use crate::sql::{db, get, row_image, row_record, row_variant, Backend, SqlCatalog, Stmt};
 use crate::sql::{IMAGE_COLS, RECORD_COLS, VARIANT_COLS};
+use sqlx::any::AnyRow;
 use std::collections::HashMap;
 use tintype_core::*;
 
@@ -278,22 +279,35 @@ impl SqlCatalog {
             .push_bind(limit)
     }
 
-    /// The images with these ids, in one query.
-    async fn images_by_ids(&self, ids: &[String]) -> Result<Vec<Image>, CatalogError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut out = Vec::with_capacity(ids.len());
+    /// The rows a statement selects for a list of ids, `MAX_BATCH_IDS`
+    /// ids per statement: `stmt` makes the statement for one chunk (its
+    /// `IN (…)` list from the chunk).
+    async fn all_in_chunks<'a, T>(
+        &self,
+        ids: &'a [String],
+        stmt: impl Fn(&'a [String]) -> Stmt<'a>,
+        read: fn(&AnyRow) -> Result<T, CatalogError>,
+    ) -> Result<Vec<T>, CatalogError> {
+        let mut out = Vec::new();
         for chunk in ids.chunks(MAX_BATCH_IDS) {
-            let s = self
-                .stmt(&format!("SELECT {IMAGE_COLS} FROM images WHERE id IN ("))
-                .push_binds(chunk.iter().map(String::as_str))
-                .push(")");
-            for r in s.fetch_all(&self.pool).await.map_err(db)? {
-                out.push(row_image(&r)?);
-            }
+            out.extend(stmt(chunk).all(&self.pool, read).await?);
         }
         Ok(out)
+    }
+
+    /// The images with these ids, in one query.
+    async fn images_by_ids(&self, ids: &[String]) -> Result<Vec<Image>, CatalogError> {
+        let head = format!("SELECT {IMAGE_COLS} FROM images WHERE id IN (");
+        self.all_in_chunks(
+            ids,
+            |chunk| {
+                self.stmt(&head)
+                    .push_binds(chunk.iter().map(String::as_str))
+                    .push(")")
+            },
+            row_image,
+        )
+        .await
     }
 
     pub(crate) async fn query_records_impl(
@@ -410,45 +424,35 @@ impl SqlCatalog {
         scope: &str,
         keys: &[String],
     ) -> Result<Vec<Record>, CatalogError> {
-        let mut out = Vec::new();
-        for chunk in keys.chunks(MAX_BATCH_IDS) {
-            if chunk.is_empty() {
-                continue;
-            }
-            let rows = self
-                .stmt(&format!(
-                    "SELECT {RECORD_COLS} FROM records WHERE scope = $1 AND key IN ("
-                ))
-                .bind(scope)
-                .push_binds(chunk.iter().map(String::as_str))
-                .push(")")
-                .all(&self.pool, row_record)
-                .await?;
-            out.extend(rows);
-        }
-        Ok(out)
+        let head = format!("SELECT {RECORD_COLS} FROM records WHERE scope = $1 AND key IN (");
+        self.all_in_chunks(
+            keys,
+            |chunk| {
+                self.stmt(&head)
+                    .bind(scope.to_string())
+                    .push_binds(chunk.iter().map(String::as_str))
+                    .push(")")
+            },
+            row_record,
+        )
+        .await
     }
 
     pub(crate) async fn variants_of_impl(
         &self,
         image_ids: &[String],
     ) -> Result<Vec<Variant>, CatalogError> {
-        let mut out = Vec::new();
-        for chunk in image_ids.chunks(MAX_BATCH_IDS) {
-            if chunk.is_empty() {
-                continue;
-            }
-            let s = self
-                .stmt(&format!(
-                    "SELECT {VARIANT_COLS} FROM variants WHERE image_id IN ("
-                ))
-                .push_binds(chunk.iter().map(String::as_str))
-                .push(") ORDER BY image_id, preset");
-            for r in s.fetch_all(&self.pool).await.map_err(db)? {
-                out.push(row_variant(&r)?);
-            }
-        }
-        Ok(out)
+        let head = format!("SELECT {VARIANT_COLS} FROM variants WHERE image_id IN (");
+        self.all_in_chunks(
+            image_ids,
+            |chunk| {
+                self.stmt(&head)
+                    .push_binds(chunk.iter().map(String::as_str))
+                    .push(") ORDER BY image_id, preset")
+            },
+            row_variant,
+        )
+        .await
     }
 
     pub(crate) async fn update_record_if_impl(
