@@ -9,24 +9,12 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::Response;
 use tintype_engine::core::{CoreError, Image};
-use tintype_engine::media::OutputFormat;
 use tintype_engine::BlobRef;
 use tintype_http::extract::Params;
 use tintype_http::serve::{serve_blob, Caching};
 use tintype_http::AppState;
 
 /// An `Accept` header without its `image/avif` ranges.
-fn without_avif(accept: &str) -> String {
-    accept
-        .split(',')
-        .filter(|range| {
-            let kind = range.split(';').next().unwrap_or("").trim();
-            !kind.eq_ignore_ascii_case("image/avif")
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 fn not_found() -> ApiError {
     ApiError::NotFound("there is no image with this id".into())
 }
@@ -74,13 +62,13 @@ pub(crate) async fn serve(
     // original's own format. Animated GIFs and SVGs keep their own format.
     let convertible = matches!(image.content.format.as_str(), "png" | "jpeg");
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let mut format = if auto && convertible {
-        tintype_engine::negotiate(accept)
+    let formats = if auto && convertible {
+        tintype_engine::accepted_encodings(accept)
     } else {
-        None
+        Vec::new()
     };
     let mut blob = BlobRef::of_image(&image);
-    while let Some(f) = format {
+    for f in formats {
         // Converted once through the engine (single flight, decode budget)
         // and kept as a variant per encoding, so its bytes, ETag and ranges
         // are served like any other.
@@ -98,12 +86,6 @@ pub(crate) async fn serve(
                     f.name(),
                     image.id
                 );
-                format = match f {
-                    OutputFormat::Avif => {
-                        tintype_engine::negotiate(accept.map(without_avif).as_deref())
-                    }
-                    _ => None,
-                };
             }
             Err(e) => return Err(e.into()),
         }
@@ -118,17 +100,21 @@ pub(crate) async fn serve(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use tintype_engine::media::OutputFormat;
 
     #[test]
     fn avif_ranges_are_taken_out() {
+        // After AVIF (in any case, at any q above 0) comes WebP, then the
+        // original; a client naming AVIF alone falls back to the original.
         assert_eq!(
-            without_avif("image/avif,image/webp;q=0.9, IMAGE/AVIF;q=0.5,*/*"),
-            "image/webp;q=0.9,*/*"
+            tintype_engine::accepted_encodings(Some(
+                "image/avif,image/webp;q=0.9, IMAGE/AVIF;q=0.5,*/*"
+            )),
+            vec![OutputFormat::Avif, OutputFormat::Webp]
         );
         assert_eq!(
-            tintype_engine::negotiate(Some(&without_avif("image/avif"))),
-            None
+            tintype_engine::accepted_encodings(Some("image/avif")),
+            vec![OutputFormat::Avif]
         );
     }
 }

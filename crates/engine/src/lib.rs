@@ -28,7 +28,7 @@ pub use images::{BlobRef, ImagePage};
 pub use ingest::{Accept, IngestOptions, Staged};
 pub use jobs::{JobHandler, JobOutcome};
 pub use metrics::EngineMetrics;
-pub use presets::{negotiate, OutputChoice, Preset, Presets};
+pub use presets::{accepted_encodings, negotiate, OutputChoice, Preset, Presets};
 pub use webhook::sign_webhook;
 
 pub use tintype_core as core;

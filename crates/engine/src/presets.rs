@@ -201,7 +201,16 @@ impl Presets {
 /// AVIF, then WebP (each named explicitly with a q above 0; wildcards do not
 /// count, as browsers name what they decode). `None`: the preset's format.
 pub fn negotiate(accept: Option<&str>) -> Option<OutputFormat> {
-    let accept = accept?;
+    accepted_encodings(accept).first().copied()
+}
+
+/// Every modern encoding an `Accept` header names, in the order they are
+/// preferred (AVIF, then WebP): what [`negotiate`] picks first, then what
+/// to fall back on when that one cannot be made.
+pub fn accepted_encodings(accept: Option<&str>) -> Vec<OutputFormat> {
+    let Some(accept) = accept else {
+        return Vec::new();
+    };
     let mut avif = false;
     let mut webp = false;
     // Bounded: a header is at most a few KiB, and only 64 entries are read.
@@ -223,13 +232,10 @@ pub fn negotiate(accept: Option<&str>) -> Option<OutputFormat> {
             _ => {}
         }
     }
-    if avif {
-        Some(OutputFormat::Avif)
-    } else if webp {
-        Some(OutputFormat::Webp)
-    } else {
-        None
-    }
+    [(avif, OutputFormat::Avif), (webp, OutputFormat::Webp)]
+        .into_iter()
+        .filter_map(|(named, f)| named.then_some(f))
+        .collect()
 }
 
 #[cfg(test)]
