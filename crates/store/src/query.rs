@@ -74,14 +74,16 @@ impl SqlCatalog {
     /// each.
     fn push_branch<'q>(&self, s: Stmt<'q>, b: &Branch<'_>, f: &RecordFilter) -> Stmt<'q> {
         let search = f.skey_contains.as_deref().map(Search::of);
-        // An indexed search on SQLite walks the matches first (the FTS5
-        // table), then looks each record up by its seq.
-        let fts = matches!(search, Some(Search::Indexed(_))) && self.backend == Backend::Sqlite;
+        let member = matches!(b, Branch::Member(..));
+        // An indexed search walks the matches first (SQLite: the FTS5
+        // table, then each record by its seq; PostgreSQL: the trigram
+        // index). The membership branch does not: the index's matches are
+        // every user's, while the records under the roots this user is a
+        // member of are few, so it walks those and tests each key.
+        let indexed = matches!(search, Some(Search::Indexed(_))) && !member;
+        let fts = indexed && self.backend == Backend::Sqlite;
         let mut s = match (b, fts) {
-            (Branch::Member(..), false) => s.push("records m CROSS JOIN records r WHERE "),
-            (Branch::Member(..), true) => s.push(
-                "records_skey_search s CROSS JOIN records r CROSS JOIN records m WHERE r.seq = s.rowid AND ",
-            ),
+            (Branch::Member(..), _) => s.push("records m CROSS JOIN records r WHERE "),
             (_, false) => s.push("records r WHERE "),
             (_, true) => {
                 s.push("records_skey_search s CROSS JOIN records r WHERE r.seq = s.rowid AND ")
@@ -108,19 +110,13 @@ impl SqlCatalog {
             (None, _) => s,
             // FTS5's trigrams ignore case; the exact check keeps the
             // search as case-sensitive as the short one.
-            (Some(Search::Indexed(k)), Backend::Sqlite) => s
+            (Some(Search::Indexed(k)), Backend::Sqlite) if indexed => s
                 .push(" AND s.skey MATCH ")
                 .push_bind(format!("\"{}\"", k.replace('"', "\"\"")))
                 .push(" AND instr(r.skey, ")
                 .push_bind(k)
                 .push(") > 0"),
-            // Through a membership PostgreSQL walks the member's roots
-            // first; a LIKE there makes it guess that walking the whole
-            // scope is cheaper, so the branch keeps the plain test.
-            (Some(Search::Indexed(k)), Backend::Postgres) if matches!(b, Branch::Member(..)) => {
-                s.push(" AND strpos(r.skey, ").push_bind(k).push(") > 0")
-            }
-            (Some(Search::Indexed(k)), Backend::Postgres) => {
+            (Some(Search::Indexed(k)), Backend::Postgres) if indexed => {
                 let escaped = k
                     .replace('\\', "\\\\")
                     .replace('%', "\\%")
@@ -128,10 +124,11 @@ impl SqlCatalog {
                 s.push(" AND r.skey LIKE ")
                     .push_bind(format!("%{escaped}%"))
             }
-            (Some(Search::Short(k)), Backend::Sqlite) => {
+            // Each key tested: a short term, or the membership branch.
+            (Some(Search::Indexed(k) | Search::Short(k)), Backend::Sqlite) => {
                 s.push(" AND instr(r.skey, ").push_bind(k).push(") > 0")
             }
-            (Some(Search::Short(k)), Backend::Postgres) => {
+            (Some(Search::Indexed(k) | Search::Short(k)), Backend::Postgres) => {
                 s.push(" AND strpos(r.skey, ").push_bind(k).push(") > 0")
             }
         };

@@ -13,9 +13,21 @@
 //!
 //! One user owns every image (a photographer's account, the worst case for
 //! per-user listings). Image i belongs to a dialect by i % 4: 0 Djinn (a
-//! disk record named `disk-{i}`), 1 Fulcrum (record id `r{i / 40}`, ten
+//! disk record named `disk-{i:07}`), 1 Fulcrum (record id `r{i / 40}`, ten
 //! photos each, form `f{i % 7}`), 2 diaspora* (a photo), 3 the native API only. One
 //! Livingdocs import of ten items is recorded at the start.
+//!
+//! Djinn's search is timed three ways. Its answer carries a count (the
+//! Link header's last page), so a search costs at least its number of
+//! matches; two of the three have answers of the same size at every
+//! catalog size: a whole name (one match) and `disk-000{d}` (250 matches,
+//! ten pages). The third, four digits such as `0004`, matches more names
+//! the larger the catalog, and is shown for
+//! comparison.
+//!
+//! With `--dir`, the filled catalog is kept, and a later run over the same
+//! directory measures it again without filling (or tops it up to larger
+//! sizes): the number of images filled so far is kept in `DIR/filled`.
 
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -102,7 +114,7 @@ async fn add(engine: &Engine, uid: i64, user: &str, i: u64) {
         .expect("ingest");
     let rec = match i % 4 {
         0 => {
-            let name = format!("disk-{i}");
+            let name = format!("disk-{i:07}");
             NewRecord {
                 scope: "djinn.image".into(),
                 key: format!("u:{uid}:{name}"),
@@ -319,7 +331,14 @@ async fn main() {
     std::fs::create_dir_all(&data).expect("data dir");
     let user = "bench";
     let engine = open_engine(&data).await;
-    let uid = engine.create_user(user, None).await.expect("user").id;
+    let marker = root.join("filled");
+    let resumed = std::fs::read_to_string(&marker)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let uid = match resumed {
+        Some(_) => engine.user(user).await.expect("the kept catalog's user").id,
+        None => engine.create_user(user, None).await.expect("user").id,
+    };
     let token = engine
         .create_token(
             user,
@@ -328,16 +347,31 @@ async fn main() {
         .await
         .expect("token")
         .secret;
-    fill(&engine, uid, user, 0, 10, 1).await;
-    livingdocs_import(&engine, uid).await;
+    let mut have = match resumed {
+        Some(n) => {
+            eprintln!("resuming over {} ({n} images filled)", root.display());
+            n
+        }
+        None => {
+            fill(&engine, uid, user, 0, 10, 1).await;
+            livingdocs_import(&engine, uid).await;
+            10
+        }
+    };
     drop(engine);
-
-    let mut have = 10u64;
+    let keep = |n: u64| {
+        if a.dir.is_some() {
+            std::fs::write(&marker, n.to_string()).expect("write DIR/filled");
+        }
+    };
     let mut table = Vec::new();
     for &size in &a.sizes {
         let engine = open_engine(&data).await;
-        fill(&engine, uid, user, have, size, a.concurrency).await;
-        have = size;
+        if have < size {
+            fill(&engine, uid, user, have, size, a.concurrency).await;
+            have = size;
+            keep(have);
+        }
         // The native list's cursor 1000 pages of 10 deep (or the last).
         let mut cursor: Option<String> = None;
         for _ in 0..999 {
@@ -358,7 +392,7 @@ async fn main() {
         let b = server.base.clone();
         let t = token.clone();
         let n = a.runs;
-        let mut row = vec![format!("{size}")];
+        let mut row = vec![format!("{have}")];
         let first = time(n, 200, |_| {
             c.get(format!("{b}/v1/images?limit=50")).bearer_auth(&t)
         })
@@ -380,8 +414,18 @@ async fn main() {
             c.get(format!("{b}/api/v1/photos")).bearer_auth(&t)
         })
         .await;
-        let djinn = time(n, 200, |k| {
-            c.get(format!("{b}/images?search=disk-{}", 4 * (k % 2500)))
+        let djinn_one = time(n, 200, |k| {
+            c.get(format!("{b}/images?search=disk-{:07}", 4 * (k % 2500)))
+                .bearer_auth(&t)
+        })
+        .await;
+        let djinn_pages = time(n, 200, |k| {
+            c.get(format!("{b}/images?search=disk-000{}", k % 10))
+                .bearer_auth(&t)
+        })
+        .await;
+        let djinn_broad = time(n, 200, |k| {
+            c.get(format!("{b}/images?search={:04}", 4 * (k % 2500)))
                 .bearer_auth(&t)
         })
         .await;
@@ -398,10 +442,21 @@ async fn main() {
         })
         .await;
         have += uploads as u64 + 3;
+        keep(have);
         let pid = server.child.id();
         let (rss, hwm) = (rss_kb(pid, "VmRSS:"), rss_kb(pid, "VmHWM:"));
         drop(server);
-        for (p50, p99) in [first, deep_page, fulcrum, diaspora, djinn, living, upload] {
+        for (p50, p99) in [
+            first,
+            deep_page,
+            fulcrum,
+            diaspora,
+            djinn_one,
+            djinn_pages,
+            djinn_broad,
+            living,
+            upload,
+        ] {
             row.push(format!("{p50:.1} / {p99:.1}"));
         }
         row.push(format!(
@@ -413,8 +468,8 @@ async fn main() {
         table.push(row);
     }
     println!();
-    println!("| images | native list, first page | native list, 1000 pages deep | Fulcrum list, filtered | diaspora* photos | Djinn search | Livingdocs status | upload | server RSS MB (peak) |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| images | native list, first page | native list, 1000 pages deep | Fulcrum list, filtered | diaspora* photos | Djinn search, 1 match | Djinn search, 250 matches | Djinn search, broad (matches grow) | Livingdocs status | upload | server RSS MB (peak) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for row in table {
         println!("| {} |", row.join(" | "));
     }
