@@ -27,7 +27,8 @@ pub(crate) fn clip_key(k: Option<&str>) -> Option<String> {
 /// A substring searched in records' `skey` (lower case, as the keys are
 /// stored): from the trigram index when it has three characters or more
 /// (SQLite's FTS5 table `records_skey_search`, PostgreSQL's pg_trgm
-/// index), else by checking the owner's keys one by one.
+/// index), else (and in the membership branch) by checking the keys one
+/// by one.
 enum Search {
     Indexed(String),
     Short(String),
@@ -73,15 +74,16 @@ impl SqlCatalog {
     /// JOIN keeps that order on SQLite) and searches `(scope, ref_id)` for
     /// each.
     fn push_branch<'q>(&self, s: Stmt<'q>, b: &Branch<'_>, f: &RecordFilter) -> Stmt<'q> {
-        let search = f.skey_contains.as_deref().map(Search::of);
-        let member = matches!(b, Branch::Member(..));
         // An indexed search walks the matches first (SQLite: the FTS5
         // table, then each record by its seq; PostgreSQL: the trigram
         // index). The membership branch does not: the index's matches are
         // every user's, while the records under the roots this user is a
         // member of are few, so it walks those and tests each key.
-        let indexed = matches!(search, Some(Search::Indexed(_))) && !member;
-        let fts = indexed && self.backend == Backend::Sqlite;
+        let search = match (f.skey_contains.as_deref().map(Search::of), b) {
+            (Some(Search::Indexed(k)), Branch::Member(..)) => Some(Search::Short(k)),
+            (search, _) => search,
+        };
+        let fts = matches!(search, Some(Search::Indexed(_))) && self.backend == Backend::Sqlite;
         let mut s = match (b, fts) {
             (Branch::Member(..), _) => s.push("records m CROSS JOIN records r WHERE "),
             (_, false) => s.push("records r WHERE "),
@@ -110,13 +112,13 @@ impl SqlCatalog {
             (None, _) => s,
             // FTS5's trigrams ignore case; the exact check keeps the
             // search as case-sensitive as the short one.
-            (Some(Search::Indexed(k)), Backend::Sqlite) if indexed => s
+            (Some(Search::Indexed(k)), Backend::Sqlite) => s
                 .push(" AND s.skey MATCH ")
                 .push_bind(format!("\"{}\"", k.replace('"', "\"\"")))
                 .push(" AND instr(r.skey, ")
                 .push_bind(k)
                 .push(") > 0"),
-            (Some(Search::Indexed(k)), Backend::Postgres) if indexed => {
+            (Some(Search::Indexed(k)), Backend::Postgres) => {
                 let escaped = k
                     .replace('\\', "\\\\")
                     .replace('%', "\\%")
@@ -124,11 +126,10 @@ impl SqlCatalog {
                 s.push(" AND r.skey LIKE ")
                     .push_bind(format!("%{escaped}%"))
             }
-            // Each key tested: a short term, or the membership branch.
-            (Some(Search::Indexed(k) | Search::Short(k)), Backend::Sqlite) => {
+            (Some(Search::Short(k)), Backend::Sqlite) => {
                 s.push(" AND instr(r.skey, ").push_bind(k).push(") > 0")
             }
-            (Some(Search::Indexed(k) | Search::Short(k)), Backend::Postgres) => {
+            (Some(Search::Short(k)), Backend::Postgres) => {
                 s.push(" AND strpos(r.skey, ").push_bind(k).push(") > 0")
             }
         };

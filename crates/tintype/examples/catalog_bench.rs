@@ -22,8 +22,7 @@
 //! matches; two of the three have answers of the same size at every
 //! catalog size: a whole name (one match) and `disk-000{d}` (250 matches,
 //! ten pages). The third, four digits such as `0004`, matches more names
-//! the larger the catalog, and is shown for
-//! comparison.
+//! the larger the catalog, and is shown for comparison.
 //!
 //! With `--dir`, the filled catalog is kept, and a later run over the same
 //! directory measures it again without filling (or tops it up to larger
