@@ -129,8 +129,11 @@ pub trait Catalog: Send + Sync {
         id: &str,
         content: &Content,
     ) -> Result<Option<Image>, CatalogError>;
-    /// Deletes the image, its variants and the records tied to it.
-    async fn delete_image(&self, id: &str) -> Result<bool, CatalogError>;
+    /// Deletes the image, its variants and the records tied to it, in one
+    /// transaction. Returns the SHA-256s of the blobs the delete stopped
+    /// referencing (the original's and its variants', each once; others
+    /// may still reference them), or `None` when there was no such image.
+    async fn delete_image(&self, id: &str) -> Result<Option<Vec<String>>, CatalogError>;
     async fn count_images_since(
         &self,
         owner: UserId,

@@ -307,7 +307,7 @@ impl Engine {
                 if !self.still_missing_image(&image).await? {
                     return Ok(report);
                 }
-                if repair && self.catalog.delete_image(&image.id).await? {
+                if repair && self.catalog.delete_image(&image.id).await?.is_some() {
                     self.caches.forget_image(&image.id);
                     original.repaired = true;
                     report.repaired += 1;

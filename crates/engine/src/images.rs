@@ -137,13 +137,6 @@ impl Engine {
     /// the catalog is too full to commit even the delete, the space reserve
     /// is given up and the delete tried once more.
     pub async fn delete_image(&self, id: &str) -> Result<(), CoreError> {
-        let mut blobs = Vec::new();
-        if let Some(image) = self.catalog.image_by_id(id).await? {
-            blobs.push(image.content.sha256);
-        }
-        for v in self.catalog.variants(id).await? {
-            blobs.push(v.sha256);
-        }
         // Forgotten before and after: a lookup running meanwhile cannot put
         // the image back into the caches (see cache generations).
         self.caches.forget_image(id);
@@ -163,27 +156,33 @@ impl Engine {
         }
         .await;
         self.caches.forget_image(id);
-        if !deleted? {
+        let Some(blobs) = deleted? else {
             return Err(CoreError::NotFound);
-        }
-        blobs.sort();
-        blobs.dedup();
+        };
         for sha in blobs {
             // The image is gone whatever happens here: a failure only
-            // leaves the blob to garbage collection. Through the collection
-            // protocol: an upload of the same bytes may have pinned it.
-            let mut removed = self.remove_blob_if_unused(&sha).await;
-            // The collection writes to the catalog too: on a full disk it
-            // may need the reserve that the row's delete did not.
-            if matches!(removed, Err(CoreError::NoSpace(_))) && self.release_space_reserve().await {
-                removed = self.remove_blob_if_unused(&sha).await;
-            }
-            if let Err(e) = removed {
-                tracing::warn!("removing the blob {sha} of a deleted image: {e:?}");
-            }
+            // leaves the blob to garbage collection.
+            self.free_blob(&sha).await;
         }
         self.ensure_space_reserve().await;
         Ok(())
+    }
+
+    /// Removes a blob that nothing references any more, through the
+    /// collection protocol (an upload of the same bytes may have pinned
+    /// it), giving up the space reserve when the disk is too full for even
+    /// that. Best effort: a failure only logs, and garbage collection
+    /// sweeps the blob later.
+    pub(crate) async fn free_blob(&self, sha: &str) {
+        let mut removed = self.remove_blob_if_unused(sha).await;
+        // The collection writes to the catalog too: on a full disk it may
+        // need the reserve that the row's delete did not.
+        if matches!(removed, Err(CoreError::NoSpace(_))) && self.release_space_reserve().await {
+            removed = self.remove_blob_if_unused(sha).await;
+        }
+        if let Err(e) = removed {
+            tracing::warn!("removing the unreferenced blob {sha}: {e:?}");
+        }
     }
 
     /// Makes sure the space reserve exists (the server calls this at start;

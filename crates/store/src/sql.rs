@@ -881,22 +881,50 @@ impl Catalog for SqlCatalog {
         self.image_by_id(id).await
     }
 
-    async fn delete_image(&self, id: &str) -> Result<bool, CatalogError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+    async fn delete_image(&self, id: &str) -> Result<Option<Vec<String>>, CatalogError> {
+        // The image's row is locked first (SQLite: the write lock; PostgreSQL:
+        // FOR UPDATE), so a variant being recorded meanwhile either commits
+        // before (and is returned here) or fails its foreign key after: the
+        // blobs returned are all those the delete stops referencing.
+        let mut tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+        .map_err(db)?;
+        let lock = match self.backend {
+            Backend::Sqlite => "SELECT sha256 FROM images WHERE id = $1",
+            Backend::Postgres => "SELECT sha256 FROM images WHERE id = $1 FOR UPDATE",
+        };
+        let Some(row) = self
+            .stmt(lock)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+        else {
+            return Ok(None);
+        };
+        let mut blobs = vec![get::<String>(&row, "sha256")?];
+        for v in self
+            .stmt("DELETE FROM variants WHERE image_id = $1 RETURNING sha256")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?
+        {
+            blobs.push(get(&v, "sha256")?);
+        }
         for sql in [
-            "DELETE FROM variants WHERE image_id = $1",
             "DELETE FROM records WHERE image_id = $1",
             "UPDATE users SET profile_image_id = NULL WHERE profile_image_id = $1",
+            "DELETE FROM images WHERE id = $1",
         ] {
             self.stmt(sql).bind(id).run(&mut *tx).await?;
         }
-        let r = self
-            .stmt("DELETE FROM images WHERE id = $1")
-            .bind(id)
-            .run(&mut *tx)
-            .await?;
         tx.commit().await.map_err(db)?;
-        Ok(r > 0)
+        blobs.sort();
+        blobs.dedup();
+        Ok(Some(blobs))
     }
 
     async fn count_images_since(

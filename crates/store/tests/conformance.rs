@@ -130,7 +130,13 @@ async fn images_variants_records(cat: Arc<dyn Catalog>, tag: &str) {
     cat.put_variant(&v).await.unwrap();
     assert!(cat.blob_referenced(&"f".repeat(64)).await.unwrap());
     assert_eq!(cat.variants(&ids[0]).await.unwrap().len(), 1);
-    assert!(cat.delete_image(&ids[0]).await.unwrap());
+    // The delete names the blobs it stopped referencing: the original's
+    // and the variant's, each once.
+    assert_eq!(
+        cat.delete_image(&ids[0]).await.unwrap(),
+        Some(vec![format!("{:064x}", 0), "f".repeat(64)])
+    );
+    assert_eq!(cat.delete_image(&ids[0]).await.unwrap(), None);
     assert!(!cat.blob_referenced(&"f".repeat(64)).await.unwrap());
 
     // records
@@ -1507,14 +1513,20 @@ async fn stored_bytes_adds_up_every_row(cat: Arc<dyn Catalog>) {
         1000 + 1000 + 300 + 40 + 40 + 7
     );
     // Image 1 goes, with its variant.
-    assert!(cat.delete_image(&format!("{:032}", 1)).await.unwrap());
+    assert_eq!(
+        cat.delete_image(&format!("{:032}", 1)).await.unwrap(),
+        Some(vec!["a".repeat(64), "c".repeat(64)])
+    );
     assert_eq!(cat.stored_bytes().await.unwrap(), 1000 + 300 + 40 + 7);
     assert!(cat
         .delete_variant(&format!("{:032}", 2), "small")
         .await
         .unwrap());
     assert_eq!(cat.stored_bytes().await.unwrap(), 1000 + 300 + 40);
-    assert!(cat.delete_image(&format!("{:032}", 2)).await.unwrap());
+    assert_eq!(
+        cat.delete_image(&format!("{:032}", 2)).await.unwrap(),
+        Some(vec!["a".repeat(64)])
+    );
     assert_eq!(cat.stored_bytes().await.unwrap(), 300 + 40);
 }
 

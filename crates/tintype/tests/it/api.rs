@@ -4,6 +4,7 @@ use crate::harness::*;
 use reqwest::blocking::multipart;
 use serde_json::{json, Value};
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 fn setup() -> (tempfile::TempDir, Server, String) {
     let tmp = tempfile::tempdir().unwrap();
@@ -619,12 +620,7 @@ fn the_same_bytes_twice_are_two_images_over_one_blob() {
         .count();
     assert_eq!(copies, 1);
     // Deleting one leaves the other whole.
-    let r = c
-        .delete(s.url(&format!("/v1/images/{}", a["id"].as_str().unwrap())))
-        .bearer_auth(&token)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    delete_raw(&c, &s, &token, &a);
     let r = c
         .get(b["urls"]["original"].as_str().unwrap())
         .bearer_auth(&token)
@@ -646,14 +642,18 @@ fn a_delete_removes_its_blob_and_gc_keeps_young_unreferenced_blobs() {
     let img = upload_raw(&c, &s, &token, "gone", noisy_png(20, 20, 77));
     let sha = img["sha256"].as_str().unwrap().to_string();
     assert!(blob_path(&data, &sha).exists());
-    let r = c
-        .delete(s.url(&format!("/v1/images/{}", img["id"].as_str().unwrap())))
-        .bearer_auth(&token)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 204);
-    // No image uses the bytes any more: the delete freed them at once.
-    assert!(!blob_path(&data, &sha).exists());
+    delete_raw(&c, &s, &token, &img);
+    // No image uses the bytes any more: the delete freed them at once, or,
+    // when a render of the image was in flight (a small PNG's variants can
+    // be the original's own bytes, pinned by that render), when it ended.
+    let freed = Instant::now();
+    while blob_path(&data, &sha).exists() {
+        assert!(
+            freed.elapsed() < Duration::from_secs(20),
+            "the deleted image's blob is still there"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // A young blob that nothing references (as an upload about to commit
     // leaves it) is kept by gc.
     let orphan = noisy_png(20, 20, 78);
@@ -670,6 +670,38 @@ fn a_delete_removes_its_blob_and_gc_keeps_young_unreferenced_blobs() {
     );
     assert!(report["kept_young"].as_u64().unwrap() >= 1, "{report}");
     assert!(path.exists());
+}
+
+/// Deletes racing the renders of their images' variants (each upload queues
+/// one; a small PNG's variants are partly the original's own bytes, so a
+/// render pins the very blob the delete frees) leave no blob behind once the
+/// renders end.
+#[test]
+fn images_deleted_while_their_variants_render_leave_no_blob() {
+    let (tmp, s, token) = setup();
+    let blobs = tmp.path().join("data").join("blobs").join("sha256");
+    let c = client();
+    for seed in 0..24 {
+        let img = upload_raw(&c, &s, &token, "racing", noisy_png(20, 20, 500 + seed));
+        // Some deletes go at once, some after the render has begun.
+        if seed % 3 == 1 {
+            std::thread::sleep(Duration::from_millis(5 * (seed % 7)));
+        }
+        delete_raw(&c, &s, &token, &img);
+    }
+    assert_eq!(image_count(&c, &s, &token), 0);
+    let since = Instant::now();
+    loop {
+        let left = files_under(&blobs);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(30),
+            "blobs of deleted images stay: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]

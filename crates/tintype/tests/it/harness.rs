@@ -233,6 +233,23 @@ pub fn sha256_hex(b: &[u8]) -> String {
 }
 
 /// Uploads raw bytes; returns the image JSON (asserting 201).
+/// Deletes a native image (`img` as the upload answered it), expecting 204.
+pub fn delete_raw(c: &reqwest::blocking::Client, s: &Server, token: &str, img: &serde_json::Value) {
+    let id = img["id"].as_str().expect("an image id");
+    let r = c
+        .delete(s.url(&format!("/v1/images/{id}")))
+        .bearer_auth(token)
+        .send()
+        .expect("delete");
+    let status = r.status();
+    assert_eq!(
+        status,
+        204,
+        "delete failed: {}",
+        r.text().unwrap_or_default()
+    );
+}
+
 pub fn upload_raw(
     c: &reqwest::blocking::Client,
     s: &Server,

@@ -517,19 +517,9 @@ fn the_stored_bytes_gauge_follows_uploads_deletes_and_gc() {
     );
     // A delete takes its image's bytes off at once; gc then removes what
     // no image needs, and the gauge stays at zero.
-    let r = c
-        .delete(s.url(&format!("/v1/images/{}", a["id"].as_str().unwrap())))
-        .bearer_auth(&token)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    delete_raw(&c, &s, &token, &a);
     assert_eq!(gauge(), bytes_of(&b));
-    let r = c
-        .delete(s.url(&format!("/v1/images/{}", b["id"].as_str().unwrap())))
-        .bearer_auth(&token)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    delete_raw(&c, &s, &token, &b);
     let gc = base_command(&data)
         .env("TINTYPE_GC_GRACE_SECS", "0")
         .arg("gc")
