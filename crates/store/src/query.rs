@@ -362,6 +362,19 @@ impl SqlCatalog {
         Ok(lines)
     }
 
+    /// The plans of a job claim's statements (one per way a job is due).
+    pub async fn explain_job_claim(&self) -> Result<Vec<String>, CatalogError> {
+        let kinds = vec!["render".to_string()];
+        let mut lines = Vec::new();
+        for due in crate::sql::CLAIM_ORDER {
+            lines.extend(
+                self.explain(|s| self.push_claim(s, "w", 2, 1, due, &kinds))
+                    .await?,
+            );
+        }
+        Ok(lines)
+    }
+
     /// Refreshes the planner's statistics (`ANALYZE`).
     pub async fn analyze(&self) -> Result<(), CatalogError> {
         sqlx::query("ANALYZE")

@@ -51,6 +51,7 @@ const STEPS: &[Step] = &[
     step!(2, "0002_blob_pins.sql", "blob pins"),
     step!(3, "0003_queryable_records.sql", "queryable records"),
     step!(4, "0004_skey_search.sql", "skey search"),
+    step!(5, "0005_jobs_claim.sql", "jobs claim order"),
 ];
 
 /// The embedded migrations of one backend, as sqlx's migrator reads them.

@@ -165,6 +165,40 @@ impl SqlCatalog {
     }
 
     /// A statement over `sql` (numbered placeholders) for this backend.
+    /// Appends the claim of the first job due in one way (see
+    /// [`CLAIM_ORDER`]) of `kinds` (all when empty) by `worker`.
+    pub(crate) fn push_claim<'q>(
+        &self,
+        s: Stmt<'q>,
+        worker: &'q str,
+        lease_until_ms: i64,
+        now_ms: i64,
+        due: &str,
+        kinds: &[String],
+    ) -> Stmt<'q> {
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let mut s = s
+            .push(&format!(
+                "UPDATE jobs SET state = 'running', locked_by = $1, lease_until = $2, attempts = attempts + 1, dedup_key = NULL, updated_at = $3 \
+                 WHERE id = (SELECT id FROM jobs WHERE {due}"
+            ))
+            .bind(worker)
+            .bind(lease_until_ms)
+            .bind(now_ms);
+        if !kinds.is_empty() {
+            s = s
+                .push(" AND kind IN (")
+                .push_binds(kinds.iter().cloned())
+                .push(")");
+        }
+        s.push(&format!(
+            " ORDER BY run_at, id LIMIT 1{lock}) RETURNING {JOB_COLS}"
+        ))
+    }
+
     pub(crate) fn stmt<'q>(&self, sql: &str) -> Stmt<'q> {
         Stmt::new(self.backend, sql)
     }
@@ -279,6 +313,13 @@ fn type_letter<'q, T: Param<'q>>(v: &T) -> char {
 /// with [`Stmt::push_bind`], which writes the next number. (sqlx's own
 /// `QueryBuilder` cannot serve here: over the `Any` driver it writes `?`,
 /// which PostgreSQL does not accept.)
+/// The ways a job is due, in the order a claim looks: its lease ran out
+/// (the worker stopped), or it is queued and its time has come.
+pub(crate) const CLAIM_ORDER: [&str; 2] = [
+    "state = 'running' AND lease_until < $3",
+    "state = 'queued' AND run_at <= $3",
+];
+
 pub(crate) struct Stmt<'q> {
     sql: String,
     postgres: bool,
@@ -1174,32 +1215,23 @@ impl Catalog for SqlCatalog {
         .bind(t)
         .bind(t)
         .run(&self.pool).await?;
-        let lock = match self.backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
-        let mut q = self
-            .stmt(
-                "UPDATE jobs SET state = 'running', locked_by = $1, lease_until = $2, attempts = attempts + 1, dedup_key = NULL, updated_at = $3 \
-                 WHERE id = (SELECT id FROM jobs WHERE ((state = 'queued' AND run_at <= $3) OR (state = 'running' AND lease_until < $3))",
-            )
-            .bind(worker)
-            .bind(to_millis(lease_until))
-            .bind(t);
-        if !kinds.is_empty() {
-            q = q
-                .push(" AND kind IN (")
-                .push_binds(kinds.iter().map(String::as_str))
-                .push(")");
+        // Two walks of the (state, run_at) index, each stopping at its
+        // first row: a job whose lease ran out (few: as many as workers
+        // that stopped), then the earliest due one. One statement with an
+        // OR of both read every queued job and sorted them, so a claim
+        // cost as much as the queue was long (0.3 s, holding SQLite's write
+        // lock, with a million queued).
+        for due in CLAIM_ORDER {
+            let r = self
+                .push_claim(self.stmt(""), worker, to_millis(lease_until), t, due, kinds)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+            if let Some(row) = r {
+                return row_job(&row).map(Some);
+            }
         }
-        let r = q
-            .push(&format!(
-                " ORDER BY run_at, id LIMIT 1{lock}) RETURNING {JOB_COLS}"
-            ))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
-        r.as_ref().map(row_job).transpose()
+        Ok(None)
     }
 
     async fn extend_lease(

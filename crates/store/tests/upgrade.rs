@@ -256,16 +256,16 @@ async fn a_sqlite_catalog_of_the_old_layout_lists_the_same_after_the_upgrade() {
     old_catalog(&url, false).await;
     upgraded_lists_the_same(&url).await;
     // The old bookkeeping is carried over to sqlx's migrator: 1 and 2 as
-    // they were, 3 and 4 applied now.
+    // they were, 3, 4 and 5 applied now.
     assert_eq!(
         applied_migrations(&url, false).await,
-        (vec![1, 2, 3, 4], false)
+        (vec![1, 2, 3, 4, 5], false)
     );
     // Opening again applies nothing twice.
     upgraded_lists_the_same(&url).await;
     assert_eq!(
         applied_migrations(&url, false).await,
-        (vec![1, 2, 3, 4], false)
+        (vec![1, 2, 3, 4, 5], false)
     );
 }
 
@@ -283,11 +283,11 @@ async fn a_postgres_catalog_of_the_old_layout_lists_the_same_after_the_upgrade()
     upgraded_lists_the_same(&db).await;
     assert_eq!(
         applied_migrations(&db, true).await,
-        (vec![1, 2, 3, 4], false)
+        (vec![1, 2, 3, 4, 5], false)
     );
     upgraded_lists_the_same(&db).await;
     assert_eq!(
         applied_migrations(&db, true).await,
-        (vec![1, 2, 3, 4], false)
+        (vec![1, 2, 3, 4, 5], false)
     );
 }
