@@ -293,4 +293,12 @@ pub trait Catalog: Send + Sync {
     /// up (a blob that several rows name counts for each). A full scan (no
     /// deduplication: that would sort every row): callers cache it.
     async fn stored_bytes(&self) -> Result<i64, CatalogError>;
+
+    // --- upkeep
+    /// Compacts the search index that writes fragment: SQLite merges the
+    /// FTS5 segments of the name search into one (a search probes each
+    /// segment, so their number grows a search's cost with the catalog);
+    /// PostgreSQL has nothing to do (autovacuum merges the trigram index's
+    /// pending entries).
+    async fn tidy_search_index(&self) -> Result<(), CatalogError>;
 }

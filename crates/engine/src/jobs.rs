@@ -278,6 +278,13 @@ impl Engine {
         }
     }
 
+    /// Compacts the catalog's search index (see
+    /// [`tintype_core::Catalog::tidy_search_index`]); the periodic
+    /// [`TIDY_JOB`] does it on a running server.
+    pub async fn tidy_search_index(&self) -> Result<(), CoreError> {
+        Ok(self.catalog.tidy_search_index().await?)
+    }
+
     /// Enqueues a job of `kind` every `interval` (one live job at a time,
     /// whatever the number of nodes).
     pub fn start_periodic(
@@ -303,5 +310,25 @@ impl Engine {
                 tokio::time::sleep(interval).await;
             }
         })
+    }
+}
+
+/// The job kind that keeps the catalog's search index compact.
+pub const TIDY_JOB: &str = "catalog.tidy";
+
+/// How often a server tidies the search index: at a million names, the
+/// SQLite compaction takes about 0.25 s and keeps a one-match search at its
+/// 10k cost (1.0 ms fragmented, 0.4 ms compacted).
+pub const TIDY_INTERVAL: Duration = Duration::from_secs(600);
+
+pub(crate) struct TidyHandler;
+
+#[async_trait]
+impl JobHandler for TidyHandler {
+    async fn run(&self, engine: &Arc<Engine>, _job: &Job) -> JobOutcome {
+        match engine.tidy_search_index().await {
+            Ok(()) => JobOutcome::Done,
+            Err(e) => JobOutcome::Retry(format!("{e}: {e:?}")),
+        }
     }
 }

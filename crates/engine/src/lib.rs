@@ -26,7 +26,7 @@ pub use budget::{BudgetConfig, BudgetPermit, DecodeBudget};
 pub use gc::{CheckReport, GcCandidate, GcReport, Maintenance, OnProgress, Problem};
 pub use images::{BlobRef, ImagePage};
 pub use ingest::{Accept, IngestOptions, Staged};
-pub use jobs::{JobHandler, JobOutcome};
+pub use jobs::{JobHandler, JobOutcome, TIDY_INTERVAL, TIDY_JOB};
 pub use metrics::EngineMetrics;
 pub use presets::{accepted_encodings, negotiate, OutputChoice, Preset, Presets};
 pub use webhook::sign_webhook;
@@ -156,6 +156,7 @@ impl Engine {
         });
         engine.register_handler(variants::RENDER_JOB, Arc::new(variants::RenderHandler));
         engine.register_handler(webhook::WEBHOOK_JOB, Arc::new(webhook::WebhookHandler));
+        engine.register_handler(jobs::TIDY_JOB, Arc::new(jobs::TidyHandler));
         Ok(engine)
     }
 

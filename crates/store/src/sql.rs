@@ -1403,6 +1403,21 @@ impl Catalog for SqlCatalog {
         Ok(r.rows_affected() > 0)
     }
 
+    async fn tidy_search_index(&self) -> Result<(), CatalogError> {
+        match self.backend {
+            Backend::Sqlite => {
+                sqlx::query(
+                    "INSERT INTO records_skey_search(records_skey_search) VALUES ('optimize')",
+                )
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+            Backend::Postgres => Ok(()),
+        }
+    }
+
     async fn stored_bytes(&self) -> Result<i64, CatalogError> {
         let r = sqlx::query(
             "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) AS n FROM \

@@ -371,6 +371,12 @@ async fn main() {
             have = size;
             keep(have);
         }
+        // What a running server does every TIDY_INTERVAL (the server below
+        // runs no workers).
+        engine
+            .tidy_search_index()
+            .await
+            .expect("tidy the search index");
         // The native list's cursor 1000 pages of 10 deep (or the last).
         let mut cursor: Option<String> = None;
         for _ in 0..999 {

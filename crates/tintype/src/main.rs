@@ -287,6 +287,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     // Room for deletes to commit should the disk fill up.
     engine.ensure_space_reserve().await;
     let workers = engine.start_workers();
+    engine.start_periodic(tintype_engine::TIDY_JOB, tintype_engine::TIDY_INTERVAL);
     let state = tintype_http::AppState::new(engine.clone(), &s.public_url);
     let app = tintype_http::app(state, routers);
     tracing::info!(
