@@ -331,12 +331,12 @@ impl Engine {
                 .variants
                 .remove(&(v.image_id.clone(), v.preset.clone()));
             self.caches.variant_lists.remove(v.image_id.as_str());
-            if put.is_err() {
-                // Most often the image was deleted while this rendered: its
-                // delete found this blob pinned and left it, so it is freed
-                // here (a variant may even be the original's own bytes).
-                self.free_blob(&v.sha256).await;
-            }
+            // A delete of the image that ran while this held the pin (before
+            // or after the row went in) found the blob pinned and left it,
+            // so it is collected here once the pin is gone; while the row
+            // (or anything else) references it, this does nothing. A
+            // variant may even be the original's own bytes.
+            self.free_blob(&v.sha256).await;
             put?;
             self.metrics.renders.inc();
             out.push(v);
