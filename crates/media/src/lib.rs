@@ -33,7 +33,7 @@ pub use format::{sniff, Format, Kind};
 pub use heif::{encode_still, StillOptions};
 pub use probe::{check_file, probe_bytes, probe_file, probe_headers, DiskInfo, Probe};
 pub use render::{full_memory, render_file, render_memory, to_full, to_webp, Rendered};
-pub use spec::{parse_size, FitMode, OutputFormat, VariantSpec};
+pub use spec::{parse_size, FitMode, OutputFormat, VariantSpec, AVIF_SPEEDS, DEFAULT_AVIF_SPEED};
 pub use svg::{MAX_SVG_DEPTH, MAX_SVG_ELEMENTS, MAX_SVG_NODES};
 
 /// Limits checked before any large allocation.

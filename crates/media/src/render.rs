@@ -210,6 +210,7 @@ fn to_full_inner(
         height: oriented.height,
         format,
         quality,
+        avif_speed: crate::spec::DEFAULT_AVIF_SPEED,
     };
     spec.validate(limits)?;
     encode(&oriented, &spec, probe.format)
@@ -682,7 +683,7 @@ fn encode(img: &Raster, spec: &VariantSpec, source: Format) -> Result<Rendered, 
             img.alpha,
             &heif::StillOptions {
                 quality: spec.quality,
-                speed: AVIF_SPEED,
+                speed: spec.avif_speed,
                 ..Default::default()
             },
         )?,
@@ -722,10 +723,6 @@ fn thumbhash_of(resizer: &mut fr::Resizer, img: &Raster) -> Result<String, Media
 /// decode budget: bytes a pixel, and a fixed part.
 const AVIF_BYTES_PER_PIXEL: u64 = 160;
 const AVIF_BASE: u64 = 32 * 1024 * 1024;
-
-/// libaom's speed for AVIF variants (0 slowest, 9 fastest): 6 keeps a
-/// 1080p variant under a second on one core with little loss.
-const AVIF_SPEED: u8 = 6;
 
 fn color_type(img: &Raster) -> image::ExtendedColorType {
     if img.alpha {

@@ -88,7 +88,21 @@ pub struct VariantSpec {
     /// 1 to 100; used by JPEG, WebP and AVIF (PNG is lossless; WebP at 100
     /// is lossless WebP).
     pub quality: u8,
+    /// libaom's speed for AVIF, [`AVIF_SPEEDS`] (lower: smaller files and
+    /// higher fidelity for more CPU); other formats ignore it.
+    pub avif_speed: u8,
 }
+
+/// The AVIF speed of a variant unless a preset says otherwise: 6 makes a
+/// 1600-pixel AVIF of a photograph in 0.3 to 0.7 of libvips' CPU (which
+/// uses 5); 5 matches libvips' bytes and SSIM at about its CPU (measured
+/// by `bench/variants.sh`, see the README).
+pub const DEFAULT_AVIF_SPEED: u8 = 6;
+
+/// The AVIF speeds a variant may ask for. Below 4 libaom takes many times
+/// longer for little gain, which a render (under the decode budget, on a
+/// worker) should not spend.
+pub const AVIF_SPEEDS: std::ops::RangeInclusive<u8> = 4..=9;
 
 impl VariantSpec {
     pub fn fit(width: u32, height: u32) -> Self {
@@ -98,6 +112,7 @@ impl VariantSpec {
             height,
             format: OutputFormat::Jpeg,
             quality: 85,
+            avif_speed: DEFAULT_AVIF_SPEED,
         }
     }
 
@@ -120,6 +135,14 @@ impl VariantSpec {
             return Err(MediaError::InvalidSpec(format!(
                 "quality {} is not within 1..=100",
                 self.quality
+            )));
+        }
+        if !AVIF_SPEEDS.contains(&self.avif_speed) {
+            return Err(MediaError::InvalidSpec(format!(
+                "AVIF speed {} is not within {}..={}",
+                self.avif_speed,
+                AVIF_SPEEDS.start(),
+                AVIF_SPEEDS.end()
             )));
         }
         limits.check(self.width, self.height).map_err(|e| match e {
@@ -147,17 +170,19 @@ impl fmt::Display for VariantSpec {
             FitMode::Fit => "fit",
             FitMode::Fill => "fill",
         };
-        write!(
-            f,
-            "{mode}-{}x{}-q{}.{}",
-            self.width, self.height, self.quality, self.format
-        )
+        write!(f, "{mode}-{}x{}-q{}", self.width, self.height, self.quality)?;
+        if self.format == OutputFormat::Avif && self.avif_speed != DEFAULT_AVIF_SPEED {
+            write!(f, "-s{}", self.avif_speed)?;
+        }
+        write!(f, ".{}", self.format)
     }
 }
 
 impl FromStr for VariantSpec {
     type Err = MediaError;
-    /// Parses the canonical key, e.g. `fit-1600x1600-q85.jpeg` or `fill-50x50-q90.webp`.
+    /// Parses the canonical key, e.g. `fit-1600x1600-q85.jpeg`,
+    /// `fill-50x50-q90.webp` or `fit-800x800-q60-s5.avif` (an AVIF speed
+    /// other than [`DEFAULT_AVIF_SPEED`]).
     fn from_str(s: &str) -> Result<Self, MediaError> {
         let bad = || MediaError::InvalidSpec(format!("{s:?} is not like fit-1600x1600-q85.jpeg"));
         let (stem, ext) = s.rsplit_once('.').ok_or_else(bad)?;
@@ -173,16 +198,25 @@ impl FromStr for VariantSpec {
             .and_then(|q| q.strip_prefix('q'))
             .and_then(|q| q.parse::<u8>().ok())
             .ok_or_else(bad)?;
+        let format: OutputFormat = ext.parse()?;
+        let avif_speed = match parts.next() {
+            None => DEFAULT_AVIF_SPEED,
+            Some(s) if format == OutputFormat::Avif => s
+                .strip_prefix('s')
+                .and_then(|s| s.parse::<u8>().ok())
+                .ok_or_else(bad)?,
+            Some(_) => return Err(bad()),
+        };
         if parts.next().is_some() {
             return Err(bad());
         }
-        let format = ext.parse()?;
         Ok(VariantSpec {
             mode,
             width,
             height,
             format,
             quality,
+            avif_speed,
         })
     }
 }
@@ -201,7 +235,17 @@ mod tests {
         assert_eq!((fill.width, fill.height, fill.quality), (50, 40, 90));
         assert_eq!(fill.format, OutputFormat::Webp);
         assert_eq!(fill.to_string(), "fill-50x40-q90.webp");
+        let avif: VariantSpec = "fit-800x600-q60-s5.avif".parse().unwrap();
+        assert_eq!((avif.quality, avif.avif_speed), (60, 5));
+        assert_eq!(avif.to_string(), "fit-800x600-q60-s5.avif");
+        let plain: VariantSpec = "fit-800x600-q60.avif".parse().unwrap();
+        assert_eq!(plain.avif_speed, DEFAULT_AVIF_SPEED);
+        assert_eq!(plain.to_string(), "fit-800x600-q60.avif");
         for bad in [
+            "fit-1x1-q85-s5.jpeg",
+            "fit-1x1-q85-5.avif",
+            "fit-1x1-q85-sx.avif",
+            "fit-1x1-q85-s5-s6.avif",
             "fit-1600-q85.jpeg",
             "zoom-1x1-q85.jpeg",
             "fit-1x1-q85.gif",
@@ -224,5 +268,10 @@ mod tests {
         let mut q = VariantSpec::fit(10, 10);
         q.quality = 0;
         assert!(q.validate(&limits).is_err());
+        for (speed, ok) in [(3, false), (4, true), (9, true), (10, false)] {
+            let mut s = VariantSpec::fit(10, 10);
+            s.avif_speed = speed;
+            assert_eq!(s.validate(&limits).is_ok(), ok, "speed {speed}");
+        }
     }
 }

@@ -273,6 +273,7 @@ fn png_spec(mode: FitMode, w: u32, h: u32) -> VariantSpec {
         height: h,
         format: OutputFormat::Png,
         quality: 90,
+        avif_speed: tintype_media::DEFAULT_AVIF_SPEED,
     }
 }
 

@@ -766,11 +766,21 @@ fn lossy_webp_and_avif_variants() {
             spec(OutputFormat::Webp, 100),
             spec(OutputFormat::Avif, 60),
             spec(OutputFormat::Png, 85),
+            VariantSpec {
+                avif_speed: 9,
+                ..spec(OutputFormat::Avif, 60)
+            },
         ],
         &limits,
     )
     .unwrap();
     let (lossy, lossless, avif, png) = (&out[0], &out[1], &out[2], &out[3]);
+    // The preset's AVIF speed reaches libaom: the same picture and quality
+    // at another speed is another encoding.
+    let fastest = &out[4];
+    assert_eq!(fastest.spec.avif_speed, 9);
+    assert_eq!(sniff(&fastest.bytes), Some(Format::Avif));
+    assert_ne!(fastest.bytes, avif.bytes, "speed 9 encoded as speed 6 did");
     assert_eq!(lossy.content_type, "image/webp");
     assert_eq!(avif.content_type, "image/avif");
     assert_eq!(sniff(&avif.bytes), Some(Format::Avif));

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use tintype_media::{
     parse_size, probe_file, probe_headers, render_file, FitMode, Limits, OutputFormat, VariantSpec,
+    DEFAULT_AVIF_SPEED,
 };
 
 /// Print what tintype learns about a file (format, size, EXIF, GPS) as JSON.
@@ -34,6 +35,9 @@ pub struct RenderArgs {
     /// jpeg, png, webp or avif.
     #[arg(long, default_value = "jpeg")]
     pub format: String,
+    /// libaom's speed for AVIF, 4 (smaller, slower) to 9.
+    #[arg(long, default_value_t = DEFAULT_AVIF_SPEED)]
+    pub avif_speed: u8,
 }
 
 pub fn run_probe(a: ProbeArgs) -> anyhow::Result<()> {
@@ -55,6 +59,7 @@ pub fn run_render(a: RenderArgs) -> anyhow::Result<()> {
                 height,
                 format,
                 quality: a.quality,
+                avif_speed: a.avif_speed,
             });
         }
     }

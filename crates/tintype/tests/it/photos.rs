@@ -158,3 +158,91 @@ fn heic_upload_gets_a_thumbhash_and_negotiated_variants() {
     assert!(names.contains(&"medium"), "{names:?}");
     assert!(names.iter().all(|n| !n.contains('@')), "{names:?}");
 }
+
+/// A photograph-like JPEG (gradients and noise), where encoder settings show.
+fn noisy_jpeg(w: u32, h: u32) -> Vec<u8> {
+    let mut px = image::RgbImage::new(w, h);
+    let mut seed = 11u32;
+    for (x, y, p) in px.enumerate_pixels_mut() {
+        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        let n = ((seed >> 16) % 32) as u8;
+        *p = image::Rgb([
+            ((x * 200 / w) as u8).saturating_add(n),
+            ((y * 200 / h) as u8).saturating_add(n),
+            90u8.saturating_add(n),
+        ]);
+    }
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(px)
+        .write_to(&mut out, image::ImageFormat::Jpeg)
+        .unwrap();
+    out.into_inner()
+}
+
+#[test]
+fn a_presets_avif_speed_reaches_the_encoder_and_is_bounded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let preset = |name: &str, speed: u8| {
+        format!(
+            "[[presets]]\nname = \"{name}\"\nmode = \"fit\"\nwidth = 160\nheight = 160\n\
+             format = \"avif\"\navif_quality = 60\navif_speed = {speed}\non_upload = false\n"
+        )
+    };
+
+    // Out of bounds: the server refuses to start and says why.
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(&bad, preset("slow", 2)).unwrap();
+    let mut child = base_command(&data)
+        .arg("serve")
+        .env("TINTYPE_CONFIG", bad.to_str().unwrap())
+        .env("TINTYPE_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut exited = None;
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait().unwrap() {
+            exited = Some(status);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if exited.is_none() {
+        child.kill().unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        exited.is_some_and(|s| !s.success()),
+        "started with avif_speed 2: {stderr}"
+    );
+    assert!(stderr.contains("avif_speed"), "{stderr}");
+
+    // Two presets that differ only in speed give two encodings.
+    let good = tmp.path().join("good.toml");
+    std::fs::write(&good, preset("careful", 4) + &preset("quick", 9)).unwrap();
+    let s = Server::start(
+        &data,
+        Opts::default().env("TINTYPE_CONFIG", good.to_str().unwrap()),
+    );
+    let token = user_with_token(&data, "ines", &[]);
+    let c = client();
+    let img = upload_raw(&c, &s, &token, "photo.jpg", noisy_jpeg(480, 320));
+    let id = img["id"].as_str().unwrap().to_string();
+    let mut bodies = Vec::new();
+    for name in ["careful", "quick"] {
+        let url = s.url(&format!("/v1/images/{id}/variants/{name}"));
+        let (status, ct, _, body) = get(&c, &url, &token, None);
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(ct, "image/avif");
+        let path = tmp.path().join(format!("{name}.avif"));
+        std::fs::write(&path, &body).unwrap();
+        let probe = tintype_media::probe_file(&path, &tintype_media::Limits::default()).unwrap();
+        assert_eq!((probe.width, probe.height), (Some(160), Some(107)));
+        bodies.push(body);
+    }
+    assert_ne!(bodies[0], bodies[1], "speed 4 and speed 9 encoded alike");
+}
