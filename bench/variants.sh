@@ -8,6 +8,7 @@
 #   bench/variants.sh            # RUNS=5 by default
 #   TINTYPE_BIN=/path/to/tintype RUNS=10 bench/variants.sh
 #   FORMATS=0 bench/variants.sh  # the first table only
+#   AVIF_SPEED=5 bench/variants.sh  # tintype's AVIF at libaom speed 5 (default 6)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -140,7 +141,9 @@ for photo in "${photos[@]}"; do
             [ "$f" = jpeg ] && ext=jpg
             t="$out/fmt/t" v="$out/fmt/v"
             rm -rf "$t" "$v" && mkdir -p "$t" "$v"
-            once tintype "'$bin' render '$photo' --out '$t' --fit ${size}x${size} --format $f --quality $q"
+            speed=()
+            [ "$f" = avif ] && speed=(--avif-speed "${AVIF_SPEED:-6}")
+            once tintype "'$bin' render '$photo' --out '$t' --fit ${size}x${size} --format $f --quality $q ${speed[*]}"
             tcpu=$CPU trss=$RSS
             once vips "vipsthumbnail '$photo' --size $size -o '$v/v.$ext[Q=$q]'"
             vcpu=$CPU vrss=$RSS
