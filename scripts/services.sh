@@ -18,7 +18,7 @@
 #
 # Needs: PostgreSQL's initdb/pg_ctl (installed with apt-get when missing) and
 # a garage binary at ${GARAGE_BIN:-$HOME/.cache/tintype-tools/bin/garage},
-# built once with `cargo install garage` when missing (several minutes).
+# built once with `cargo install garage` when missing (about 5 minutes).
 # Works as root (PostgreSQL then runs as the `postgres` user) and
 # non-interactively.
 set -euo pipefail
@@ -186,7 +186,13 @@ if [ ! -x "$GARAGE_BIN" ]; then
     log "building garage $GARAGE_VERSION into $TOOLS (takes several minutes; log $TOOLS/garage-build.log)"
     mkdir -p "$TOOLS"
     t0=$(date +%s)
-    CARGO_TARGET_DIR="$TOOLS/target" nice -n 19 cargo install "garage@$GARAGE_VERSION" --locked \
+    # Only what the tests use (the S3 API on SQLite metadata), optimised
+    # lightly: a test server, built in a third of the time of a default
+    # release build (measured: 276 s against 821 s on two cores).
+    CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_DEBUG=0 \
+        CARGO_PROFILE_RELEASE_INCREMENTAL=false CARGO_TARGET_DIR="$TOOLS/target" \
+        nice -n 19 cargo install "garage@$GARAGE_VERSION" --locked \
+        --no-default-features --features bundled-libs,sqlite \
         --root "$TOOLS" >"$TOOLS/garage-build.log" 2>&1 || die "building garage failed; see $TOOLS/garage-build.log"
     log "garage built in $(($(date +%s) - t0))s"
     [ -x "$GARAGE_BIN" ] || die "garage built but not at $GARAGE_BIN (set GARAGE_BIN)"
