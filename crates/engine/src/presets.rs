@@ -168,26 +168,20 @@ impl Presets {
                     p.name
                 ));
             }
-            for (what, q) in [
-                ("quality", p.quality),
-                ("webp_quality", p.webp_quality),
-                ("avif_quality", p.avif_quality),
+            for (what, v, range) in [
+                ("quality", p.quality, 1..=100),
+                ("webp_quality", p.webp_quality, 1..=100),
+                ("avif_quality", p.avif_quality, 1..=100),
+                ("avif_speed", p.avif_speed, AVIF_SPEEDS),
             ] {
-                if !(1..=100).contains(&q) {
+                if !range.contains(&v) {
                     return Err(format!(
-                        "preset {:?}: {what} {q} is not within 1..=100",
-                        p.name
+                        "preset {:?}: {what} {v} is not within {}..={}",
+                        p.name,
+                        range.start(),
+                        range.end()
                     ));
                 }
-            }
-            if !AVIF_SPEEDS.contains(&p.avif_speed) {
-                return Err(format!(
-                    "preset {:?}: avif_speed {} is not within {}..={}",
-                    p.name,
-                    p.avif_speed,
-                    AVIF_SPEEDS.start(),
-                    AVIF_SPEEDS.end()
-                ));
             }
             // Names with a dot are kept for full-size conversions (`full.webp`).
             if !p
